@@ -1,0 +1,3 @@
+"""Switchyard: a TCP edge router that speaks Traefik's TCP configuration."""
+
+__version__ = "0.1.0"
