@@ -1,0 +1,1 @@
+"""TCP middlewares: checks a routed connection passes before reaching its service."""

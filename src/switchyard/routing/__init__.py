@@ -1,0 +1,1 @@
+"""Routing: the compiled tables the data plane consults per connection."""

@@ -1,0 +1,337 @@
+"""Compiles validated configuration into a Runtime: statuses plus per-entry-point routing tables."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchyard.config.dynamic import DynamicConfig, ServersTransport as TransportConfig, TCPMiddleware, TCPRouter, TCPService
+from switchyard.config.loader import ConfigIssue
+from switchyard.config.static import StaticConfig
+from switchyard.middlewares.base import Middleware
+from switchyard.middlewares.inflightconn import InFlightConn
+from switchyard.middlewares.ipallowlist import IPAllowList
+from switchyard.routing.table import Route, RouteList, RoutingTable, sort_routes
+from switchyard.rules import RuleError, default_priority, host_sni_values, parse_rule
+from switchyard.services import DEFAULT_TRANSPORT, LoadBalancer, Server, Service, ServersTransport, WeightedService
+from switchyard.status import ElementStatus
+
+log = logging.getLogger("switchyard.config")
+
+MAX_PRIORITY = (1 << 63) - 1 - 1000
+
+
+class BuildError(Exception):
+    """A service, middleware or transport that cannot be built; the message says why."""
+
+
+def qualify(reference: str, provider: str) -> str:
+    """Traefik's name qualification: references without `@` belong to the referrer's provider."""
+    return reference if "@" in reference else f"{reference}@{provider}"
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` into parts; ValueError when there is no usable port."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"address {address!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"address {address!r}: put an IPv6 host in brackets, e.g. [::1]:8080")
+    number = int(port)
+    if number > 65535:
+        raise ValueError(f"address {address!r}: port {number} is out of range")
+    return host, number
+
+
+@dataclass
+class Runtime:
+    """One configuration generation: what the API shows and what entry points route with."""
+
+    routers: dict[str, ElementStatus] = field(default_factory=dict)
+    services: dict[str, ElementStatus] = field(default_factory=dict)
+    middlewares: dict[str, ElementStatus] = field(default_factory=dict)
+    tables: dict[str, RoutingTable] = field(default_factory=dict)
+    service_objects: dict[str, Service] = field(default_factory=dict)
+    issues: list[ConfigIssue] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """Every error and warning, one line each, element first."""
+        lines = [f"{i.severity}: {i.source}: {i.path}: {i.message}" for i in self.issues]
+        for group in (self.routers, self.services, self.middlewares):
+            for element in group.values():
+                for error in element.errors:
+                    severity = "error" if element.status == "disabled" else "warning"
+                    lines.append(f'{severity}: {element.kind} "{element.name}": {error}')
+        return lines
+
+
+class _Builder:
+    def __init__(self, static: StaticConfig, configs: Mapping[str, DynamicConfig],
+                 previous: Runtime | None) -> None:
+        self.static = static
+        self.entrypoints = {
+            name: ep for name, ep in static.entry_points.items()
+            if not ep.address.lower().endswith("/udp")
+        }
+        self.default_eps = static.default_entry_points()
+        self.runtime = Runtime()
+        self.routers: dict[str, tuple[str, str, TCPRouter]] = {}
+        self.services: dict[str, tuple[str, TCPService]] = {}
+        self.middleware_cfgs: dict[str, tuple[str, TCPMiddleware]] = {}
+        self.transports: dict[str, TransportConfig] = {}
+        self.previous_services = previous.service_objects if previous else {}
+        self._building: list[str] = []
+        for provider, config in configs.items():
+            tcp = config.tcp
+            for name, router in tcp.routers.items():
+                self.routers[f"{name}@{provider}"] = (name, provider, router)
+            for name, service in tcp.services.items():
+                self.services[f"{name}@{provider}"] = (provider, service)
+                self.runtime.services[f"{name}@{provider}"] = ElementStatus(
+                    "service", f"{name}@{provider}", provider, service)
+            for name, middleware in tcp.middlewares.items():
+                self.middleware_cfgs[f"{name}@{provider}"] = (provider, middleware)
+                self.runtime.middlewares[f"{name}@{provider}"] = ElementStatus(
+                    "middleware", f"{name}@{provider}", provider, middleware)
+            for name, transport in tcp.servers_transports.items():
+                self.transports[f"{name}@{provider}"] = transport
+
+    # -- services ---------------------------------------------------------
+
+    def service(self, qualified: str) -> Service:
+        """The service object for a qualified name, built once and shared by every router."""
+        built = self.runtime.service_objects.get(qualified)
+        if built is not None:
+            return built
+        if qualified not in self.services:
+            raise BuildError(f'the service "{qualified}" does not exist')
+        if qualified in self._building:
+            chain = " -> ".join([*self._building[self._building.index(qualified):], qualified])
+            raise BuildError(f"recursion detected in weighted services: {chain}")
+        provider, config = self.services[qualified]
+        status = self.runtime.services[qualified]
+        self._building.append(qualified)
+        try:
+            service = self._make_service(qualified, provider, config, status)
+        except BuildError as exc:
+            status.add_error(str(exc), critical=True)
+            raise
+        finally:
+            self._building.pop()
+        self.runtime.service_objects[qualified] = service
+        return service
+
+    def _make_service(self, qualified: str, provider: str, config: TCPService,
+                      status: ElementStatus) -> Service:
+        if config.load_balancer is not None and config.weighted is not None:
+            raise BuildError(
+                f'cannot create service "{qualified}": multi-types service not supported, '
+                "keep either loadBalancer or weighted")
+        if config.weighted is not None:
+            children: list[tuple[Service, int]] = []
+            for child in config.weighted.services:
+                weight = 1 if child.weight is None else child.weight
+                children.append((self.service(qualify(child.name, provider)), weight))
+            return WeightedService(qualified, children)
+        lb = config.load_balancer
+        if lb is None:
+            raise BuildError(f'the service "{qualified}" does not have any type defined: '
+                             "add loadBalancer or weighted")
+        transport = self._transport(lb.servers_transport, provider, lb)
+        previous = self.previous_services.get(qualified)
+        servers: list[Server] = []
+        for index, entry in enumerate(lb.servers):
+            try:
+                host, port = split_host_port(entry.address)
+            except ValueError as exc:
+                # Traefik skips such servers with a log line only (spec 1.2); we
+                # also surface it as a warning so the API and `check` show it.
+                status.add_error(f"servers[{index}] skipped: {exc}", critical=False)
+                continue
+            servers.append(Server(entry.address, host, port, tls=entry.tls))
+        if isinstance(previous, LoadBalancer) and previous.transport == transport and [
+            (s.address, s.tls) for s in previous.servers
+        ] == [(s.address, s.tls) for s in servers]:
+            # Same servers, same transport: keep the objects so health state and
+            # counters survive the reload.
+            return previous
+        return LoadBalancer(qualified, servers, transport)
+
+    def _transport(self, reference: str, provider: str, lb: Any) -> ServersTransport:
+        if not reference:
+            version = 0
+            if lb.proxy_protocol is not None:
+                version = lb.proxy_protocol.version
+                _check_proxy_version(version)
+            delay = DEFAULT_TRANSPORT.termination_delay
+            if lb.termination_delay is not None:
+                # Deprecated field, documented in milliseconds; Traefik reads it
+                # as nanoseconds (spec 6.4). We honour the documentation.
+                delay = lb.termination_delay / 1000.0
+            static_transport = self.static.tcp_servers_transport
+            if static_transport is not None:
+                return ServersTransport(
+                    name="default@internal",
+                    dial_timeout=static_transport.dial_timeout,
+                    dial_keep_alive=static_transport.dial_keep_alive,
+                    termination_delay=(static_transport.termination_delay
+                                       if lb.termination_delay is None else delay),
+                    proxy_protocol_version=version,
+                )
+            return ServersTransport(termination_delay=delay, proxy_protocol_version=version)
+        qualified = qualify(reference, provider)
+        config = self.transports.get(qualified)
+        if config is None:
+            raise BuildError(f'no transport configuration found for "{qualified}"')
+        version = 0
+        if config.proxy_protocol is not None:
+            version = config.proxy_protocol.version
+            _check_proxy_version(version)
+        return ServersTransport(
+            name=qualified,
+            dial_timeout=config.dial_timeout,
+            dial_keep_alive=config.dial_keep_alive,
+            termination_delay=config.termination_delay,
+            proxy_protocol_version=version,
+        )
+
+    # -- middlewares ------------------------------------------------------
+
+    def middleware(self, qualified: str) -> Middleware:
+        """A fresh instance: Traefik keeps middleware state per router and entry point."""
+        found = self.middleware_cfgs.get(qualified)
+        if found is None:
+            raise BuildError(f'middleware "{qualified}" does not exist')
+        _, config = found
+        status = self.runtime.middlewares[qualified]
+        kinds = [k for k, v in (("inFlightConn", config.in_flight_conn),
+                                ("ipWhiteList", config.ip_white_list),
+                                ("ipAllowList", config.ip_allow_list)) if v is not None]
+        if not kinds:
+            raise BuildError(f'middleware "{qualified}" does not exist: it sets no type')
+        if len(kinds) > 1:
+            # Traefik silently lets the last one win; we keep that and say so.
+            status.add_error(f"several middleware types set ({', '.join(kinds)}); "
+                             f"only {kinds[-1]} applies", critical=False)
+        try:
+            if kinds[-1] == "inFlightConn":
+                assert config.in_flight_conn is not None
+                return InFlightConn(qualified, config.in_flight_conn.amount)
+            allow = config.ip_allow_list if kinds[-1] == "ipAllowList" else config.ip_white_list
+            assert allow is not None
+            return IPAllowList(qualified, allow.source_range)
+        except ValueError as exc:
+            status.add_error(f"{kinds[-1]}: {exc}", critical=True)
+            raise BuildError(f'middleware "{qualified}": {kinds[-1]}: {exc}') from exc
+
+    # -- routers ----------------------------------------------------------
+
+    def build(self) -> Runtime:
+        routes_by_ep: dict[str, list[Route]] = {ep: [] for ep in self.entrypoints}
+        for qualified in sorted(self.routers):
+            name, provider, config = self.routers[qualified]
+            status = ElementStatus("router", qualified, provider, config)
+            self.runtime.routers[qualified] = status
+            for ep, route in self._router(name, provider, config, status):
+                routes_by_ep[ep].append(route)
+        for status in self.runtime.routers.values():
+            config = status.config
+            if config.service:
+                service_status = self.runtime.services.get(qualify(config.service, status.provider))
+                if service_status is not None:
+                    service_status.used_by.append(status.name)
+            for reference in config.middlewares:
+                mw_status = self.runtime.middlewares.get(qualify(reference, status.provider))
+                if mw_status is not None:
+                    mw_status.used_by.append(status.name)
+        for ep_name, ep in self.entrypoints.items():
+            routes = sort_routes(routes_by_ep[ep_name])
+            self.runtime.tables[ep_name] = RoutingTable(
+                entrypoint=ep_name,
+                plain=RouteList([r for r in routes if not r.tls]),
+                tls=RouteList([r for r in routes if r.tls]),
+                read_timeout=ep.transport.responding_timeouts.read_timeout,
+            )
+        return self.runtime
+
+    def _router(self, name: str, provider: str, config: TCPRouter,
+                status: ElementStatus) -> list[tuple[str, Route]]:
+        def fail(message: str) -> list[tuple[str, Route]]:
+            status.add_error(message, critical=True)
+            return []
+
+        if "@" in name:
+            return fail(f'router name "{name}" must not contain "@": rename it '
+                        "(the provider suffix is added by Switchyard)")
+        eps = list(config.entry_points) or list(self.default_eps)
+        using = []
+        for ep in eps:
+            if ep in self.entrypoints:
+                using.append(ep)
+            else:
+                status.add_error(f'entryPoint "{ep}" doesn\'t exist', critical=False)
+        status.using = using
+        if not using:
+            return fail("no valid entryPoint for this router")
+        if not config.service:
+            return fail("the service is missing on the router")
+        if not config.rule:
+            return fail("router has no rule")
+        try:
+            hosts = host_sni_values(config.rule)
+        except RuleError as exc:
+            return fail(f'invalid rule: "{config.rule}" , {exc}')
+        if config.tls is None and hosts and hosts[0] != "*":
+            return fail(f'invalid rule: "{config.rule}" , has HostSNI matcher, but no TLS on router: '
+                        "add tls (passthrough or termination) or use HostSNI(`*`)")
+        priority = config.priority or default_priority(config.rule)
+        status.priority = priority
+        if priority > MAX_PRIORITY:
+            return fail(f"the router priority {priority} exceeds the max priority {MAX_PRIORITY}")
+        service_name = qualify(config.service, provider)
+        try:
+            service = self.service(service_name)
+        except BuildError as exc:
+            return fail(str(exc))
+        try:
+            rule = parse_rule(config.rule, config.rule_syntax)
+        except RuleError as exc:
+            return fail(f'error while parsing rule {config.rule}: {exc}')
+        if config.tls is not None and not config.tls.passthrough:
+            return fail("TLS termination is not supported yet: set tls.passthrough: true")
+        routes = []
+        for ep in using:
+            try:
+                middlewares = tuple(self.middleware(qualify(m, provider)) for m in config.middlewares)
+            except BuildError as exc:
+                return fail(str(exc))
+            routes.append((ep, Route(
+                name=status.name,
+                rule=rule,
+                priority=priority,
+                middlewares=middlewares,
+                service=service,
+                service_name=service_name,
+                tls=config.tls is not None,
+                passthrough=config.tls is not None and config.tls.passthrough,
+            )))
+        return routes
+
+
+def _check_proxy_version(version: int) -> None:
+    if version not in (1, 2):
+        raise BuildError(f"unknown proxyProtocol version: {version} (use 1 or 2)")
+
+
+def build_runtime(static: StaticConfig, configs: Mapping[str, DynamicConfig],
+                  issues: Sequence[ConfigIssue] = (), previous: Runtime | None = None) -> Runtime:
+    """Compile every provider's config; invalid elements are disabled, the rest runs."""
+    runtime = _Builder(static, configs, previous).build()
+    runtime.issues = list(issues)
+    for line in runtime.problems():
+        log.warning("%s", line)
+    return runtime

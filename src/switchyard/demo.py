@@ -1,0 +1,151 @@
+"""The embedded demo: whoami backends, a demo config, and Switchyard routing to them."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import tempfile
+from pathlib import Path
+
+from switchyard.config.loader import static_from_dict
+from switchyard.server import Switchyard
+from switchyard.whoami import server_tls_context, start_whoami
+
+DEMO_CONFIG = """\
+# Switchyard demo: the dynamic configuration, in Traefik's own format.
+tcp:
+  routers:
+    # TLS passthrough, routed by SNI: the backend terminates TLS itself.
+    secure:
+      entryPoints: [tls]
+      rule: "HostSNI(`secure.demo.localhost`)"
+      service: tls-backend
+      tls:
+        passthrough: true
+    # A wildcard SNI router: any other *.demo.localhost name.
+    wildcard:
+      entryPoints: [tls]
+      rule: "HostSNI(`*.demo.localhost`)"
+      service: tls-backend-2
+      tls:
+        passthrough: true
+    # Plain TCP catch-all: every plain connection, round robin over two servers.
+    plain:
+      entryPoints: [tcp]
+      rule: "HostSNI(`*`)"
+      service: plain-backends
+    # Allow-listed: loopback clients only, at most 2 at a time per client IP.
+    admin:
+      entryPoints: [admin]
+      rule: "HostSNI(`*`)"
+      service: admin-backend
+      middlewares: [local-only, two-at-a-time]
+    # Allow-listed for a network you are not in: every connection is refused.
+    blocked:
+      entryPoints: [blocked]
+      rule: "HostSNI(`*`)"
+      service: admin-backend
+      middlewares: [documentation-net-only]
+  middlewares:
+    local-only:
+      ipAllowList:
+        sourceRange: ["127.0.0.1/32", "::1"]
+    two-at-a-time:
+      inFlightConn:
+        amount: 2
+    documentation-net-only:
+      ipAllowList:
+        sourceRange: ["192.0.2.0/24"]
+  services:
+    tls-backend:
+      loadBalancer:
+        servers: [{address: "127.0.0.1:{tls_a}"}]
+    tls-backend-2:
+      loadBalancer:
+        servers: [{address: "127.0.0.1:{tls_b}"}]
+    plain-backends:
+      loadBalancer:
+        servers: [{address: "127.0.0.1:{plain_a}"}, {address: "127.0.0.1:{plain_b}"}]
+    admin-backend:
+      loadBalancer:
+        servers: [{address: "127.0.0.1:{admin}"}]
+"""
+
+
+def write_self_signed(directory: Path) -> tuple[str, str]:
+    """A throwaway certificate for *.demo.localhost, so the TLS backends can serve."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "demo.localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("demo.localhost"), x509.DNSName("*.demo.localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "demo.crt", directory / "demo.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+async def run_demo(base_port: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="switchyard-demo-"))
+    cert, key = write_self_signed(workdir)
+    tls = server_tls_context(cert, key)
+    backends = {
+        "tls_a": await start_whoami("secure-backend", tls=tls),
+        "tls_b": await start_whoami("wildcard-backend", tls=tls),
+        "plain_a": await start_whoami("plain-a"),
+        "plain_b": await start_whoami("plain-b"),
+        "admin": await start_whoami("admin-backend"),
+    }
+    ports = {name: server.sockets[0].getsockname()[1] for name, server in backends.items()}
+    dynamic = workdir / "dynamic.yml"
+    text = DEMO_CONFIG
+    for name, port in ports.items():
+        text = text.replace("{" + name + "}", str(port))
+    dynamic.write_text(text)
+    entrypoints = {"tcp": base_port, "admin": base_port + 1, "blocked": base_port + 2,
+                   "tls": base_port + 3}
+    static, _ = static_from_dict({
+        "entryPoints": {name: {"address": f"127.0.0.1:{port}"} for name, port in entrypoints.items()},
+        "providers": {"file": {"filename": str(dynamic)}},
+    }, "demo")
+    app = Switchyard(static)
+    tcp, admin, blocked, tls_port = (entrypoints[n] for n in ("tcp", "admin", "blocked", "tls"))
+    print(f"""
+Switchyard demo is running. Config: {dynamic}
+
+  Plain TCP catch-all, round robin over plain-a / plain-b (run it twice):
+    nc 127.0.0.1 {tcp}
+  TLS passthrough by SNI (the backend's own certificate answers):
+    openssl s_client -connect 127.0.0.1:{tls_port} -servername secure.demo.localhost -quiet
+  Wildcard SNI router (*.demo.localhost):
+    openssl s_client -connect 127.0.0.1:{tls_port} -servername anything.demo.localhost -quiet
+  Unknown SNI: no router matches, the connection is closed:
+    openssl s_client -connect 127.0.0.1:{tls_port} -servername example.com -quiet
+  Allow-listed (loopback allowed, at most 2 connections at a time):
+    nc 127.0.0.1 {admin}
+  Allow-listed for 192.0.2.0/24 only: closed at once, nothing written:
+    nc 127.0.0.1 {blocked}
+
+Each backend greets with its name and the client address it sees, then echoes.
+Ctrl-C stops.
+""", flush=True)
+    try:
+        await app.serve()
+    finally:
+        for server in backends.values():
+            server.close()

@@ -1,0 +1,25 @@
+"""ipAllowList (and its deprecated alias ipWhiteList): admit listed client IPs only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from switchyard.ipcheck import IPChecker
+from switchyard.middlewares.base import Admissible
+
+
+class IPAllowList:
+    """Refuses connections whose client IP is outside `sourceRange` (spec 5.3)."""
+
+    __slots__ = ("name", "_checker")
+
+    def __init__(self, name: str, source_range: Sequence[str]) -> None:
+        if not source_range:
+            raise ValueError("sourceRange is empty: list at least one IP or CIDR to allow")
+        self.name = name
+        self._checker = IPChecker(source_range)
+
+    def admit(self, conn: Admissible) -> str | None:
+        if self._checker.contains(conn.client_ip):
+            return None
+        return f"client IP {conn.client_ip} is not in the allow list of {self.name}"

@@ -1,0 +1,1 @@
+"""Providers: where dynamic configuration comes from."""

@@ -1,0 +1,307 @@
+"""One proxied connection: peek, classify, route, admit, dial, then relay both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from switchyard.rules import ConnMeta
+from switchyard.tls.clienthello import HelloKind, read_client_hello
+
+if TYPE_CHECKING:
+    from switchyard.proxy.entrypoint import EntryPoint
+    from switchyard.routing.table import Route, RoutingTable
+    from switchyard.services import Server, ServersTransport
+
+log = logging.getLogger("switchyard.proxy")
+
+# Connection states, in the order a connection normally passes through them.
+PEEKING, DIALING, RELAYING, CLOSED = "peeking", "dialing", "relaying", "closed"
+
+_KEEPALIVE_SECONDS = 180  # Traefik's keep-alive period on accepted sockets
+
+
+def client_host(peer: object) -> tuple[str, int]:
+    """The client address as Go prints it: IPv4-mapped IPv6 shown as plain IPv4."""
+    if not isinstance(peer, tuple) or len(peer) < 2:
+        return "", 0
+    host = str(peer[0])
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host, int(peer[1])
+
+
+def _set_keepalive(transport: asyncio.BaseTransport, idle: int) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, idle)
+    except OSError:
+        pass
+
+
+class ClientConnection(asyncio.Protocol):
+    """The client side of a proxied connection; owns the whole connection's life."""
+
+    def __init__(self, entrypoint: EntryPoint) -> None:
+        self.entrypoint = entrypoint
+        self.table: RoutingTable = entrypoint.table
+        self.state = PEEKING
+        self.transport: asyncio.Transport | None = None
+        self.backend: BackendConnection | None = None
+        self.client_ip = ""
+        self.client_port = 0
+        self.started = time.monotonic()
+        self.route: Route | None = None
+        self.server: Server | None = None
+        self.sni: str | None = None
+        self.bytes_in = 0  # client -> backend
+        self.bytes_out = 0  # backend -> client
+        self.close_reason = ""
+        self._buffer = bytearray()
+        self._client_eof = False
+        self._backend_eof = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._on_close: list[Callable[[], None]] = []
+
+    # -- asyncio.Protocol (client side) ----------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.client_ip, self.client_port = client_host(transport.get_extra_info("peername"))
+        _set_keepalive(transport, _KEEPALIVE_SECONDS)
+        self.entrypoint.connections.add(self)
+        table = self.table
+        if table.early_path:
+            # Server-first protocols (SMTP, MySQL, SSH banners) need the backend
+            # before the client has said anything (spec 4.2).
+            route = table.plain.match(ConnMeta(None, (), self.client_ip, False))
+            if route is not None:
+                self._dispatch(route)
+                return
+        if table.read_timeout > 0:
+            self._timer = asyncio.get_running_loop().call_later(
+                table.read_timeout, self._peek_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state is RELAYING:
+            self.bytes_in += len(data)
+            assert self.backend is not None and self.backend.transport is not None
+            self.backend.transport.write(data)
+        elif state is PEEKING:
+            self._buffer += data
+            self._classify()
+        elif state is DIALING:
+            self._buffer += data
+
+    def eof_received(self) -> bool:
+        self._client_eof = True
+        if self.state is PEEKING:
+            self.close("client closed before it could be routed")
+            return False
+        if self.state is RELAYING:
+            self._half_closed(self.backend.transport if self.backend else None)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state is not CLOSED and not self.close_reason:
+            self.close_reason = f"client connection lost: {exc}" if exc else "client closed"
+        self._finish()
+
+    def pause_writing(self) -> None:
+        # The client reads slower than the backend sends: stop reading the backend.
+        if self.backend is not None and self.backend.transport is not None:
+            self.backend.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.backend is not None and self.backend.transport is not None:
+            if not self.backend.transport.is_closing():
+                self.backend.transport.resume_reading()
+
+    # -- middlewares see this -------------------------------------------
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        self._on_close.append(callback)
+
+    # -- the flow -------------------------------------------------------
+
+    def _classify(self) -> None:
+        result = read_client_hello(self._buffer)
+        kind = result.kind
+        if kind is HelloKind.NEED_MORE:
+            return
+        if kind is HelloKind.MALFORMED:
+            self.close(f"malformed TLS ClientHello: {result.reason}")
+            return
+        self._cancel_timer()
+        if kind is HelloKind.HELLO:
+            hello = result.hello
+            assert hello is not None
+            self.sni = hello.sni
+            route = self.table.tls.match(ConnMeta(hello.sni, hello.alpn, self.client_ip, True))
+        else:
+            route = self.table.plain.match(ConnMeta(None, (), self.client_ip, False))
+        if route is None:
+            kind_name = "TLS" if kind is HelloKind.HELLO else "plain TCP"
+            self.close(f"no {kind_name} router matches (sni={self.sni!r}, client={self.client_ip})")
+            return
+        self._dispatch(route)
+
+    def _dispatch(self, route: Route) -> None:
+        self.route = route
+        for middleware in route.middlewares:
+            refusal = middleware.admit(self)
+            if refusal is not None:
+                self.close(f"refused by middleware: {refusal}")
+                return
+        picked = route.service.pick()
+        if picked is None:
+            self.close(f'service "{route.service_name}" has no server available')
+            return
+        self.state = DIALING
+        assert self.transport is not None
+        self.transport.pause_reading()
+        server, transport = picked
+        self.server = server
+        server.open_connections += 1
+        server.total_connections += 1
+        asyncio.get_running_loop().create_task(self._dial(server, transport))
+
+    async def _dial(self, server: Server, transport: ServersTransport) -> None:
+        loop = asyncio.get_running_loop()
+        backend = BackendConnection(self)
+        try:
+            if transport.dial_timeout > 0:
+                async with asyncio.timeout(transport.dial_timeout):
+                    await loop.create_connection(lambda: backend, server.host, server.port)
+            else:
+                await loop.create_connection(lambda: backend, server.host, server.port)
+        except (OSError, TimeoutError) as exc:
+            reason = "dial timed out" if isinstance(exc, TimeoutError) else str(exc)
+            log.warning("%s: cannot reach server %s: %s", self.route.name if self.route else "?",
+                        server.address, reason)
+            self.close(f"dial {server.address} failed: {reason}")
+            return
+        if self.state is CLOSED:
+            if backend.transport is not None:
+                backend.transport.close()
+            return
+        self.backend = backend
+        self._termination_delay = transport.termination_delay
+        assert backend.transport is not None and self.transport is not None
+        if self._buffer:
+            self.bytes_in += len(self._buffer)
+            backend.transport.write(bytes(self._buffer))
+            self._buffer = bytearray()
+        self.state = RELAYING
+        if self._client_eof:
+            self._half_closed(backend.transport)
+        else:
+            self.transport.resume_reading()
+
+    _termination_delay = 0.1
+
+    def _half_closed(self, toward: asyncio.WriteTransport | None) -> None:
+        """One side sent FIN: pass it on; the other side then has the termination delay."""
+        if toward is not None and not toward.is_closing() and toward.can_write_eof():
+            toward.write_eof()
+        if self._client_eof and self._backend_eof:
+            self.close("")
+            return
+        if self._termination_delay >= 0 and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self._termination_delay, self.close, "termination delay expired after half-close")
+
+    def backend_eof(self) -> None:
+        self._backend_eof = True
+        self._half_closed(self.transport)
+
+    def _peek_timed_out(self) -> None:
+        self._timer = None
+        self.close("timed out waiting for the client's first bytes")
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def close(self, reason: str) -> None:
+        """End the connection on both sides; pending writes are flushed first."""
+        if self.state is CLOSED:
+            return
+        if reason and not self.close_reason:
+            self.close_reason = reason
+            log.debug("%s:%d %s", self.client_ip, self.client_port, reason)
+        self.state = CLOSED
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+        if self.backend is not None and self.backend.transport is not None:
+            self.backend.transport.close()
+
+    def _finish(self) -> None:
+        if self.state is not CLOSED:
+            self.close("")
+        if self.entrypoint.connections is not None:
+            self.entrypoint.connections.discard(self)
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            callback()
+        server = self.server
+        if server is not None:
+            server.open_connections -= 1
+            server.bytes_in += self.bytes_in
+            server.bytes_out += self.bytes_out
+            self.server = None
+
+
+class BackendConnection(asyncio.Protocol):
+    """The backend side of a proxied connection; reports everything to its client side."""
+
+    __slots__ = ("client", "transport")
+
+    def __init__(self, client: ClientConnection) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        client.bytes_out += len(data)
+        assert client.transport is not None
+        client.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self.client.backend_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        client = self.client
+        if client.state is RELAYING:
+            if exc is not None and not client.close_reason:
+                client.close_reason = f"backend connection lost: {exc}"
+            client.close("")
+
+    def pause_writing(self) -> None:
+        # The backend reads slower than the client sends: stop reading the client.
+        transport = self.client.transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        transport = self.client.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()

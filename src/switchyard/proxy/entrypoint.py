@@ -1,0 +1,74 @@
+"""An entry point: a listening socket whose connections route with the current table."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from switchyard.proxy.connection import ClientConnection
+from switchyard.routing.table import RouteList, RoutingTable
+
+log = logging.getLogger("switchyard.entrypoint")
+
+
+def open_listener(host: str, port: int, *, reuse_port: bool = False, backlog: int = 4096) -> socket.socket:
+    """A bound, listening, non-blocking socket.
+
+    An empty host listens on every interface, dual-stack where IPv6 exists, as
+    Go does for `:port`; IPv4 clients then appear with their plain IPv4 address.
+    """
+    if host in ("", "*"):
+        family, bind_host = (socket.AF_INET6, "::") if socket.has_ipv6 else (socket.AF_INET, "0.0.0.0")
+    else:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, bind_host = infos[0][0], str(infos[0][4][0])
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if bind_host == "::" else 1)
+        sock.bind((bind_host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class EntryPoint:
+    """Accepts connections and hands each one the routing table current at accept time."""
+
+    def __init__(self, name: str, host: str, port: int, *, reuse_port: bool = False) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.reuse_port = reuse_port
+        self.table = RoutingTable(name, RouteList(()), RouteList(()))
+        self.connections: set[ClientConnection] = set()
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def address(self) -> str:
+        host = self.host if self.host else "0.0.0.0"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        sock = open_listener(self.host, self.port, reuse_port=self.reuse_port)
+        self.port = sock.getsockname()[1]
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: ClientConnection(self), sock=sock)
+        log.info('entryPoint "%s" listening on %s', self.name, self.address)
+
+    def stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def close_all(self) -> None:
+        """Force-close every live connection (end of the grace period)."""
+        for conn in list(self.connections):
+            conn.close("entry point shut down")

@@ -1,0 +1,97 @@
+"""A compiled per-entry-point routing table: Traefik's first-match-by-priority, indexed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from switchyard.middlewares.base import Middleware
+from switchyard.rules import ConnMeta, Rule
+from switchyard.services import Service
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Route:
+    """One router as installed on one entry point."""
+
+    name: str
+    rule: Rule
+    priority: int
+    middlewares: tuple[Middleware, ...]
+    service: Service
+    service_name: str
+    tls: bool
+    passthrough: bool
+    rank: int = 0
+
+
+class RouteList:
+    """Routes of one kind (plain or TLS) that answer "first match in rank order".
+
+    Rules that are only exact `HostSNI` values live in a dict keyed by host, so
+    picking among thousands of SNI routers is one lookup plus a scan of the
+    other rules that rank above the indexed candidate.
+    """
+
+    __slots__ = ("routes", "_exact", "_scan")
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self.routes = tuple(routes)
+        self._exact: dict[str, Route] = {}
+        scan: list[Route] = []
+        for route in self.routes:
+            hosts = route.rule.exact_hosts
+            if hosts is None:
+                scan.append(route)
+                continue
+            for host in hosts:
+                known = self._exact.get(host)
+                if known is None or route.rank < known.rank:
+                    self._exact[host] = route
+        self._scan = tuple(scan)
+
+    def __bool__(self) -> bool:
+        return bool(self.routes)
+
+    def match(self, meta: ConnMeta) -> Route | None:
+        best = self._exact.get(meta.sni.lower()) if meta.sni else None
+        for route in self._scan:
+            if best is not None and route.rank > best.rank:
+                break
+            if route.rule.matches(meta):
+                return route
+        return best
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RoutingTable:
+    """What one entry point needs to route a connection, swapped whole on reload."""
+
+    entrypoint: str
+    plain: RouteList
+    tls: RouteList
+    read_timeout: float = 60.0
+
+    @property
+    def early_path(self) -> bool:
+        """Route before reading when only plain TCP routes exist (spec 4.2)."""
+        return bool(self.plain) and not self.tls
+
+
+def sort_routes(routes: Sequence[Route]) -> list[Route]:
+    """Traefik's order: priority descending; ties are unordered in Traefik, by name here."""
+    ordered = sorted(routes, key=lambda r: (-r.priority, r.name))
+    return [
+        Route(
+            name=r.name,
+            rule=r.rule,
+            priority=r.priority,
+            middlewares=r.middlewares,
+            service=r.service,
+            service_name=r.service_name,
+            tls=r.tls,
+            passthrough=r.passthrough,
+            rank=rank,
+        )
+        for rank, r in enumerate(ordered)
+    ]

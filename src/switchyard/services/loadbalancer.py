@@ -1,0 +1,44 @@
+"""The loadBalancer service: weighted round robin over backend servers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from switchyard.services.transport import ServersTransport
+from switchyard.services.wrr import WeightedRoundRobin
+
+
+@dataclass(eq=False, slots=True)
+class Server:
+    """One backend address and its live health state."""
+
+    address: str
+    host: str
+    port: int
+    tls: bool = False
+    up: bool = True
+    open_connections: int = 0
+    total_connections: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class LoadBalancer:
+    """Spreads connections over servers; every server has weight 1 (as in Traefik)."""
+
+    name: str
+    servers: list[Server]
+    transport: ServersTransport
+    _wrr: WeightedRoundRobin[Server] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._wrr = WeightedRoundRobin([(server, 1) for server in self.servers])
+
+    @property
+    def up(self) -> bool:
+        return self._wrr.has_candidate()
+
+    def pick(self) -> tuple[Server, ServersTransport] | None:
+        server = self._wrr.pick()
+        return None if server is None else (server, self.transport)

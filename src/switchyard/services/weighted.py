@@ -1,0 +1,38 @@
+"""The weighted service: weighted round robin over child services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from switchyard.services.loadbalancer import Server
+from switchyard.services.transport import ServersTransport
+from switchyard.services.wrr import WeightedRoundRobin
+
+if TYPE_CHECKING:
+    from switchyard.services import Service
+
+
+@dataclass(eq=False, slots=True)
+class WeightedService:
+    """Picks a child service by weight, then lets the child pick a server.
+
+    A child counts as UP while it has a server that can take a connection, so
+    a dead child is skipped instead of failing the connection (Traefik only
+    learns that when health checks propagate status: spec 6.2).
+    """
+
+    name: str
+    children: list[tuple[Service, int]]
+    _wrr: WeightedRoundRobin[Service] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._wrr = WeightedRoundRobin(self.children)
+
+    @property
+    def up(self) -> bool:
+        return self._wrr.has_candidate()
+
+    def pick(self) -> tuple[Server, ServersTransport] | None:
+        child = self._wrr.pick()
+        return None if child is None else child.pick()

@@ -1,0 +1,66 @@
+"""Traefik's interleaved weighted round robin, without its infinite loops."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import gcd
+from typing import Generic, Protocol, TypeVar
+
+
+class Target(Protocol):
+    """Anything a balancer can hand a connection to: a server or a child service."""
+
+    @property
+    def up(self) -> bool: ...
+
+
+T = TypeVar("T", bound=Target)
+
+
+class WeightedRoundRobin(Generic[T]):
+    """The LVS interleaved WRR that Traefik uses (spec 6.2), made total.
+
+    Traefik's loop spins forever when no UP target can ever reach the current
+    weight (all weights negative, or only weight-0 targets UP while a positive
+    one is DOWN). Here negative weights count as 0 and a pick first checks that
+    some UP target has a positive weight, so `pick` always returns.
+    """
+
+    __slots__ = ("_targets", "_weights", "_max", "_gcd", "_index", "_cw")
+
+    def __init__(self, targets: Sequence[tuple[T, int]]) -> None:
+        self._targets = [target for target, _ in targets]
+        self._weights = [max(weight, 0) for _, weight in targets]
+        # Max and gcd range over all targets, DOWN ones included, as in Traefik:
+        # that keeps the interleaving sequence stable while health flips.
+        self._max = max(self._weights, default=0)
+        positive = [w for w in self._weights if w > 0]
+        self._gcd = gcd(*positive) if positive else 0
+        self._index = -1
+        self._cw = 0
+
+    @property
+    def targets(self) -> list[T]:
+        return list(self._targets)
+
+    def has_candidate(self) -> bool:
+        """True when some UP target has a positive weight (a pick can succeed)."""
+        return any(w > 0 and t.up for t, w in zip(self._targets, self._weights, strict=True))
+
+    def pick(self) -> T | None:
+        """The next target, or None when no UP target has a positive weight."""
+        if self._max == 0 or not self.has_candidate():
+            return None
+        n = len(self._targets)
+        targets, weights = self._targets, self._weights
+        # Terminates: cw steps down by gcd to at most gcd, which every positive
+        # weight reaches, and we know one positive-weight target is UP.
+        while True:
+            self._index = (self._index + 1) % n
+            if self._index == 0:
+                self._cw -= self._gcd
+                if self._cw <= 0:
+                    self._cw = self._max
+            weight = weights[self._index]
+            if weight > 0 and weight >= self._cw and targets[self._index].up:
+                return targets[self._index]

@@ -1,0 +1,60 @@
+"""A small TCP backend for demos and tests: says who it is and who called, then echoes."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+
+class WhoamiProtocol(asyncio.Protocol):
+    """Greets each connection with its name and the client address it sees, then echoes."""
+
+    def __init__(self, name: str, banner: bool = True) -> None:
+        self.name = name
+        self.banner = banner
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.banner:
+            peer = transport.get_extra_info("peername")
+            transport.write(greeting(self.name, peer))
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def eof_received(self) -> bool:
+        # Closing after our own writes flush answers a half-close as a real server would.
+        assert self.transport is not None
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        return True
+
+
+def greeting(name: str, peer: object) -> bytes:
+    host, port = (peer[0], peer[1]) if isinstance(peer, tuple) else ("?", 0)
+    address = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return f"Hostname: {name}\nRemoteAddr: {address}\n".encode()
+
+
+def server_tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+async def start_whoami(name: str, host: str = "127.0.0.1", port: int = 0, *,
+                       tls: ssl.SSLContext | None = None, banner: bool = True) -> asyncio.Server:
+    """Start a whoami server on the running loop; `port=0` picks a free port."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: WhoamiProtocol(name, banner), host, port, ssl=tls)
+
+
+async def serve_whoami(name: str, host: str, port: int, tls: ssl.SSLContext | None) -> None:
+    server = await start_whoami(name, host, port, tls=tls)
+    bound = server.sockets[0].getsockname()
+    print(f"whoami {name} listening on {bound[0]}:{bound[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
