@@ -1,0 +1,370 @@
+"""Typed models of Traefik's dynamic configuration: the `tcp:` and `tls:` sections."""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic.alias_generators import to_camel
+
+from switchyard.config.durations import Duration
+
+__all__ = [
+    "Certificate",
+    "ClientAuth",
+    "Domain",
+    "DynamicConfig",
+    "EmptyHealthCheck",
+    "HealthCheck",
+    "IPAllowList",
+    "InFlightConn",
+    "LoadBalancer",
+    "PeerCertSAN",
+    "ProxyProtocol",
+    "RouterTLS",
+    "Server",
+    "ServersTransport",
+    "Store",
+    "StrList",
+    "TCPMiddleware",
+    "TCPRouter",
+    "TCPSection",
+    "TCPService",
+    "TLSOptions",
+    "TLSSection",
+    "TraefikModel",
+    "TransportTLS",
+    "Weighted",
+    "WeightedService",
+]
+
+# Traefik's spellings that plain snake_case -> camelCase does not produce. Key matching
+# is case-insensitive, so only "global" (a Python keyword) changes what is accepted;
+# the rest keep error paths and dumps in the spelling users know.
+_IRREGULAR_ALIASES = {
+    "root_cas": "rootCAs",
+    "peer_cert_uri": "peerCertURI",
+    "peer_cert_sans": "peerCertSANs",
+    "trusted_ips": "trustedIPs",
+    "allow_acme_by_pass": "allowACMEByPass",
+    "kubernetes_crd": "kubernetesCRD",
+    "kubernetes_ingress_nginx": "kubernetesIngressNGINX",
+    "influx_db2": "influxDB2",
+    "global_": "global",
+}
+
+
+def _traefik_alias(field_name: str) -> str:
+    return _IRREGULAR_ALIASES.get(field_name) or to_camel(field_name)
+
+
+@dataclass(frozen=True)
+class _KeyIndex:
+    alias_by_lower: dict[str, str]  # lower-cased field name or alias -> alias
+    object_aliases: frozenset[str]  # fields holding a sub-object (model or raw mapping)
+
+
+class TraefikModel(BaseModel):
+    """Base of every configuration model: Traefik's key spelling rules, frozen.
+
+    Keys are matched case-insensitively against the camelCase alias (and the
+    snake_case field name), as Traefik's file decoder does. Unknown keys are
+    kept in ``model_extra`` so loaders can report them; they have no effect.
+    An object-valued key given as null (YAML ``tls:`` with nothing after it)
+    counts as present with defaults, because presence alone switches features
+    on (a TLS router, health checks); a null scalar or list means "default".
+    Dump with ``exclude_none=True`` to keep absent objects absent on a round trip.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        populate_by_name=True,
+        alias_generator=_traefik_alias,
+        extra="allow",
+        # Traefik's decoder reads every scalar as text, so `options: 1` is the string "1".
+        coerce_numbers_to_str=True,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_keys(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        index = key_index(cls)
+        canonical: dict[str, Any] = {}
+        for key, value in data.items():
+            name = str(key)
+            alias = index.alias_by_lower.get(name.lower())
+            if alias is None:
+                canonical[name] = value
+                continue
+            if value is None:
+                # Traefik's decoder skips null values (paerser decodeRaw), so
+                # `tls:` with nothing after it leaves the router without TLS.
+                continue
+            canonical[alias] = value
+        return canonical
+
+    @classmethod
+    def alias_for(cls, key: str) -> str | None:
+        """The canonical (camelCase) key for ``key`` in any case, or None if unknown."""
+        return key_index(cls).alias_by_lower.get(key.lower())
+
+    @classmethod
+    def known_keys(cls) -> list[str]:
+        """Every canonical key of this model, in declaration order."""
+        return [field.alias or name for name, field in cls.model_fields.items()]
+
+
+@functools.cache
+def key_index(model: type[TraefikModel]) -> _KeyIndex:
+    """Lower-cased key lookup for ``model``, built once per class."""
+    alias_by_lower: dict[str, str] = {}
+    object_aliases: set[str] = set()
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        alias_by_lower[name.lower()] = alias
+        alias_by_lower[alias.lower()] = alias
+        if _holds_object(field.annotation):
+            object_aliases.add(alias)
+    return _KeyIndex(alias_by_lower, frozenset(object_aliases))
+
+
+def _holds_object(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_holds_object(arg) for arg in get_args(annotation))
+    if annotation is dict or get_origin(annotation) is dict:
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _comma_list(value: Any) -> Any:
+    # Traefik's decoder splits a scalar given for a list on commas: `entryPoints: web,ssh`.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+#: A list of strings that also accepts Traefik's comma-separated scalar form.
+StrList = Annotated[list[str], BeforeValidator(_comma_list)]
+
+
+# --- tcp.routers -------------------------------------------------------------------------
+
+
+class Domain(TraefikModel):
+    """An ACME domain request: ``main`` plus subject alternative names."""
+
+    main: str = ""
+    sans: StrList = []
+
+
+class RouterTLS(TraefikModel):
+    """``tcp.routers.<name>.tls``; its presence alone makes the router a TLS router."""
+
+    passthrough: bool = False
+    options: str = ""
+    cert_resolver: str = ""
+    domains: list[Domain] = []
+
+
+class TCPRouter(TraefikModel):
+    """``tcp.routers.<name>``. A missing rule or service is reported when routers are built."""
+
+    entry_points: StrList = []
+    rule: str = ""
+    rule_syntax: str = ""
+    priority: int = 0
+    middlewares: StrList = []
+    service: str = ""
+    tls: RouterTLS | None = None
+
+
+# --- tcp.services ------------------------------------------------------------------------
+
+
+class Server(TraefikModel):
+    """One backend of a load balancer."""
+
+    address: str = ""
+    tls: bool = False
+
+
+class HealthCheck(TraefikModel):
+    """``loadBalancer.healthCheck``; presence (even empty) enables checks."""
+
+    port: int = 0
+    send: str = ""
+    expect: str = ""
+    interval: Duration = 30.0
+    unhealthy_interval: Duration | None = None
+    timeout: Duration = 5.0
+
+
+class ProxyProtocol(TraefikModel):
+    """Outgoing PROXY protocol header; an empty block means version 2."""
+
+    version: int = 2
+
+
+class LoadBalancer(TraefikModel):
+    """``tcp.services.<name>.loadBalancer``."""
+
+    servers: list[Server] = []
+    servers_transport: str = ""
+    health_check: HealthCheck | None = None
+    proxy_protocol: ProxyProtocol | None = None
+    # Deprecated; Traefik documents milliseconds but applies nanoseconds (spec 1.2).
+    termination_delay: int | None = None
+
+
+class WeightedService(TraefikModel):
+    """A child of a weighted service; an omitted weight counts as 1 when built."""
+
+    name: str
+    weight: int | None = None
+
+
+class EmptyHealthCheck(TraefikModel):
+    """``weighted.healthCheck``: no fields, its presence turns on status propagation."""
+
+
+class Weighted(TraefikModel):
+    """``tcp.services.<name>.weighted``."""
+
+    services: list[WeightedService] = []
+    health_check: EmptyHealthCheck | None = None
+
+
+class TCPService(TraefikModel):
+    """``tcp.services.<name>``; exactly one of the two kinds is checked when built."""
+
+    load_balancer: LoadBalancer | None = None
+    weighted: Weighted | None = None
+
+
+# --- tcp.middlewares ---------------------------------------------------------------------
+
+
+class InFlightConn(TraefikModel):
+    """Limit on simultaneous connections per client IP."""
+
+    amount: int = 0
+
+
+class IPAllowList(TraefikModel):
+    """Client IP allow list (also the deprecated ``ipWhiteList``)."""
+
+    source_range: StrList = []
+
+
+class TCPMiddleware(TraefikModel):
+    """``tcp.middlewares.<name>``; several kinds set at once is resolved when built."""
+
+    in_flight_conn: InFlightConn | None = None
+    ip_allow_list: IPAllowList | None = None
+    ip_white_list: IPAllowList | None = None
+
+
+# --- tls ---------------------------------------------------------------------------------
+
+
+class Certificate(TraefikModel):
+    """A certificate and key, each a file path or inline PEM."""
+
+    cert_file: str
+    key_file: str
+    stores: StrList = []
+
+
+class ClientAuth(TraefikModel):
+    """Client certificate (mTLS) requirements of a TLS option."""
+
+    ca_files: StrList = []
+    client_auth_type: str = "NoClientCert"
+
+
+class TLSOptions(TraefikModel):
+    """``tls.options.<name>``."""
+
+    min_version: str = "VersionTLS12"
+    max_version: str = ""
+    cipher_suites: StrList = []
+    curve_preferences: StrList = []
+    client_auth: ClientAuth | None = None
+    sni_strict: bool = False
+    alpn_protocols: StrList = ["h2", "http/1.1", "acme-tls/1"]
+    disable_session_tickets: bool = False
+    prefer_server_cipher_suites: bool = False
+
+
+class Store(TraefikModel):
+    """``tls.stores.<name>``."""
+
+    default_certificate: Certificate | None = None
+    default_generated_cert: dict[str, Any] | None = None
+
+
+class TLSSection(TraefikModel):
+    """The dynamic ``tls:`` section."""
+
+    certificates: list[Certificate] = []
+    options: dict[str, TLSOptions] = {}
+    stores: dict[str, Store] = {}
+
+
+# --- tcp.serversTransports ---------------------------------------------------------------
+
+
+class PeerCertSAN(TraefikModel):
+    """A SAN the backend certificate must carry (``DNSName`` or ``URI``)."""
+
+    type: str
+    value: str
+
+
+class TransportTLS(TraefikModel):
+    """TLS towards the backends of a servers transport."""
+
+    server_name: str = ""
+    insecure_skip_verify: bool = False
+    root_cas: StrList = []
+    certificates: list[Certificate] = []
+    peer_cert_uri: str = ""
+    peer_cert_sans: list[PeerCertSAN] = []
+    spiffe: dict[str, Any] | None = None
+
+
+class ServersTransport(TraefikModel):
+    """``tcp.serversTransports.<name>``: how backends are dialed."""
+
+    dial_timeout: Duration = 30.0
+    dial_keep_alive: Duration = 15.0
+    termination_delay: Duration = 0.1
+    proxy_protocol: ProxyProtocol | None = None
+    tls: TransportTLS | None = None
+
+
+# --- whole document ----------------------------------------------------------------------
+
+
+class TCPSection(TraefikModel):
+    """The dynamic ``tcp:`` section."""
+
+    routers: dict[str, TCPRouter] = {}
+    services: dict[str, TCPService] = {}
+    middlewares: dict[str, TCPMiddleware] = {}
+    servers_transports: dict[str, ServersTransport] = {}
+
+
+class DynamicConfig(TraefikModel):
+    """One provider's dynamic configuration; ``http`` and ``udp`` are kept unvalidated."""
+
+    tcp: TCPSection = TCPSection()
+    tls: TLSSection = TLSSection()
+    http: dict[str, Any] = {}
+    udp: dict[str, Any] = {}
