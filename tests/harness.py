@@ -123,11 +123,11 @@ def read_until_closed(sock: socket.socket, limit: int = 1 << 20) -> bytes:
 
 
 def read_lines(sock: socket.socket, count: int) -> list[str]:
-    """The first `count` lines the peer sends (whoami greets with two)."""
+    """The first `count` lines the peer sends (whoami greets with two), nothing after them."""
     data = b""
     deadline = time.monotonic() + 5
     while data.count(b"\n") < count and time.monotonic() < deadline:
-        chunk = sock.recv(4096)
+        chunk = sock.recv(1)  # byte by byte, so what follows the lines stays unread
         if not chunk:
             break
         data += chunk

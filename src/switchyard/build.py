@@ -15,6 +15,7 @@ from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
 from switchyard.routing.table import Route, RouteList, RoutingTable, sort_routes
 from switchyard.rules import RuleError, default_priority, host_sni_values, parse_rule
+from switchyard.services.healthcheck import HealthCheckSettings
 from switchyard.services import DEFAULT_TRANSPORT, LoadBalancer, Server, Service, ServersTransport, WeightedService
 from switchyard.status import ElementStatus
 
@@ -135,8 +136,16 @@ class _Builder:
             children: list[tuple[Service, int]] = []
             for child in config.weighted.services:
                 weight = 1 if child.weight is None else child.weight
-                children.append((self.service(qualify(child.name, provider)), weight))
-            return WeightedService(qualified, children)
+                child_name = qualify(child.name, provider)
+                child_service = self.service(child_name)
+                if config.weighted.health_check is not None and not _health_checked(child_service):
+                    # Traefik refuses this too: the parent could never learn the child's state.
+                    raise BuildError(f'child service "{child_name}" of "{qualified}": healthCheck '
+                                     "not enabled in config for this service; add one, or remove "
+                                     "healthCheck from the weighted service")
+                children.append((child_service, weight))
+            return WeightedService(qualified, children, health_checked=(
+                config.weighted.health_check is not None))
         lb = config.load_balancer
         if lb is None:
             raise BuildError(f'the service "{qualified}" does not have any type defined: '
@@ -153,13 +162,23 @@ class _Builder:
                 status.add_error(f"servers[{index}] skipped: {exc}", critical=False)
                 continue
             servers.append(Server(entry.address, host, port, tls=entry.tls))
-        if isinstance(previous, LoadBalancer) and previous.transport == transport and [
+        health = None
+        if lb.health_check is not None:
+            hc = lb.health_check
+            try:
+                health = HealthCheckSettings.normalised(
+                    port=hc.port, send=hc.send, expect=hc.expect, interval=hc.interval,
+                    unhealthy_interval=hc.unhealthy_interval, timeout=hc.timeout)
+            except ValueError as exc:
+                raise BuildError(str(exc)) from exc
+        if isinstance(previous, LoadBalancer) and previous.transport == transport \
+                and previous.health_check == health and [
             (s.address, s.tls) for s in previous.servers
         ] == [(s.address, s.tls) for s in servers]:
             # Same servers, same transport: keep the objects so health state and
             # counters survive the reload.
             return previous
-        return LoadBalancer(qualified, servers, transport)
+        return LoadBalancer(qualified, servers, transport, health)
 
     def _transport(self, reference: str, provider: str, lb: Any) -> ServersTransport:
         if not reference:
@@ -320,6 +339,12 @@ class _Builder:
                 passthrough=config.tls is not None and config.tls.passthrough,
             )))
         return routes
+
+
+def _health_checked(service: Service) -> bool:
+    if isinstance(service, LoadBalancer):
+        return service.health_check is not None
+    return service.health_checked
 
 
 def _check_proxy_version(version: int) -> None:

@@ -96,6 +96,8 @@ def run(ctx: click.Context, configfile: str | None) -> None:
     configure_logging(log_cfg.level if log_cfg else "ERROR", log_cfg.format if log_cfg else "common")
     try:
         eventloop.run(Switchyard(static).serve())
+    except ConfigLoadError as exc:
+        raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from exc
 

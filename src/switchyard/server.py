@@ -12,7 +12,9 @@ from switchyard.config.dynamic import DynamicConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.config.static import StaticConfig, parse_entry_point_address
 from switchyard.providers.file import FileProvider
-from switchyard.proxy.entrypoint import EntryPoint
+from switchyard.proxy.entrypoint import EntryPoint, IncomingProxyProtocol
+from switchyard.services import LoadBalancer
+from switchyard.services.healthcheck import HealthMonitor
 
 log = logging.getLogger("switchyard")
 
@@ -28,13 +30,22 @@ class Switchyard:
             if proto == "udp":
                 log.warning('entryPoint "%s": UDP is not supported, skipped', name)
                 continue
-            self.entrypoints[name] = EntryPoint(name, host, port, reuse_port=ep.reuse_port)
+            incoming = None
+            if ep.proxy_protocol is not None:
+                try:
+                    incoming = IncomingProxyProtocol(list(ep.proxy_protocol.trusted_ips),
+                                                     ep.proxy_protocol.insecure)
+                except ValueError as exc:
+                    raise ConfigLoadError(f'entryPoint "{name}": {exc}') from exc
+            self.entrypoints[name] = EntryPoint(name, host, port, reuse_port=ep.reuse_port,
+                                                proxy_protocol=incoming)
         file_cfg = static.providers.file if static.providers else None
         self.file_provider = (
             FileProvider(file_cfg.filename, file_cfg.directory, file_cfg.watch)
             if file_cfg is not None and (file_cfg.filename or file_cfg.directory) else None
         )
         self.runtime = Runtime()
+        self.health = HealthMonitor()
         self.last_error = ""
         self._stopping: asyncio.Event | None = None
 
@@ -58,6 +69,8 @@ class Switchyard:
             if table is not None:
                 entrypoint.table = table
         self.runtime = runtime
+        self.health.update([s for s in runtime.service_objects.values()
+                            if isinstance(s, LoadBalancer)])
         return runtime
 
     def reload(self) -> bool:
@@ -79,7 +92,8 @@ class Switchyard:
     # -- lifecycle --------------------------------------------------------
 
     async def start(self) -> None:
-        self._stopping = asyncio.Event()
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
         self.reload()
         for entrypoint in self.entrypoints.values():
             await entrypoint.start()
@@ -91,11 +105,12 @@ class Switchyard:
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT (or `request_stop`), then shut down gracefully."""
         loop = asyncio.get_running_loop()
-        await self.start()
+        self._stopping = asyncio.Event()
+        # Handlers first: a SIGTERM that comes right after "listening" must stop us cleanly.
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        assert self._stopping is not None
+        await self.start()
         await self._stopping.wait()
         log.info("stopping")
         await self.shutdown()
@@ -103,6 +118,7 @@ class Switchyard:
     async def shutdown(self) -> None:
         """Traefik's sequence per entry point: accept grace, stop accepting, drain, force-close."""
         await asyncio.gather(*(self._shutdown_entrypoint(name) for name in self.entrypoints))
+        self.health.stop()
 
     async def _shutdown_entrypoint(self, name: str) -> None:
         entrypoint = self.entrypoints[name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import cast
 
 
 class WhoamiProtocol(asyncio.Protocol):
@@ -15,8 +16,7 @@ class WhoamiProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         if self.banner:
             peer = transport.get_extra_info("peername")
             transport.write(greeting(self.name, peer))

@@ -7,8 +7,9 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from switchyard.proxy.proxyproto import ProxyKind, build_v1, build_v2, read_proxy_header
 from switchyard.rules import ConnMeta
 from switchyard.tls.clienthello import HelloKind, read_client_hello
 
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchyard.proxy")
 
 # Connection states, in the order a connection normally passes through them.
-PEEKING, DIALING, RELAYING, CLOSED = "peeking", "dialing", "relaying", "closed"
+PROXY_HEADER, PEEKING = "proxy-header", "peeking"
+DIALING, RELAYING, CLOSED = "dialing", "relaying", "closed"
 
 _KEEPALIVE_SECONDS = 180  # Traefik's keep-alive period on accepted sockets
 
@@ -59,6 +61,8 @@ class ClientConnection(asyncio.Protocol):
         self.backend: BackendConnection | None = None
         self.client_ip = ""
         self.client_port = 0
+        self.local: tuple[str, int] = ("", 0)
+        self._proxy_trusted = False
         self.started = time.monotonic()
         self.route: Route | None = None
         self.server: Server | None = None
@@ -75,22 +79,68 @@ class ClientConnection(asyncio.Protocol):
     # -- asyncio.Protocol (client side) ----------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.client_ip, self.client_port = client_host(transport.get_extra_info("peername"))
+        self.local = client_host(transport.get_extra_info("sockname"))
         _set_keepalive(transport, _KEEPALIVE_SECONDS)
-        self.entrypoint.connections.add(self)
+        entrypoint = self.entrypoint
+        entrypoint.connections.add(self)
+        if entrypoint.proxy_protocol is not None:
+            self._proxy_trusted = entrypoint.proxy_protocol.trusts(self.client_ip)
+            self.state = PROXY_HEADER
+            self._arm_read_timer()
+            return
+        self._route_or_peek()
+
+    def _route_or_peek(self) -> None:
         table = self.table
         if table.early_path:
             # Server-first protocols (SMTP, MySQL, SSH banners) need the backend
             # before the client has said anything (spec 4.2).
             route = table.plain.match(ConnMeta(None, (), self.client_ip, False))
             if route is not None:
+                self._cancel_timer()
                 self._dispatch(route)
                 return
-        if table.read_timeout > 0:
+        self.state = PEEKING
+        self._arm_read_timer()
+        if self._buffer:
+            self._classify()
+
+    def _arm_read_timer(self) -> None:
+        if self._timer is None and self.table.read_timeout > 0:
             self._timer = asyncio.get_running_loop().call_later(
-                table.read_timeout, self._peek_timed_out)
+                self.table.read_timeout, self._read_timed_out)
+
+    def _read_timed_out(self) -> None:
+        self._timer = None
+        if self.state is PROXY_HEADER:
+            # No header in time counts as no header (go-proxyproto); only an
+            # early-path route can still take a client that has sent nothing.
+            self._route_or_peek()
+            if self.state is not PEEKING:
+                return
+            self._cancel_timer()
+        self.close("timed out waiting for the client's first bytes")
+
+    def _read_proxy_header(self) -> None:
+        result = read_proxy_header(self._buffer)
+        kind = result.kind
+        if kind is ProxyKind.NEED_MORE:
+            return
+        if kind is ProxyKind.MALFORMED:
+            self.close(f"malformed PROXY protocol header: {result.reason}")
+            return
+        if kind is ProxyKind.HEADER:
+            header = result.header
+            assert header is not None
+            del self._buffer[:header.length]
+            # An untrusted peer's header is consumed but not believed (spec 9.2).
+            if self._proxy_trusted and header.source is not None:
+                self.client_ip, self.client_port = client_host(header.source)
+                if header.destination is not None:
+                    self.local = client_host(header.destination)
+        self._route_or_peek()
 
     def data_received(self, data: bytes) -> None:
         state = self.state
@@ -101,12 +151,15 @@ class ClientConnection(asyncio.Protocol):
         elif state is PEEKING:
             self._buffer += data
             self._classify()
+        elif state is PROXY_HEADER:
+            self._buffer += data
+            self._read_proxy_header()
         elif state is DIALING:
             self._buffer += data
 
     def eof_received(self) -> bool:
         self._client_eof = True
-        if self.state is PEEKING:
+        if self.state is PEEKING or self.state is PROXY_HEADER:
             self.close("client closed before it could be routed")
             return False
         if self.state is RELAYING:
@@ -199,6 +252,9 @@ class ClientConnection(asyncio.Protocol):
         self.backend = backend
         self._termination_delay = transport.termination_delay
         assert backend.transport is not None and self.transport is not None
+        if transport.proxy_protocol_version:
+            build = build_v1 if transport.proxy_protocol_version == 1 else build_v2
+            backend.transport.write(build((self.client_ip, self.client_port), self.local))
         if self._buffer:
             self.bytes_in += len(self._buffer)
             backend.transport.write(bytes(self._buffer))
@@ -225,10 +281,6 @@ class ClientConnection(asyncio.Protocol):
     def backend_eof(self) -> None:
         self._backend_eof = True
         self._half_closed(self.transport)
-
-    def _peek_timed_out(self) -> None:
-        self._timer = None
-        self.close("timed out waiting for the client's first bytes")
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -275,8 +327,7 @@ class BackendConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         client = self.client

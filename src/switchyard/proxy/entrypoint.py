@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 
+from switchyard.ipcheck import IPChecker
 from switchyard.proxy.connection import ClientConnection
 from switchyard.routing.table import RouteList, RoutingTable
 
@@ -39,11 +40,26 @@ def open_listener(host: str, port: int, *, reuse_port: bool = False, backlog: in
     return sock
 
 
+class IncomingProxyProtocol:
+    """Who may announce the client address with a PROXY header (entryPoints.<n>.proxyProtocol)."""
+
+    def __init__(self, trusted_ips: list[str], insecure: bool) -> None:
+        if not insecure and not trusted_ips:
+            raise ValueError("proxyProtocol: no trusted IPs provided; list trustedIPs or set insecure")
+        self.insecure = insecure
+        self._checker = IPChecker(trusted_ips) if trusted_ips else None
+
+    def trusts(self, client_ip: str) -> bool:
+        return self.insecure or (self._checker is not None and self._checker.contains(client_ip))
+
+
 class EntryPoint:
     """Accepts connections and hands each one the routing table current at accept time."""
 
-    def __init__(self, name: str, host: str, port: int, *, reuse_port: bool = False) -> None:
+    def __init__(self, name: str, host: str, port: int, *, reuse_port: bool = False,
+                 proxy_protocol: IncomingProxyProtocol | None = None) -> None:
         self.name = name
+        self.proxy_protocol = proxy_protocol
         self.host = host
         self.port = port
         self.reuse_port = reuse_port

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from switchyard.services.transport import ServersTransport
 from switchyard.services.wrr import WeightedRoundRobin
+
+if TYPE_CHECKING:
+    from switchyard.services.healthcheck import HealthCheckSettings
 
 
 @dataclass(eq=False, slots=True)
@@ -30,6 +34,7 @@ class LoadBalancer:
     name: str
     servers: list[Server]
     transport: ServersTransport
+    health_check: HealthCheckSettings | None = None
     _wrr: WeightedRoundRobin[Server] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -42,3 +47,7 @@ class LoadBalancer:
     def pick(self) -> tuple[Server, ServersTransport] | None:
         server = self._wrr.pick()
         return None if server is None else (server, self.transport)
+
+    def server_status(self) -> dict[str, str]:
+        """Address -> UP/DOWN, as Traefik's API shows it."""
+        return {s.address: "UP" if s.up else "DOWN" for s in self.servers}

@@ -24,6 +24,7 @@ class WeightedService:
 
     name: str
     children: list[tuple[Service, int]]
+    health_checked: bool = False
     _wrr: WeightedRoundRobin[Service] = field(init=False)
 
     def __post_init__(self) -> None:
