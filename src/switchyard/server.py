@@ -5,18 +5,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Mapping
 
 from switchyard.build import Runtime, build_runtime
 from switchyard.config.dynamic import DynamicConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.config.static import StaticConfig, parse_entry_point_address
+from switchyard.providers.base import Provider, ProviderUpdate
 from switchyard.providers.file import FileProvider
 from switchyard.proxy.entrypoint import EntryPoint, IncomingProxyProtocol
 from switchyard.services import LoadBalancer
 from switchyard.services.healthcheck import HealthMonitor
 
 log = logging.getLogger("switchyard")
+
+
+def describe_change(old: Runtime, new: Runtime) -> str:
+    """One line for the reload log: counts, and which elements came, went or changed."""
+    parts = []
+    for kind, before, after in (("routers", old.routers, new.routers),
+                                ("services", old.services, new.services),
+                                ("middlewares", old.middlewares, new.middlewares)):
+        added = sorted(after.keys() - before.keys())
+        removed = sorted(before.keys() - after.keys())
+        changed = sorted(k for k in after.keys() & before.keys()
+                         if after[k].config != before[k].config)
+        disabled = sum(1 for e in after.values() if not e.enabled)
+        text = f"{len(after)} {kind}" + (f" ({disabled} disabled)" if disabled else "")
+        for label, names in (("added", added), ("removed", removed), ("changed", changed)):
+            if names:
+                text += f", {label}: {', '.join(names[:10])}" + (" ..." if len(names) > 10 else "")
+        parts.append(text)
+    return "; ".join(parts)
 
 
 class Switchyard:
@@ -39,15 +60,24 @@ class Switchyard:
                     raise ConfigLoadError(f'entryPoint "{name}": {exc}') from exc
             self.entrypoints[name] = EntryPoint(name, host, port, reuse_port=ep.reuse_port,
                                                 proxy_protocol=incoming)
+        self.providers: list[Provider] = []
         file_cfg = static.providers.file if static.providers else None
-        self.file_provider = (
-            FileProvider(file_cfg.filename, file_cfg.directory, file_cfg.watch)
-            if file_cfg is not None and (file_cfg.filename or file_cfg.directory) else None
-        )
+        if file_cfg is not None and (file_cfg.filename or file_cfg.directory):
+            self.providers.append(FileProvider(file_cfg.filename, file_cfg.directory, file_cfg.watch))
+        self.throttle = static.providers.providers_throttle_duration if static.providers else 2.0
+        self.configs: dict[str, DynamicConfig] = {}
+        self.issues: dict[str, list[ConfigIssue]] = {}
+        self.provider_errors: dict[str, str] = {}
         self.runtime = Runtime()
         self.health = HealthMonitor()
-        self.last_error = ""
+        self.reloads = 0
+        self.reload_failures = 0
+        self.last_reload_success = 0.0
+        self.last_reload_failure = 0.0
         self._stopping: asyncio.Event | None = None
+        self._watchers: list[asyncio.Task[None]] = []
+        self._rebuild: asyncio.TimerHandle | None = None
+        self._last_apply = 0.0
 
     # -- configuration ----------------------------------------------------
 
@@ -55,48 +85,89 @@ class Switchyard:
         """Every provider's current config; raises ConfigLoadError if one cannot be read."""
         configs: dict[str, DynamicConfig] = {}
         issues: list[ConfigIssue] = []
-        if self.file_provider is not None:
-            config, found = self.file_provider.load()
-            configs[self.file_provider.name] = config
-            issues.extend(found)
+        for provider in self.providers:
+            update = provider.load()
+            if update.config is None:
+                raise ConfigLoadError(update.error, update.issues)
+            configs[provider.name] = update.config
+            issues.extend(update.issues)
         return configs, issues
+
+    def publish(self, update: ProviderUpdate) -> None:
+        """A provider has news: remember it, then rebuild (throttled) if it is usable."""
+        if update.config is None:
+            self.provider_errors[update.provider] = update.error
+            self.issues[update.provider] = list(update.issues)
+            self.reload_failures += 1
+            self.last_reload_failure = time.time()
+            log.error('provider "%s": configuration not applied, the last good one keeps '
+                      "serving: %s", update.provider, update.error)
+            return
+        self.provider_errors.pop(update.provider, None)
+        self.configs[update.provider] = update.config
+        self.issues[update.provider] = list(update.issues)
+        self._schedule_rebuild()
+
+    def _schedule_rebuild(self) -> None:
+        if self._rebuild is not None:
+            return  # one rebuild is pending and will see this update too
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._last_apply + self.throttle - loop.time())
+        self._rebuild = loop.call_later(delay, self._rebuild_now)
+
+    def _rebuild_now(self) -> None:
+        self._rebuild = None
+        self._last_apply = asyncio.get_running_loop().time()
+        self.apply(dict(self.configs), [i for found in self.issues.values() for i in found])
 
     def apply(self, configs: Mapping[str, DynamicConfig], issues: list[ConfigIssue]) -> Runtime:
         """Compile and swap: new connections use the new tables, live ones keep theirs."""
-        runtime = build_runtime(self.static, configs, issues, previous=self.runtime)
+        previous = self.runtime
+        runtime = build_runtime(self.static, configs, issues, previous=previous)
         for name, entrypoint in self.entrypoints.items():
             table = runtime.tables.get(name)
             if table is not None:
                 entrypoint.table = table
         self.runtime = runtime
+        self.reloads += 1
+        self.last_reload_success = time.time()
         self.health.update([s for s in runtime.service_objects.values()
                             if isinstance(s, LoadBalancer)])
+        log.info("configuration applied: %s", describe_change(previous, runtime))
         return runtime
 
-    def reload(self) -> bool:
-        """Re-read the providers; a config that cannot be read keeps the last good one."""
-        try:
-            configs, issues = self.load_configs()
-        except ConfigLoadError as exc:
-            self.last_error = str(exc)
-            log.error("configuration not applied, the last good one keeps serving: %s", exc)
-            return False
-        self.last_error = ""
-        self.apply(configs, issues)
-        routers = self.runtime.routers.values()
-        log.info("configuration applied: %d routers (%d disabled), %d services, %d middlewares",
-                 len(self.runtime.routers), sum(1 for r in routers if not r.enabled),
-                 len(self.runtime.services), len(self.runtime.middlewares))
-        return True
+    def reload(self) -> None:
+        """Re-read every provider now (SIGHUP)."""
+        for provider in self.providers:
+            self.publish(provider.load())
 
     # -- lifecycle --------------------------------------------------------
 
     async def start(self) -> None:
         if self._stopping is None:
             self._stopping = asyncio.Event()
-        self.reload()
+        # The first config is applied before listening so no connection meets an empty table.
+        for provider in self.providers:
+            update = provider.load()
+            if update.config is None:
+                self.publish(update)
+            else:
+                self.configs[provider.name] = update.config
+                self.issues[provider.name] = list(update.issues)
+        self._last_apply = asyncio.get_running_loop().time()
+        self.apply(dict(self.configs), [i for found in self.issues.values() for i in found])
         for entrypoint in self.entrypoints.values():
             await entrypoint.start()
+        loop = asyncio.get_running_loop()
+        self._watchers = [loop.create_task(self._watch(p)) for p in self.providers]
+
+    async def _watch(self, provider: Provider) -> None:
+        try:
+            await provider.watch(self.publish)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception('provider "%s" stopped watching', provider.name)
 
     def request_stop(self) -> None:
         if self._stopping is not None:
@@ -117,6 +188,10 @@ class Switchyard:
 
     async def shutdown(self) -> None:
         """Traefik's sequence per entry point: accept grace, stop accepting, drain, force-close."""
+        for watcher in self._watchers:
+            watcher.cancel()
+        if self._rebuild is not None:
+            self._rebuild.cancel()
         await asyncio.gather(*(self._shutdown_entrypoint(name) for name in self.entrypoints))
         self.health.stop()
 

@@ -1,22 +1,44 @@
-"""The file provider: dynamic configuration from one file or a directory of files."""
+"""The file provider: dynamic configuration from one file or a directory, watched."""
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 
-from switchyard.config.dynamic import DynamicConfig
-from switchyard.config.loader import ConfigIssue, load_dynamic
+from switchyard.config.loader import ConfigLoadError, load_dynamic
+from switchyard.providers.base import ProviderUpdate, Publish
+
+log = logging.getLogger("switchyard.providers.file")
 
 
 @dataclass(frozen=True)
 class FileProvider:
-    """Reads `providers.file.filename` or `providers.file.directory`."""
+    """Reads `providers.file.filename` or `providers.file.directory`; watches it when asked."""
 
     filename: str = ""
     directory: str = ""
-    watch: bool = True
+    watch_changes: bool = True
     name: str = "file"
 
-    def load(self) -> tuple[DynamicConfig, list[ConfigIssue]]:
-        """The current config; raises ConfigLoadError when a file cannot be read at all."""
-        return load_dynamic(filename=self.filename, directory=self.directory)
+    def load(self) -> ProviderUpdate:
+        try:
+            config, issues = load_dynamic(filename=self.filename, directory=self.directory)
+        except ConfigLoadError as exc:
+            return ProviderUpdate(self.name, None, list(exc.issues), str(exc))
+        return ProviderUpdate(self.name, config, issues)
+
+    async def watch(self, publish: Publish) -> None:
+        if not self.watch_changes:
+            return
+        from watchfiles import awatch
+
+        # Watch the file's directory: editors and `kubectl`-style tools replace
+        # files by rename, which a watch on the file itself would miss.
+        target = self.directory or os.path.dirname(os.path.abspath(self.filename))
+        wanted = None if self.directory else os.path.abspath(self.filename)
+        async for changes in awatch(target, debounce=50, step=20, recursive=bool(self.directory)):
+            if wanted is not None and not any(os.path.abspath(p) == wanted for _, p in changes):
+                continue
+            log.info("change detected in %s", self.directory or self.filename)
+            publish(self.load())
