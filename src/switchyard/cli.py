@@ -10,7 +10,7 @@ import click
 from switchyard import __version__, eventloop
 from switchyard.config.loader import ConfigLoadError, load_static, static_from_dict
 from switchyard.config.static import StaticConfig
-from switchyard.logsetup import configure_logging
+from switchyard.observability.logsetup import configure_logging
 
 FLAG_HELP = """Traefik-style flags override the static file, e.g.
 --entryPoints.tcp.address=:9000 --providers.file.filename=dynamic.yml --log.level=INFO"""

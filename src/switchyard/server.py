@@ -12,6 +12,7 @@ from switchyard.build import Runtime, build_runtime
 from switchyard.config.dynamic import DynamicConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.config.static import StaticConfig, parse_entry_point_address
+from switchyard.observability.accesslog import AccessLog
 from switchyard.providers.base import Provider, ProviderUpdate
 from switchyard.providers.file import FileProvider
 from switchyard.proxy.entrypoint import EntryPoint, IncomingProxyProtocol
@@ -58,8 +59,16 @@ class Switchyard:
                                                      ep.proxy_protocol.insecure)
                 except ValueError as exc:
                     raise ConfigLoadError(f'entryPoint "{name}": {exc}') from exc
-            self.entrypoints[name] = EntryPoint(name, host, port, reuse_port=ep.reuse_port,
-                                                proxy_protocol=incoming)
+            entrypoint = EntryPoint(name, host, port, reuse_port=ep.reuse_port,
+                                    proxy_protocol=incoming)
+            entrypoint.idle_timeout = ep.transport.responding_timeouts.tcp_idle_timeout
+            self.entrypoints[name] = entrypoint
+        self.access_log: AccessLog | None = None
+        if static.access_log is not None:
+            self.access_log = AccessLog(static.access_log.file_path, static.access_log.format,
+                                        static.access_log.buffering_size)
+            for entrypoint in self.entrypoints.values():
+                entrypoint.access_log = self.access_log
         self.providers: list[Provider] = []
         file_cfg = static.providers.file if static.providers else None
         if file_cfg is not None and (file_cfg.filename or file_cfg.directory):
@@ -194,6 +203,8 @@ class Switchyard:
             self._rebuild.cancel()
         await asyncio.gather(*(self._shutdown_entrypoint(name) for name in self.entrypoints))
         self.health.stop()
+        if self.access_log is not None:
+            self.access_log.close()
 
     async def _shutdown_entrypoint(self, name: str) -> None:
         entrypoint = self.entrypoints[name]

@@ -83,6 +83,9 @@ class RespondingTimeouts(TraefikModel):
     read_timeout: Duration = 60.0
     write_timeout: Duration = 0.0
     idle_timeout: Duration = 180.0
+    # Switchyard's addition: close relayed TCP connections idle this long (0 = never).
+    # Traefik's idleTimeout is HTTP-only, so it cannot be reused without changing meaning.
+    tcp_idle_timeout: Duration = 0.0
 
 
 class LifeCycle(TraefikModel):

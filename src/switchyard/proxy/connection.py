@@ -1,4 +1,4 @@
-"""One proxied connection: peek, classify, route, admit, dial, then relay both ways."""
+"""One proxied connection: [PROXY header], peek, classify, route, admit, dial, relay."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from switchyard.observability.stats import STATS
 from switchyard.proxy.proxyproto import ProxyKind, build_v1, build_v2, read_proxy_header
 from switchyard.rules import ConnMeta
 from switchyard.tls.clienthello import HelloKind, read_client_hello
@@ -24,11 +25,25 @@ log = logging.getLogger("switchyard.proxy")
 PROXY_HEADER, PEEKING = "proxy-header", "peeking"
 DIALING, RELAYING, CLOSED = "dialing", "relaying", "closed"
 
+# Why a connection ended: the access log's and the metrics' `reason`.
+NORMAL = "normal"  # both sides finished
+CLIENT_CLOSED = "client_closed"  # client went away (before or during relay)
+BACKEND_CLOSED = "backend_closed"  # backend closed or reset
+NO_ROUTE = "no_route"
+REJECTED = "rejected"  # a middleware refused it
+NO_SERVER = "no_server"  # the service had no server UP
+DIAL_FAILED = "dial_failed"
+PEEK_TIMEOUT = "peek_timeout"
+IDLE_TIMEOUT = "idle_timeout"
+TERMINATION_DELAY = "termination_delay"  # the other side did not finish after a half-close
+MALFORMED = "malformed"  # bad ClientHello or PROXY header
+SHUTDOWN = "shutdown"
+
 _KEEPALIVE_SECONDS = 180  # Traefik's keep-alive period on accepted sockets
 
 
 def client_host(peer: object) -> tuple[str, int]:
-    """The client address as Go prints it: IPv4-mapped IPv6 shown as plain IPv4."""
+    """The address as Go prints it: IPv4-mapped IPv6 shown as plain IPv4."""
     if not isinstance(peer, tuple) or len(peer) < 2:
         return "", 0
     host = str(peer[0])
@@ -37,15 +52,15 @@ def client_host(peer: object) -> tuple[str, int]:
     return host, int(peer[1])
 
 
-def _set_keepalive(transport: asyncio.BaseTransport, idle: int) -> None:
+def _set_keepalive(transport: asyncio.BaseTransport) -> None:
     sock = transport.get_extra_info("socket")
     if sock is None:
         return
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if hasattr(socket, "TCP_KEEPIDLE"):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, idle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, _KEEPALIVE_SECONDS)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, _KEEPALIVE_SECONDS)
     except OSError:
         pass
 
@@ -62,17 +77,26 @@ class ClientConnection(asyncio.Protocol):
         self.client_ip = ""
         self.client_port = 0
         self.local: tuple[str, int] = ("", 0)
-        self._proxy_trusted = False
+        self.started_at = time.time()
         self.started = time.monotonic()
+        self.last_activity = self.started
         self.route: Route | None = None
         self.server: Server | None = None
+        self.service_name = ""
         self.sni: str | None = None
+        self.alpn: tuple[str, ...] = ()
+        self.tls_versions: tuple[int, ...] = ()
+        self.is_tls = False
         self.bytes_in = 0  # client -> backend
         self.bytes_out = 0  # backend -> client
-        self.close_reason = ""
+        self.close_kind = ""
+        self.close_detail = ""
+        self.closed_by = ""
+        self._proxy_trusted = False
         self._buffer = bytearray()
         self._client_eof = False
         self._backend_eof = False
+        self._termination_delay = 0.1
         self._timer: asyncio.TimerHandle | None = None
         self._on_close: list[Callable[[], None]] = []
 
@@ -82,15 +106,64 @@ class ClientConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.client_ip, self.client_port = client_host(transport.get_extra_info("peername"))
         self.local = client_host(transport.get_extra_info("sockname"))
-        _set_keepalive(transport, _KEEPALIVE_SECONDS)
+        _set_keepalive(transport)
         entrypoint = self.entrypoint
         entrypoint.connections.add(self)
+        STATS.accepted(entrypoint.name)
         if entrypoint.proxy_protocol is not None:
             self._proxy_trusted = entrypoint.proxy_protocol.trusts(self.client_ip)
             self.state = PROXY_HEADER
             self._arm_read_timer()
             return
         self._route_or_peek()
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state is RELAYING:
+            self.bytes_in += len(data)
+            self.last_activity = time.monotonic()
+            assert self.backend is not None and self.backend.transport is not None
+            self.backend.transport.write(data)
+        elif state is PEEKING:
+            self._buffer += data
+            self._classify()
+        elif state is PROXY_HEADER:
+            self._buffer += data
+            self._read_proxy_header()
+        elif state is DIALING:
+            self._buffer += data
+
+    def eof_received(self) -> bool:
+        self._client_eof = True
+        if self.state is PEEKING or self.state is PROXY_HEADER:
+            self.close(CLIENT_CLOSED, "client closed before it could be routed", by="client")
+            return False
+        if self.state is RELAYING:
+            self._half_closed(self.backend.transport if self.backend else None, by="client")
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state is not CLOSED:
+            self.close(CLIENT_CLOSED, f"client connection lost: {exc}" if exc else "",
+                       by="client")
+        self._finish()
+
+    def pause_writing(self) -> None:
+        # The client reads slower than the backend sends: stop reading the backend.
+        if self.backend is not None and self.backend.transport is not None:
+            self.backend.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.backend is not None and self.backend.transport is not None:
+            if not self.backend.transport.is_closing():
+                self.backend.transport.resume_reading()
+
+    # -- middlewares see this -------------------------------------------
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        self._on_close.append(callback)
+
+    # -- before routing ---------------------------------------------------
 
     def _route_or_peek(self) -> None:
         table = self.table
@@ -121,7 +194,7 @@ class ClientConnection(asyncio.Protocol):
             if self.state is not PEEKING:
                 return
             self._cancel_timer()
-        self.close("timed out waiting for the client's first bytes")
+        self.close(PEEK_TIMEOUT, "timed out waiting for the client's first bytes", by="switchyard")
 
     def _read_proxy_header(self) -> None:
         result = read_proxy_header(self._buffer)
@@ -129,7 +202,8 @@ class ClientConnection(asyncio.Protocol):
         if kind is ProxyKind.NEED_MORE:
             return
         if kind is ProxyKind.MALFORMED:
-            self.close(f"malformed PROXY protocol header: {result.reason}")
+            self.close(MALFORMED, f"malformed PROXY protocol header: {result.reason}",
+                       by="switchyard")
             return
         if kind is ProxyKind.HEADER:
             header = result.header
@@ -142,84 +216,44 @@ class ClientConnection(asyncio.Protocol):
                     self.local = client_host(header.destination)
         self._route_or_peek()
 
-    def data_received(self, data: bytes) -> None:
-        state = self.state
-        if state is RELAYING:
-            self.bytes_in += len(data)
-            assert self.backend is not None and self.backend.transport is not None
-            self.backend.transport.write(data)
-        elif state is PEEKING:
-            self._buffer += data
-            self._classify()
-        elif state is PROXY_HEADER:
-            self._buffer += data
-            self._read_proxy_header()
-        elif state is DIALING:
-            self._buffer += data
-
-    def eof_received(self) -> bool:
-        self._client_eof = True
-        if self.state is PEEKING or self.state is PROXY_HEADER:
-            self.close("client closed before it could be routed")
-            return False
-        if self.state is RELAYING:
-            self._half_closed(self.backend.transport if self.backend else None)
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.state is not CLOSED and not self.close_reason:
-            self.close_reason = f"client connection lost: {exc}" if exc else "client closed"
-        self._finish()
-
-    def pause_writing(self) -> None:
-        # The client reads slower than the backend sends: stop reading the backend.
-        if self.backend is not None and self.backend.transport is not None:
-            self.backend.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.backend is not None and self.backend.transport is not None:
-            if not self.backend.transport.is_closing():
-                self.backend.transport.resume_reading()
-
-    # -- middlewares see this -------------------------------------------
-
-    def on_close(self, callback: Callable[[], None]) -> None:
-        self._on_close.append(callback)
-
-    # -- the flow -------------------------------------------------------
-
     def _classify(self) -> None:
         result = read_client_hello(self._buffer)
         kind = result.kind
         if kind is HelloKind.NEED_MORE:
             return
         if kind is HelloKind.MALFORMED:
-            self.close(f"malformed TLS ClientHello: {result.reason}")
+            self.close(MALFORMED, f"malformed TLS ClientHello: {result.reason}", by="switchyard")
             return
         self._cancel_timer()
         if kind is HelloKind.HELLO:
             hello = result.hello
             assert hello is not None
-            self.sni = hello.sni
+            self.is_tls = True
+            self.sni, self.alpn, self.tls_versions = hello.sni, hello.alpn, hello.versions
             route = self.table.tls.match(ConnMeta(hello.sni, hello.alpn, self.client_ip, True))
         else:
             route = self.table.plain.match(ConnMeta(None, (), self.client_ip, False))
         if route is None:
-            kind_name = "TLS" if kind is HelloKind.HELLO else "plain TCP"
-            self.close(f"no {kind_name} router matches (sni={self.sni!r}, client={self.client_ip})")
+            what = f"TLS (SNI {self.sni!r})" if self.is_tls else "plain TCP"
+            self.close(NO_ROUTE, f"no router matches this {what} connection", by="switchyard")
             return
         self._dispatch(route)
 
+    # -- routed ---------------------------------------------------------
+
     def _dispatch(self, route: Route) -> None:
         self.route = route
+        self.service_name = route.service_name
         for middleware in route.middlewares:
             refusal = middleware.admit(self)
             if refusal is not None:
-                self.close(f"refused by middleware: {refusal}")
+                STATS.rejected(self.entrypoint.name, route.name, middleware.name)
+                self.close(REJECTED, refusal, by="switchyard")
                 return
         picked = route.service.pick()
         if picked is None:
-            self.close(f'service "{route.service_name}" has no server available')
+            self.close(NO_SERVER, f'service "{route.service_name}" has no server available',
+                       by="switchyard")
             return
         self.state = DIALING
         assert self.transport is not None
@@ -228,6 +262,7 @@ class ClientConnection(asyncio.Protocol):
         self.server = server
         server.open_connections += 1
         server.total_connections += 1
+        STATS.routed(route.name, route.service_name, server.address)
         asyncio.get_running_loop().create_task(self._dial(server, transport))
 
     async def _dial(self, server: Server, transport: ServersTransport) -> None:
@@ -240,10 +275,11 @@ class ClientConnection(asyncio.Protocol):
             else:
                 await loop.create_connection(lambda: backend, server.host, server.port)
         except (OSError, TimeoutError) as exc:
-            reason = "dial timed out" if isinstance(exc, TimeoutError) else str(exc)
-            log.warning("%s: cannot reach server %s: %s", self.route.name if self.route else "?",
-                        server.address, reason)
-            self.close(f"dial {server.address} failed: {reason}")
+            reason = f"timed out after {transport.dial_timeout:g}s" if isinstance(
+                exc, TimeoutError) else (str(exc) or type(exc).__name__)
+            log.warning('router "%s": cannot reach server %s: %s',
+                        self.route.name if self.route else "?", server.address, reason)
+            self.close(DIAL_FAILED, f"dial {server.address}: {reason}", by="switchyard")
             return
         if self.state is CLOSED:
             if backend.transport is not None:
@@ -256,44 +292,50 @@ class ClientConnection(asyncio.Protocol):
             build = build_v1 if transport.proxy_protocol_version == 1 else build_v2
             backend.transport.write(build((self.client_ip, self.client_port), self.local))
         if self._buffer:
+            # Everything read while deciding goes first: nothing peeked is lost.
             self.bytes_in += len(self._buffer)
             backend.transport.write(bytes(self._buffer))
             self._buffer = bytearray()
         self.state = RELAYING
+        self.last_activity = time.monotonic()
         if self._client_eof:
-            self._half_closed(backend.transport)
+            self._half_closed(backend.transport, by="client")
         else:
             self.transport.resume_reading()
 
-    _termination_delay = 0.1
-
-    def _half_closed(self, toward: asyncio.WriteTransport | None) -> None:
+    def _half_closed(self, toward: asyncio.WriteTransport | None, by: str) -> None:
         """One side sent FIN: pass it on; the other side then has the termination delay."""
+        if not self.closed_by:
+            self.closed_by = by
         if toward is not None and not toward.is_closing() and toward.can_write_eof():
             toward.write_eof()
         if self._client_eof and self._backend_eof:
-            self.close("")
+            self.close(NORMAL, "", by=self.closed_by)
             return
         if self._termination_delay >= 0 and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(
-                self._termination_delay, self.close, "termination delay expired after half-close")
+                self._termination_delay, self.close, TERMINATION_DELAY,
+                f"the other side did not finish within {self._termination_delay:g}s "
+                "of a half-close", "switchyard")
 
     def backend_eof(self) -> None:
         self._backend_eof = True
-        self._half_closed(self.transport)
+        self._half_closed(self.transport, by="backend")
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def close(self, reason: str) -> None:
+    def close(self, kind: str, detail: str = "", by: str = "") -> None:
         """End the connection on both sides; pending writes are flushed first."""
         if self.state is CLOSED:
             return
-        if reason and not self.close_reason:
-            self.close_reason = reason
-            log.debug("%s:%d %s", self.client_ip, self.client_port, reason)
+        self.close_kind, self.close_detail = kind, detail
+        if by and not self.closed_by:
+            self.closed_by = by
+        if detail and kind not in (NORMAL, CLIENT_CLOSED):
+            log.debug("%s:%d %s: %s", self.client_ip, self.client_port, kind, detail)
         self.state = CLOSED
         self._cancel_timer()
         if self.transport is not None:
@@ -302,19 +344,26 @@ class ClientConnection(asyncio.Protocol):
             self.backend.transport.close()
 
     def _finish(self) -> None:
-        if self.state is not CLOSED:
-            self.close("")
-        if self.entrypoint.connections is not None:
-            self.entrypoint.connections.discard(self)
+        """The client socket is gone: release middleware slots, count, log."""
+        entrypoint = self.entrypoint
+        entrypoint.connections.discard(self)
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             callback()
+        duration = time.monotonic() - self.started
+        STATS.entrypoints[entrypoint.name].finished(duration, self.bytes_in, self.bytes_out)
+        STATS.closes[(entrypoint.name, self.close_kind)] += 1
         server = self.server
-        if server is not None:
+        if server is not None and self.route is not None:
             server.open_connections -= 1
             server.bytes_in += self.bytes_in
             server.bytes_out += self.bytes_out
-            self.server = None
+            STATS.routers[self.route.name].finished(duration, self.bytes_in, self.bytes_out)
+            STATS.services[self.service_name].finished(duration, self.bytes_in, self.bytes_out)
+            STATS.servers[(self.service_name, server.address)].finished(
+                duration, self.bytes_in, self.bytes_out)
+        if entrypoint.access_log is not None:
+            entrypoint.access_log.record(self, duration)
 
 
 class BackendConnection(asyncio.Protocol):
@@ -332,6 +381,7 @@ class BackendConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         client = self.client
         client.bytes_out += len(data)
+        client.last_activity = time.monotonic()
         assert client.transport is not None
         client.transport.write(data)
 
@@ -342,9 +392,8 @@ class BackendConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         client = self.client
         if client.state is RELAYING:
-            if exc is not None and not client.close_reason:
-                client.close_reason = f"backend connection lost: {exc}"
-            client.close("")
+            client.close(BACKEND_CLOSED, f"backend connection lost: {exc}" if exc else "",
+                         by="backend")
 
     def pause_writing(self) -> None:
         # The backend reads slower than the client sends: stop reading the client.

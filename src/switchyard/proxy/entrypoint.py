@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 
 from switchyard.ipcheck import IPChecker
-from switchyard.proxy.connection import ClientConnection
+from switchyard.observability.accesslog import AccessLog
+from switchyard.proxy.connection import IDLE_TIMEOUT, RELAYING, SHUTDOWN, ClientConnection
 from switchyard.routing.table import RouteList, RoutingTable
 
 log = logging.getLogger("switchyard.entrypoint")
@@ -65,7 +67,10 @@ class EntryPoint:
         self.reuse_port = reuse_port
         self.table = RoutingTable(name, RouteList(()), RouteList(()))
         self.connections: set[ClientConnection] = set()
+        self.access_log: AccessLog | None = None
+        self.idle_timeout = 0.0
         self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -78,8 +83,25 @@ class EntryPoint:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: ClientConnection(self), sock=sock)
         log.info('entryPoint "%s" listening on %s', self.name, self.address)
+        if self.idle_timeout > 0:
+            self._sweeper = loop.create_task(self._close_idle())
+
+    async def _close_idle(self) -> None:
+        """Close relayed connections with no traffic either way for `idle_timeout`.
+
+        One sweep every quarter timeout instead of a timer per connection: a
+        timer reset on every read would cost more than the relay itself.
+        """
+        while True:
+            await asyncio.sleep(self.idle_timeout / 4)
+            limit = time.monotonic() - self.idle_timeout
+            for conn in [c for c in self.connections if c.last_activity < limit
+                         and c.state == RELAYING]:
+                conn.close(IDLE_TIMEOUT, f"no traffic for {self.idle_timeout:g}s", "switchyard")
 
     def stop_accepting(self) -> None:
+        if self._sweeper is not None and not self.connections:
+            self._sweeper.cancel()
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -87,4 +109,7 @@ class EntryPoint:
     def close_all(self) -> None:
         """Force-close every live connection (end of the grace period)."""
         for conn in list(self.connections):
-            conn.close("entry point shut down")
+            conn.close(SHUTDOWN, "grace period over", "switchyard")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None

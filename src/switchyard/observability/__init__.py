@@ -1,0 +1,1 @@
+"""Observability: traffic counters, the TCP access log, logging setup."""

@@ -1,0 +1,61 @@
+"""Live traffic counters the data plane bumps per connection and exporters read."""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+# Connection duration buckets in seconds: short TCP exchanges to long-lived streams.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    300.0, 900.0, 3600.0)
+
+
+@dataclass(slots=True)
+class Traffic:
+    """Counters for one entry point, router, service or server."""
+
+    open: int = 0
+    total: int = 0
+    bytes_in: int = 0  # client -> backend
+    bytes_out: int = 0  # backend -> client
+    duration_sum: float = 0.0
+    duration_counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+
+    def finished(self, duration: float, bytes_in: int, bytes_out: int) -> None:
+        self.open -= 1
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+        self.duration_sum += duration
+        self.duration_counts[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+
+
+class TrafficStats:
+    """Per entry point, router, service and server counters; rejections and close reasons."""
+
+    def __init__(self) -> None:
+        self.entrypoints: defaultdict[str, Traffic] = defaultdict(Traffic)
+        self.routers: defaultdict[str, Traffic] = defaultdict(Traffic)
+        self.services: defaultdict[str, Traffic] = defaultdict(Traffic)
+        self.servers: defaultdict[tuple[str, str], Traffic] = defaultdict(Traffic)
+        # (entry point, router, middleware) -> refused connections
+        self.rejections: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        # (entry point, close kind) -> connections
+        self.closes: defaultdict[tuple[str, str], int] = defaultdict(int)
+
+    def accepted(self, entrypoint: str) -> None:
+        traffic = self.entrypoints[entrypoint]
+        traffic.open += 1
+        traffic.total += 1
+
+    def routed(self, router: str, service: str, server: str) -> None:
+        for traffic in (self.routers[router], self.services[service],
+                        self.servers[(service, server)]):
+            traffic.open += 1
+            traffic.total += 1
+
+    def rejected(self, entrypoint: str, router: str, middleware: str) -> None:
+        self.rejections[(entrypoint, router, middleware)] += 1
+
+
+STATS = TrafficStats()
