@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from switchyard.build import Runtime, build_runtime
 from switchyard.config.dynamic import DynamicConfig
@@ -14,7 +15,7 @@ from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.config.static import StaticConfig, parse_entry_point_address
 from switchyard.observability.accesslog import AccessLog
 from switchyard.providers.base import Provider, ProviderUpdate
-from switchyard.providers.file import FileProvider
+from switchyard.providers.registry import build_providers
 from switchyard.proxy.entrypoint import EntryPoint, IncomingProxyProtocol
 from switchyard.services import LoadBalancer
 from switchyard.services.healthcheck import HealthMonitor
@@ -41,13 +42,47 @@ def describe_change(old: Runtime, new: Runtime) -> str:
     return "; ".join(parts)
 
 
+def internal_services(static: StaticConfig) -> dict[str, set[str]]:
+    """Entry point name -> the built-in HTTP services it serves (api, dashboard, ping, metrics)."""
+    found: dict[str, set[str]] = {}
+    if static.api is not None and static.api.insecure:
+        found.setdefault("traefik", set()).add("api")
+        if static.api.dashboard:
+            found["traefik"].add("dashboard")
+    elif static.api is not None:
+        log.warning("api is set without insecure: true; Switchyard has no HTTP routers to "
+                    "expose api@internal yet, so set api.insecure: true to serve it on the "
+                    '"traefik" entry point')
+    if static.ping is not None:
+        found.setdefault(static.ping.entry_point or "traefik", set()).add("ping")
+    prometheus = static.metrics.prometheus if static.metrics is not None else None
+    if prometheus is not None:
+        name = next((str(v) for k, v in prometheus.items() if k.lower() == "entrypoint"),
+                     "traefik")
+        found.setdefault(name, set()).add("metrics")
+    return found
+
+
 class Switchyard:
     """Owns the entry points and swaps in a new Runtime whenever configuration changes."""
 
     def __init__(self, static: StaticConfig) -> None:
         self.static = static
         self.entrypoints: dict[str, EntryPoint] = {}
+        # Entry points serving the API, ping or metrics speak HTTP, not routed TCP.
+        self.internal: dict[str, tuple[str, int, set[str]]] = {}
+        for name, services in internal_services(static).items():
+            address = static.entry_points[name].address if name in static.entry_points else (
+                ":8080" if name == "traefik" else "")
+            if not address:
+                raise ConfigLoadError(f'entryPoint "{name}" (used by {", ".join(sorted(services))})'
+                                      " is not defined: add it to entryPoints")
+            host, port, _ = parse_entry_point_address(address)
+            self.internal[name] = (host, port, services)
+        self._internal_servers: list[Any] = []
         for name, ep in static.entry_points.items():
+            if name in self.internal:
+                continue
             host, port, proto = parse_entry_point_address(ep.address)
             if proto == "udp":
                 log.warning('entryPoint "%s": UDP is not supported, skipped', name)
@@ -69,10 +104,7 @@ class Switchyard:
                                         static.access_log.buffering_size)
             for entrypoint in self.entrypoints.values():
                 entrypoint.access_log = self.access_log
-        self.providers: list[Provider] = []
-        file_cfg = static.providers.file if static.providers else None
-        if file_cfg is not None and (file_cfg.filename or file_cfg.directory):
-            self.providers.append(FileProvider(file_cfg.filename, file_cfg.directory, file_cfg.watch))
+        self.providers: list[Provider] = build_providers(static)
         self.throttle = static.providers.providers_throttle_duration if static.providers else 2.0
         self.configs: dict[str, DynamicConfig] = {}
         self.issues: dict[str, list[ConfigIssue]] = {}
@@ -167,6 +199,11 @@ class Switchyard:
         self.apply(dict(self.configs), [i for found in self.issues.values() for i in found])
         for entrypoint in self.entrypoints.values():
             await entrypoint.start()
+        if self.internal:
+            from switchyard.api.app import start_internal
+
+            for name, (host, port, services) in self.internal.items():
+                self._internal_servers.append(await start_internal(self, name, host, port, services))
         loop = asyncio.get_running_loop()
         self._watchers = [loop.create_task(self._watch(p)) for p in self.providers]
 
@@ -202,6 +239,8 @@ class Switchyard:
         if self._rebuild is not None:
             self._rebuild.cancel()
         await asyncio.gather(*(self._shutdown_entrypoint(name) for name in self.entrypoints))
+        for internal in self._internal_servers:
+            await internal.close()
         self.health.stop()
         if self.access_log is not None:
             self.access_log.close()
