@@ -139,3 +139,46 @@ def greeting_name(sock: socket.socket) -> str:
     lines = read_lines(sock, 2)
     assert lines and lines[0].startswith("Hostname: "), lines
     return lines[0].removeprefix("Hostname: ")
+
+
+_apt_updated = False
+
+
+def ensure_command(command: str, package: str) -> str:
+    """The path of `command`, installing Debian `package` first if it is missing."""
+    import shutil
+    import subprocess
+
+    global _apt_updated
+    found = shutil.which(command)
+    if found:
+        return found
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if not _apt_updated:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+        _apt_updated = True
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True, env=env,
+                   capture_output=True)
+    found = shutil.which(command)
+    if not found:
+        raise RuntimeError(f"installing {package} did not provide {command}")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (for processes that cannot report theirs)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
