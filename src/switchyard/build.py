@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from switchyard.config.dynamic import DynamicConfig, ServersTransport as TransportConfig, TCPMiddleware, TCPRouter, TCPService
+from switchyard.config.dynamic import DynamicConfig, TCPMiddleware, TCPRouter, TCPService
+from switchyard.config.dynamic import ServersTransport as TransportConfig
 from switchyard.config.loader import ConfigIssue
 from switchyard.config.static import StaticConfig
 from switchyard.middlewares.base import Middleware
@@ -15,8 +16,15 @@ from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
 from switchyard.routing.table import Route, RouteList, RoutingTable, sort_routes
 from switchyard.rules import RuleError, default_priority, host_sni_values, parse_rule
+from switchyard.services import (
+    DEFAULT_TRANSPORT,
+    LoadBalancer,
+    Server,
+    ServersTransport,
+    Service,
+    WeightedService,
+)
 from switchyard.services.healthcheck import HealthCheckSettings
-from switchyard.services import DEFAULT_TRANSPORT, LoadBalancer, Server, Service, ServersTransport, WeightedService
 from switchyard.status import ElementStatus
 
 log = logging.getLogger("switchyard.config")
@@ -255,8 +263,8 @@ class _Builder:
             name, provider, config = self.routers[qualified]
             status = ElementStatus("router", qualified, provider, config)
             self.runtime.routers[qualified] = status
-            for ep, route in self._router(name, provider, config, status):
-                routes_by_ep[ep].append(route)
+            for ep_name, route in self._router(name, provider, config, status):
+                routes_by_ep[ep_name].append(route)
         for status in self.runtime.routers.values():
             config = status.config
             if config.service:

@@ -19,7 +19,7 @@ class WhoamiProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         if self.banner:
             peer = transport.get_extra_info("peername")
-            transport.write(greeting(self.name, peer))
+            self.transport.write(greeting(self.name, peer))
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None

@@ -13,7 +13,7 @@ class InFlightConn:
     builder decides how widely one instance is shared.
     """
 
-    __slots__ = ("name", "amount", "_open")
+    __slots__ = ("_open", "amount", "name")
 
     def __init__(self, name: str, amount: int) -> None:
         self.name = name

@@ -11,7 +11,7 @@ from switchyard.middlewares.base import Admissible
 class IPAllowList:
     """Refuses connections whose client IP is outside `sourceRange` (spec 5.3)."""
 
-    __slots__ = ("name", "_checker")
+    __slots__ = ("_checker", "name")
 
     def __init__(self, name: str, source_range: Sequence[str]) -> None:
         if not source_range:

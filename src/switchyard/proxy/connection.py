@@ -154,9 +154,9 @@ class ClientConnection(asyncio.Protocol):
             self.backend.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.backend is not None and self.backend.transport is not None:
-            if not self.backend.transport.is_closing():
-                self.backend.transport.resume_reading()
+        backend = self.backend.transport if self.backend is not None else None
+        if backend is not None and not backend.is_closing():
+            backend.resume_reading()
 
     # -- middlewares see this -------------------------------------------
 

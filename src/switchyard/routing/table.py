@@ -33,7 +33,7 @@ class RouteList:
     other rules that rank above the indexed candidate.
     """
 
-    __slots__ = ("routes", "_exact", "_scan")
+    __slots__ = ("_exact", "_scan", "routes")
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(routes)

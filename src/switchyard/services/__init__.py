@@ -12,7 +12,7 @@ __all__ = [
     "DEFAULT_TRANSPORT",
     "LoadBalancer",
     "Server",
-    "Service",
     "ServersTransport",
+    "Service",
     "WeightedService",
 ]

@@ -26,7 +26,7 @@ class WeightedRoundRobin(Generic[T]):
     some UP target has a positive weight, so `pick` always returns.
     """
 
-    __slots__ = ("_targets", "_weights", "_max", "_gcd", "_index", "_cw")
+    __slots__ = ("_cw", "_gcd", "_index", "_max", "_targets", "_weights")
 
     def __init__(self, targets: Sequence[tuple[T, int]]) -> None:
         self._targets = [target for target, _ in targets]
