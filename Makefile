@@ -1,7 +1,7 @@
 # Two entry points for newcomers: `make demo` and `make test`.
 PYTHON ?= python3
 
-.PHONY: install demo test deps lint bench
+.PHONY: install demo demo-tools test deps lint bench
 
 install:
 	$(PYTHON) -m pip install -q -e '.[test]'
@@ -11,7 +11,12 @@ deps:
 	@command -v openssl >/dev/null && command -v curl >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl curl >/dev/null)
 
-demo: install
+# The demo prints nc / openssl s_client commands to try: make sure they exist.
+demo-tools:
+	@command -v nc >/dev/null && command -v openssl >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq netcat-openbsd openssl >/dev/null)
+
+demo: install demo-tools
 	switchyard demo
 
 test: install deps
