@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
@@ -13,6 +14,8 @@ from switchyard.observability.stats import STATS
 from switchyard.proxy.proxyproto import ProxyKind, build_v1, build_v2, read_proxy_header
 from switchyard.rules import ConnMeta
 from switchyard.tls.clienthello import HelloKind, read_client_hello
+from switchyard.tls.postgres import SSL_REQUEST, detect_ssl_request
+from switchyard.tls.terminator import TLSTerminator
 
 if TYPE_CHECKING:
     from switchyard.proxy.entrypoint import EntryPoint
@@ -37,6 +40,8 @@ PEEK_TIMEOUT = "peek_timeout"
 IDLE_TIMEOUT = "idle_timeout"
 TERMINATION_DELAY = "termination_delay"  # the other side did not finish after a half-close
 MALFORMED = "malformed"  # bad ClientHello or PROXY header
+TLS_ERROR = "tls_error"  # TLS termination failed (handshake, client certificate, ...)
+TLS_CONFIG = "tls_config"  # the router's TLS options are broken
 SHUTDOWN = "shutdown"
 
 _KEEPALIVE_SECONDS = 180  # Traefik's keep-alive period on accepted sockets
@@ -86,13 +91,19 @@ class ClientConnection(asyncio.Protocol):
         self.sni: str | None = None
         self.alpn: tuple[str, ...] = ()
         self.tls_versions: tuple[int, ...] = ()
+        self.tls_version = ""  # negotiated, when we terminate
+        self.alpn_negotiated: str | None = None
         self.is_tls = False
         self.bytes_in = 0  # client -> backend
         self.bytes_out = 0  # backend -> client
         self.close_kind = ""
         self.close_detail = ""
         self.closed_by = ""
+        self.postgres = False
+        self.tls: TLSTerminator | None = None
         self._proxy_trusted = False
+        self._await_pg_reply = False
+        self._to_client = bytearray()  # backend bytes held until our TLS handshake is done
         self._buffer = bytearray()
         self._client_eof = False
         self._backend_eof = False
@@ -120,8 +131,11 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state is RELAYING:
-            self.bytes_in += len(data)
             self.last_activity = time.monotonic()
+            if self.tls is not None:
+                self._decrypt(data)
+                return
+            self.bytes_in += len(data)
             assert self.backend is not None and self.backend.transport is not None
             self.backend.transport.write(data)
         elif state is PEEKING:
@@ -139,6 +153,9 @@ class ClientConnection(asyncio.Protocol):
             self.close(CLIENT_CLOSED, "client closed before it could be routed", by="client")
             return False
         if self.state is RELAYING:
+            if self.tls is not None and not self.tls.handshake_done:
+                self.close(TLS_ERROR, "client closed during the TLS handshake", by="client")
+                return False
             self._half_closed(self.backend.transport if self.backend else None, by="client")
         return True
 
@@ -217,6 +234,19 @@ class ClientConnection(asyncio.Protocol):
         self._route_or_peek()
 
     def _classify(self) -> None:
+        if not self.postgres:
+            starttls = detect_ssl_request(self._buffer)
+            if starttls is None:
+                return  # a prefix of the SSLRequest: wait, as Traefik does (spec 4.3)
+            if starttls:
+                # Postgres STARTTLS: agree at once (Traefik does, whatever the route: [S]),
+                # then the TLS ClientHello follows.
+                self.postgres = True
+                del self._buffer[:len(SSL_REQUEST)]
+                assert self.transport is not None
+                self.transport.write(b"S")
+                if not self._buffer:
+                    return
         result = read_client_hello(self._buffer)
         kind = result.kind
         if kind is HelloKind.NEED_MORE:
@@ -231,6 +261,10 @@ class ClientConnection(asyncio.Protocol):
             self.is_tls = True
             self.sni, self.alpn, self.tls_versions = hello.sni, hello.alpn, hello.versions
             route = self.table.tls.match(ConnMeta(hello.sni, hello.alpn, self.client_ip, True))
+        elif self.postgres:
+            self.close(MALFORMED, "Postgres SSLRequest not followed by a TLS ClientHello",
+                       by="switchyard")
+            return
         else:
             route = self.table.plain.match(ConnMeta(None, (), self.client_ip, False))
         if route is None:
@@ -244,6 +278,9 @@ class ClientConnection(asyncio.Protocol):
     def _dispatch(self, route: Route) -> None:
         self.route = route
         self.service_name = route.service_name
+        if route.tls_error:
+            self.close(TLS_CONFIG, route.tls_error, by="switchyard")
+            return
         for middleware in route.middlewares:
             refusal = middleware.admit(self)
             if refusal is not None:
@@ -291,17 +328,88 @@ class ClientConnection(asyncio.Protocol):
         if transport.proxy_protocol_version:
             build = build_v1 if transport.proxy_protocol_version == 1 else build_v2
             backend.transport.write(build((self.client_ip, self.client_port), self.local))
-        if self._buffer:
-            # Everything read while deciding goes first: nothing peeked is lost.
-            self.bytes_in += len(self._buffer)
-            backend.transport.write(bytes(self._buffer))
-            self._buffer = bytearray()
+        route = self.route
+        assert route is not None
         self.state = RELAYING
         self.last_activity = time.monotonic()
+        if route.tls_context is not None:
+            # Termination: the handshake starts only now, after middlewares and
+            # the dial (Traefik's order, spec 4.5); the peeked hello goes in first.
+            self.tls = TLSTerminator(route.tls_context)
+            self._arm_handshake_timer()
+            pending, self._buffer = bytes(self._buffer), bytearray()
+            self._decrypt(pending)
+            if self.state is CLOSED:
+                return
+        else:
+            if self.postgres:
+                # Passthrough STARTTLS: the backend must see the SSLRequest and
+                # answer it itself; its "S" is swallowed (we already sent ours).
+                backend.transport.write(SSL_REQUEST)
+                self._await_pg_reply = True
+            if self._buffer:
+                # Everything read while deciding goes first: nothing peeked is lost.
+                self.bytes_in += len(self._buffer)
+                backend.transport.write(bytes(self._buffer))
+                self._buffer = bytearray()
         if self._client_eof:
             self._half_closed(backend.transport, by="client")
         else:
             self.transport.resume_reading()
+
+    def _decrypt(self, data: bytes) -> None:
+        """Client ciphertext in: plaintext to the backend, handshake/alerts to the client."""
+        tls = self.tls
+        assert tls is not None and self.transport is not None
+        was_done = tls.handshake_done
+        try:
+            plaintext, reply = tls.receive(data)
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            reply = tls.pending_output()
+            if reply:
+                self.transport.write(reply)  # the alert tells the client what went wrong
+            self.close(TLS_ERROR, f"TLS handshake failed: {exc}", by="switchyard")
+            return
+        if reply:
+            self.transport.write(reply)
+        if tls.handshake_done and not was_done:
+            self._cancel_timer()
+            self.alpn_negotiated = tls.alpn
+            self.tls_version = tls.version or ""
+            if self._to_client:
+                held, self._to_client = bytes(self._to_client), bytearray()
+                self.to_client(held)
+        if plaintext:
+            self.bytes_in += len(plaintext)
+            assert self.backend is not None and self.backend.transport is not None
+            self.backend.transport.write(plaintext)
+        if tls.peer_closed and not self._client_eof:
+            self._client_eof = True
+            self._half_closed(self.backend.transport if self.backend else None, by="client")
+
+    def to_client(self, data: bytes) -> None:
+        """Backend bytes out to the client, encrypted when we terminate TLS."""
+        assert self.transport is not None
+        self.bytes_out += len(data)
+        self.last_activity = time.monotonic()
+        tls = self.tls
+        if tls is None:
+            self.transport.write(data)
+        elif tls.handshake_done:
+            self.transport.write(tls.send(data))
+        else:
+            self.bytes_out -= len(data)
+            self._to_client += data  # server-first backends may speak before the handshake ends
+
+    def _arm_handshake_timer(self) -> None:
+        # Traefik puts no deadline on the client handshake; a client that stops
+        # mid-handshake would hold a backend connection forever, so the entry
+        # point's readTimeout bounds it.
+        self._cancel_timer()
+        if self.table.read_timeout > 0:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.table.read_timeout, self.close, TLS_ERROR,
+                "timed out waiting for the client's TLS handshake", "switchyard")
 
     def _half_closed(self, toward: asyncio.WriteTransport | None, by: str) -> None:
         """One side sent FIN: pass it on; the other side then has the termination delay."""
@@ -320,6 +428,12 @@ class ClientConnection(asyncio.Protocol):
 
     def backend_eof(self) -> None:
         self._backend_eof = True
+        if self.tls is not None:
+            # A TLS half-close is our close_notify; TCP stays open for the client.
+            if self.tls.handshake_done and self.transport is not None:
+                self.transport.write(self.tls.close_notify())
+            self._half_closed(None, by="backend")
+            return
         self._half_closed(self.transport, by="backend")
 
     def _cancel_timer(self) -> None:
@@ -380,10 +494,16 @@ class BackendConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         client = self.client
-        client.bytes_out += len(data)
-        client.last_activity = time.monotonic()
-        assert client.transport is not None
-        client.transport.write(data)
+        if client._await_pg_reply:
+            client._await_pg_reply = False
+            if data[:1] != b"S":
+                client.close(BACKEND_CLOSED, "Postgres backend refused the SSLRequest",
+                             by="backend")
+                return
+            data = data[1:]
+            if not data:
+                return
+        client.to_client(data)
 
     def eof_received(self) -> bool:
         self.client.backend_eof()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from switchyard.middlewares.base import Middleware
 from switchyard.rules import ConnMeta, Rule
@@ -23,6 +24,10 @@ class Route:
     tls: bool
     passthrough: bool
     rank: int = 0
+    # Termination only: the server context, or why the router's TLS options are
+    # broken (Traefik still installs the route and closes what it matches: spec 4.9).
+    tls_context: ssl.SSLContext | None = None
+    tls_error: str = ""
 
 
 class RouteList:
@@ -81,17 +86,4 @@ class RoutingTable:
 def sort_routes(routes: Sequence[Route]) -> list[Route]:
     """Traefik's order: priority descending; ties are unordered in Traefik, by name here."""
     ordered = sorted(routes, key=lambda r: (-r.priority, r.name))
-    return [
-        Route(
-            name=r.name,
-            rule=r.rule,
-            priority=r.priority,
-            middlewares=r.middlewares,
-            service=r.service,
-            service_name=r.service_name,
-            tls=r.tls,
-            passthrough=r.passthrough,
-            rank=rank,
-        )
-        for rank, r in enumerate(ordered)
-    ]
+    return [replace(r, rank=rank) for rank, r in enumerate(ordered)]
