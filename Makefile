@@ -19,8 +19,12 @@ demo-tools:
 demo: install demo-tools
 	switchyard demo
 
+# The relay scenarios run twice: zero-copy splice (the default on Linux) and the portable path.
 test: install deps
 	$(PYTHON) -m pytest -q -p no:cacheprovider
+	SWITCHYARD_SPLICE=0 $(PYTHON) -m pytest -q -p no:cacheprovider \
+	  tests/integration/test_proxy_flow.py tests/integration/test_services_lifecycle.py \
+	  tests/e2e/test_lifecycle.py
 
 lint:
 	ruff check src tests

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import os
 import socket
 import ssl
 import time
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from switchyard.observability.stats import STATS
+from switchyard.proxy.splice import SpliceRelay, detach_socket, splice_available
 from switchyard.proxy.proxyproto import ProxyKind, build_v1, build_v2, read_proxy_header
 from switchyard.rules import ConnMeta
 from switchyard.tls.clienthello import HelloKind, read_client_hello
@@ -45,6 +48,9 @@ TLS_CONFIG = "tls_config"  # the router's TLS options are broken
 SHUTDOWN = "shutdown"
 
 _KEEPALIVE_SECONDS = 180  # Traefik's keep-alive period on accepted sockets
+
+# Zero-copy relaying of plaintext streams; SWITCHYARD_SPLICE=0 selects the portable path.
+SPLICE = splice_available() and os.environ.get("SWITCHYARD_SPLICE", "1") != "0"
 
 
 def client_host(peer: object) -> tuple[str, int]:
@@ -103,7 +109,8 @@ class ClientConnection(asyncio.Protocol):
         self.tls: TLSTerminator | None = None
         self._proxy_trusted = False
         self._await_pg_reply = False
-        self._to_client = bytearray()  # backend bytes held until our TLS handshake is done
+        self._to_client = bytearray()
+        self._relay: SpliceRelay | None = None  # backend bytes held until our TLS handshake is done
         self._buffer = bytearray()
         self._client_eof = False
         self._backend_eof = False
@@ -160,6 +167,8 @@ class ClientConnection(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._relay is not None:
+            return  # the transport let go of a socket the splice relay now owns
         if self.state is not CLOSED:
             self.close(CLIENT_CLOSED, f"client connection lost: {exc}" if exc else "",
                        by="client")
@@ -303,6 +312,10 @@ class ClientConnection(asyncio.Protocol):
         asyncio.get_running_loop().create_task(self._dial(server, transport))
 
     async def _dial(self, server: Server, transport: ServersTransport) -> None:
+        route = self.route
+        if SPLICE and route is not None and route.tls_context is None and not self.postgres:
+            await self._dial_spliced(server, transport)
+            return
         loop = asyncio.get_running_loop()
         backend = BackendConnection(self)
         try:
@@ -356,6 +369,67 @@ class ClientConnection(asyncio.Protocol):
             self._half_closed(backend.transport, by="client")
         else:
             self.transport.resume_reading()
+
+    async def _dial_spliced(self, server: Server, transport: ServersTransport) -> None:
+        """Plaintext path: connect a raw socket, flush the peeked bytes, then splice."""
+        loop = asyncio.get_running_loop()
+        sock: socket.socket | None = None
+        try:
+            async with asyncio.timeout(transport.dial_timeout if transport.dial_timeout > 0
+                                       else None):
+                sock = await _connect(loop, server.host, server.port)
+                if transport.proxy_protocol_version:
+                    build = build_v1 if transport.proxy_protocol_version == 1 else build_v2
+                    await loop.sock_sendall(sock, build((self.client_ip, self.client_port),
+                                                        self.local))
+                if self._buffer:
+                    # Everything read while deciding goes first: nothing peeked is lost.
+                    await loop.sock_sendall(sock, bytes(self._buffer))
+                    self.bytes_in += len(self._buffer)
+                    self._buffer = bytearray()
+        except (OSError, TimeoutError) as exc:
+            if sock is not None:
+                sock.close()
+            reason = f"timed out after {transport.dial_timeout:g}s" if isinstance(
+                exc, TimeoutError) else (str(exc) or type(exc).__name__)
+            log.warning('router "%s": cannot reach server %s: %s',
+                        self.route.name if self.route else "?", server.address, reason)
+            self.close(DIAL_FAILED, f"dial {server.address}: {reason}", by="switchyard")
+            return
+        assert sock is not None
+        client = detach_socket(self.transport) if self.transport is not None else None
+        if self.state is CLOSED or client is None:
+            sock.close()
+            if client is not None:
+                client.close()
+            self.close(CLIENT_CLOSED, "client left while the backend was dialled", by="client")
+            return
+        self._termination_delay = transport.termination_delay
+        self._relay = SpliceRelay(client, sock, self._spliced_bytes, self._spliced_eof,
+                                  self._spliced_error)
+        assert self.transport is not None
+        self.transport.abort()  # closes only its copy of the descriptor
+        self.state = RELAYING
+        self.last_activity = time.monotonic()
+        self._relay.start()
+
+    def _spliced_bytes(self, to_backend: bool, count: int) -> None:
+        if to_backend:
+            self.bytes_in += count
+        else:
+            self.bytes_out += count
+        self.last_activity = time.monotonic()
+
+    def _spliced_eof(self, side: str) -> None:
+        if side == "client":
+            self._client_eof = True
+        else:
+            self._backend_eof = True
+        self._half_closed(None, by=side)
+
+    def _spliced_error(self, side: str, exc: OSError) -> None:
+        kind = CLIENT_CLOSED if side == "client" else BACKEND_CLOSED
+        self.close(kind, f"{side} connection lost: {exc}", by=side)
 
     def _decrypt(self, data: bytes) -> None:
         """Client ciphertext in: plaintext to the backend, handshake/alerts to the client."""
@@ -452,6 +526,10 @@ class ClientConnection(asyncio.Protocol):
             log.debug("%s:%d %s: %s", self.client_ip, self.client_port, kind, detail)
         self.state = CLOSED
         self._cancel_timer()
+        if self._relay is not None:
+            self._relay.close()
+            self._finish()
+            return
         if self.transport is not None:
             self.transport.close()
         if self.backend is not None and self.backend.transport is not None:
@@ -478,6 +556,27 @@ class ClientConnection(asyncio.Protocol):
                 duration, self.bytes_in, self.bytes_out)
         if entrypoint.access_log is not None:
             entrypoint.access_log.record(self, duration)
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+    """A connected non-blocking socket to host:port (IP literals skip the resolver)."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        address: tuple[str, int] = (host, port)
+    except ValueError:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        if not infos:
+            raise OSError(f"cannot resolve {host}") from None
+        family, address = infos[0][0], infos[0][4][:2]  # type: ignore[assignment]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await loop.sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class BackendConnection(asyncio.Protocol):
