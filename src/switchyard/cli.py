@@ -1,9 +1,9 @@
-"""Command line: run, check, demo, whoami, version."""
+"""Command line: run, check, explain, demo, whoami, version."""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,6 +11,9 @@ from switchyard import __version__, eventloop
 from switchyard.config.loader import ConfigLoadError, load_static, static_from_dict
 from switchyard.config.static import StaticConfig
 from switchyard.observability.logsetup import configure_logging
+
+if TYPE_CHECKING:
+    from switchyard.build import Runtime
 
 FLAG_HELP = """Traefik-style flags override the static file, e.g.
 --entryPoints.tcp.address=:9000 --providers.file.filename=dynamic.yml --log.level=INFO"""
@@ -102,23 +105,69 @@ def run(ctx: click.Context, configfile: str | None) -> None:
         raise click.ClickException(f"cannot start: {exc}") from exc
 
 
-@main.command()
-@click.option("-c", "--configfile", "--configFile", type=click.Path(dir_okay=False), required=True)
-def check(configfile: str) -> None:
-    """Load the configuration, print every problem, exit 1 if anything is disabled."""
+def _runtime_for(configfile: str) -> tuple[StaticConfig, Runtime]:
+    """Static config and a runtime built from every provider, as `run` would start with."""
     from switchyard.build import build_runtime
     from switchyard.server import Switchyard
 
+    # Problems are printed by the command itself; the builder's log lines would repeat them.
+    configure_logging("FATAL")
     static = load_static_config(configfile, [])
-    app = Switchyard(static)
     try:
-        configs, issues = app.load_configs()
+        configs, issues = Switchyard(static).load_configs()
     except ConfigLoadError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
         raise click.ClickException(str(exc)) from exc
-    runtime = build_runtime(static, configs, issues)
-    problems = runtime.problems()
-    for line in problems:
-        click.echo(line)
+    return static, build_runtime(static, configs, issues)
+
+
+def _definitions(static: StaticConfig) -> dict[tuple[str, str], tuple[str, int | None]]:
+    """(section, qualified name) -> (file, line) where the file provider defines it."""
+    from switchyard.config.loader import _config_files, _read_document
+
+    file_cfg = static.providers.file
+    if file_cfg is None:
+        return {}
+    paths = _config_files(file_cfg.directory) if file_cfg.directory else (
+        [file_cfg.filename] if file_cfg.filename else [])
+    found: dict[tuple[str, str], tuple[str, int | None]] = {}
+    for path in paths:
+        try:
+            document = _read_document(path)
+        except ConfigLoadError:
+            continue  # already reported by the provider
+        tcp = document.data.get("tcp")
+        for section in ("routers", "services", "middlewares"):
+            elements = tcp.get(section) if isinstance(tcp, dict) else None
+            for name in elements if isinstance(elements, dict) else ():
+                # A name defined in several files belongs to the first one (loader rule).
+                found.setdefault((section, f"{name}@file"), (
+                    path, document.lines.get(("tcp", section, str(name).lower()))))
+    return found
+
+
+@main.command()
+@click.option("-c", "--configfile", "--configFile", type=click.Path(dir_okay=False), required=True)
+def check(configfile: str) -> None:
+    """Load the configuration, print every problem with file:line, exit 1 if anything is disabled."""
+    static, runtime = _runtime_for(configfile)
+    where = _definitions(static)
+    problems: list[tuple[str, int, str]] = []
+    for issue in runtime.issues:
+        problems.append((issue.source, issue.line or 0, str(issue)))
+    for section, group in (("routers", runtime.routers), ("services", runtime.services),
+                           ("middlewares", runtime.middlewares)):
+        for element in group.values():
+            source, line = where.get((section, element.name), (element.provider, None))
+            path = f"tcp.{section}.{element.name.rpartition('@')[0]}"
+            severity = "error" if element.status == "disabled" else "warning"
+            at = source if line is None else f"{source}:{line}"
+            for error in element.errors:
+                problems.append((source, line or 0, f'{at}: {severity}: {path}: '
+                                                    f'{element.kind} "{element.name}": {error}'))
+    for _, _, text in sorted(problems):
+        click.echo(text)
     disabled = [e for group in (runtime.routers, runtime.services, runtime.middlewares)
                 for e in group.values() if e.status == "disabled"]
     broken = disabled or any(i.severity == "error" for i in runtime.issues)
@@ -126,6 +175,35 @@ def check(configfile: str) -> None:
                f"{len(runtime.middlewares)} middlewares: "
                + ("errors found" if broken else "configuration OK"))
     sys.exit(1 if broken else 0)
+
+
+@main.command()
+@click.option("-c", "--configfile", "--configFile", type=click.Path(dir_okay=False), required=True)
+@click.option("--entrypoint", "--entryPoint", "entrypoint", required=True,
+              help="The entry point the connection arrives on.")
+@click.option("--client-ip", required=True, help="The client's address, e.g. 203.0.113.7.")
+@click.option("--sni", help="Server name in the TLS ClientHello (implies --tls).")
+@click.option("--alpn", multiple=True, help="ALPN protocol offered; repeat for several "
+              "(implies --tls).")
+@click.option("--tls/--no-tls", "tls", default=None,
+              help="Whether the client starts with a TLS ClientHello "
+                   "[default: TLS when --sni or --alpn is given].")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+def explain(configfile: str, entrypoint: str, client_ip: str, sni: str | None,
+            alpn: tuple[str, ...], tls: bool | None, as_json: bool) -> None:
+    """Which router would take such a connection, why, and what would happen next."""
+    import json
+
+    from switchyard.explain import ExplainError, explain as explain_connection, render_text
+
+    static, runtime = _runtime_for(configfile)
+    try:
+        found = explain_connection(runtime, static, entrypoint, client_ip,
+                                   tls=bool(sni or alpn) if tls is None else tls,
+                                   sni=sni, alpn=alpn)
+    except ExplainError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(json.dumps(found.as_json(), indent=2) if as_json else render_text(found))
 
 
 @main.command()

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from switchyard.observability.stats import STATS
-from switchyard.proxy.splice import SpliceRelay, detach_socket, splice_available
 from switchyard.proxy.proxyproto import ProxyKind, build_v1, build_v2, read_proxy_header
+from switchyard.proxy.splice import SpliceRelay, detach_socket, splice_available
 from switchyard.rules import ConnMeta
 from switchyard.tls.clienthello import HelloKind, read_client_hello
 from switchyard.tls.postgres import SSL_REQUEST, detect_ssl_request

@@ -29,8 +29,20 @@ def splice_available() -> bool:
 class _Direction:
     """One way of the relay: src socket -> pipe -> dst socket."""
 
-    __slots__ = ("relay", "src", "dst", "read_fd", "write_fd", "pending", "eof", "done",
-                 "reading", "writing", "count", "on_eof")
+    __slots__ = (
+        "count",
+        "done",
+        "dst",
+        "eof",
+        "on_eof",
+        "pending",
+        "read_fd",
+        "reading",
+        "relay",
+        "src",
+        "write_fd",
+        "writing",
+    )
 
     def __init__(self, relay: SpliceRelay, src: socket.socket, dst: socket.socket,
                  count: Callable[[int], None], on_eof: Callable[[], None]) -> None:
