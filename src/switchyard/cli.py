@@ -86,8 +86,10 @@ def main() -> None:
               epilog=FLAG_HELP)
 @click.option("-c", "--configfile", "--configFile", type=click.Path(dir_okay=False),
               help="Static configuration (traefik.yml / traefik.toml).")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Processes sharing every TCP port via SO_REUSEPORT (one event loop each).")
 @click.pass_context
-def run(ctx: click.Context, configfile: str | None) -> None:
+def run(ctx: click.Context, configfile: str | None, workers: int) -> None:
     """Run the router."""
     from switchyard.server import Switchyard
 
@@ -97,6 +99,13 @@ def run(ctx: click.Context, configfile: str | None) -> None:
                                    "to the static config or --entryPoints.<name>.address=:PORT")
     log_cfg = static.log
     configure_logging(log_cfg.level if log_cfg else "ERROR", log_cfg.format if log_cfg else "common")
+    if workers > 1:
+        from switchyard.workers import run_workers
+
+        def serve(index: int) -> None:
+            eventloop.run(Switchyard(static, worker=index, reuse_port=True).serve())
+
+        sys.exit(run_workers(workers, serve))
     try:
         eventloop.run(Switchyard(static).serve())
     except ConfigLoadError as exc:
@@ -164,8 +173,8 @@ def check(configfile: str) -> None:
             severity = "error" if element.status == "disabled" else "warning"
             at = source if line is None else f"{source}:{line}"
             for error in element.errors:
-                problems.append((source, line or 0, f'{at}: {severity}: {path}: '
-                                                    f'{element.kind} "{element.name}": {error}'))
+                text = f'{at}: {severity}: {path}: {element.kind} "{element.name}": {error}'
+                problems.append((source, line or 0, text))
     for _, _, text in sorted(problems):
         click.echo(text)
     disabled = [e for group in (runtime.routers, runtime.services, runtime.middlewares)
@@ -194,7 +203,8 @@ def explain(configfile: str, entrypoint: str, client_ip: str, sni: str | None,
     """Which router would take such a connection, why, and what would happen next."""
     import json
 
-    from switchyard.explain import ExplainError, explain as explain_connection, render_text
+    from switchyard.explain import ExplainError, render_text
+    from switchyard.explain import explain as explain_connection
 
     static, runtime = _runtime_for(configfile)
     try:

@@ -66,12 +66,15 @@ def internal_services(static: StaticConfig) -> dict[str, set[str]]:
 class Switchyard:
     """Owns the entry points and swaps in a new Runtime whenever configuration changes."""
 
-    def __init__(self, static: StaticConfig) -> None:
+    def __init__(self, static: StaticConfig, *, worker: int = 0, reuse_port: bool = False) -> None:
         self.static = static
+        self.worker = worker
         self.entrypoints: dict[str, EntryPoint] = {}
         # Entry points serving the API, ping or metrics speak HTTP, not routed TCP.
         self.internal: dict[str, tuple[str, int, set[str]]] = {}
-        for name, services in internal_services(static).items():
+        internal = internal_services(static)
+        # With several workers only the first serves the API, ping and metrics.
+        for name, services in (internal.items() if worker == 0 else ()):
             address = static.entry_points[name].address if name in static.entry_points else (
                 ":8080" if name == "traefik" else "")
             if not address:
@@ -81,7 +84,7 @@ class Switchyard:
             self.internal[name] = (host, port, services)
         self._internal_servers: list[Any] = []
         for name, ep in static.entry_points.items():
-            if name in self.internal:
+            if name in internal:
                 continue
             host, port, proto = parse_entry_point_address(ep.address)
             if proto == "udp":
@@ -94,7 +97,7 @@ class Switchyard:
                                                      ep.proxy_protocol.insecure)
                 except ValueError as exc:
                     raise ConfigLoadError(f'entryPoint "{name}": {exc}') from exc
-            entrypoint = EntryPoint(name, host, port, reuse_port=ep.reuse_port,
+            entrypoint = EntryPoint(name, host, port, reuse_port=ep.reuse_port or reuse_port,
                                     proxy_protocol=incoming)
             entrypoint.idle_timeout = ep.transport.responding_timeouts.tcp_idle_timeout
             self.entrypoints[name] = entrypoint
