@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from switchyard.config.dynamic import DynamicConfig, TCPMiddleware, TCPRouter, TCPService
+from switchyard.config.dynamic import (
+    DynamicConfig,
+    TCPMiddleware,
+    TCPRouter,
+    TCPService,
+    TLSSection,
+    TransportTLS,
+)
 from switchyard.config.dynamic import ServersTransport as TransportConfig
+from switchyard.config.dynamic import TLSOptions as TLSOptionsModel
 from switchyard.config.loader import ConfigIssue
 from switchyard.config.static import StaticConfig
 from switchyard.middlewares.base import Middleware
@@ -26,6 +35,13 @@ from switchyard.services import (
 )
 from switchyard.services.healthcheck import HealthCheckSettings
 from switchyard.status import ElementStatus
+from switchyard.tls.certificates import CertificateStore, build_certificate_store
+from switchyard.tls.options import (
+    TLSOptionsError,
+    build_server_context,
+    compile_server_options,
+    resolve_router_options,
+)
 
 log = logging.getLogger("switchyard.config")
 
@@ -66,10 +82,12 @@ class Runtime:
     tables: dict[str, RoutingTable] = field(default_factory=dict)
     service_objects: dict[str, Service] = field(default_factory=dict)
     issues: list[ConfigIssue] = field(default_factory=list)
+    tls_problems: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         """Every error and warning, one line each, element first."""
         lines = [f"{i.severity}: {i.source}: {i.path}: {i.message}" for i in self.issues]
+        lines += [f"error: tls: {problem}" for problem in self.tls_problems]
         for group in (self.routers, self.services, self.middlewares):
             for element in group.values():
                 for error in element.errors:
@@ -94,6 +112,19 @@ class _Builder:
         self.transports: dict[str, TransportConfig] = {}
         self.previous_services = previous.service_objects if previous else {}
         self._building: list[str] = []
+        self.tls_options: dict[str, Any] = {}
+        certificates = []
+        stores: dict[str, Any] = {}
+        for provider, config in configs.items():
+            for name, options in config.tls.options.items():
+                # `default` is one set of options whoever defines it (spec 1.6).
+                self.tls_options[name if name == "default" else f"{name}@{provider}"] = options
+            certificates.extend(config.tls.certificates)
+            stores.update(config.tls.stores)
+        self.tls_options.setdefault("default", TLSOptionsModel())
+        self._tls_section = TLSSection(certificates=certificates, stores=stores)
+        self._store: CertificateStore | None = None
+        self._contexts: dict[str, tuple[ssl.SSLContext | str, tuple[str, ...]]] = {}
         for provider, config in configs.items():
             tcp = config.tcp
             for name, router in tcp.routers.items():
@@ -208,6 +239,7 @@ class _Builder:
                     termination_delay=(static_transport.termination_delay
                                        if lb.termination_delay is None else delay),
                     proxy_protocol_version=version,
+                    tls=_static_transport_tls(static_transport.tls),
                 )
             return ServersTransport(termination_delay=delay, proxy_protocol_version=version)
         qualified = qualify(reference, provider)
@@ -224,6 +256,7 @@ class _Builder:
             dial_keep_alive=config.dial_keep_alive,
             termination_delay=config.termination_delay,
             proxy_protocol_version=version,
+            tls=config.tls,
         )
 
     # -- middlewares ------------------------------------------------------
@@ -328,8 +361,17 @@ class _Builder:
             rule = parse_rule(config.rule, config.rule_syntax)
         except RuleError as exc:
             return fail(f'error while parsing rule {config.rule}: {exc}')
+        tls_context: ssl.SSLContext | None = None
+        tls_error = ""
         if config.tls is not None and not config.tls.passthrough:
-            return fail("TLS termination is not supported yet: set tls.passthrough: true")
+            found = self._server_context(config.tls.options, provider, status)
+            if isinstance(found, str):
+                # Traefik keeps such a route and closes what it matches (spec 4.9),
+                # so a broken option never lets traffic fall through to another router.
+                status.add_error(found, critical=True)
+                tls_error = f'router "{status.name}": {found}'
+            else:
+                tls_context = found
         routes = []
         for ep in using:
             try:
@@ -345,8 +387,54 @@ class _Builder:
                 service_name=service_name,
                 tls=config.tls is not None,
                 passthrough=config.tls is not None and config.tls.passthrough,
+                tls_context=tls_context,
+                tls_error=tls_error,
+                tls_alpn=self.alpn_for(config.tls.options, provider)
+                if tls_context is not None and config.tls is not None else (),
             )))
         return routes
+
+    def _server_context(self, reference: str, provider: str,
+                        status: ElementStatus) -> ssl.SSLContext | str:
+        """The termination context for a router's TLS options, or the error that breaks it."""
+        try:
+            name = resolve_router_options(reference, provider, self.tls_options)
+        except TLSOptionsError as exc:
+            return str(exc)
+        if name not in self._contexts:
+            if self._store is None:
+                self._store, problems = build_certificate_store(self._tls_section)
+                self.runtime.tls_problems.extend(problems)
+            notes: tuple[str, ...] = ()
+            built: ssl.SSLContext | str
+            try:
+                notes = tuple(compile_server_options(self.tls_options[name]).notes)
+                built = build_server_context(self.tls_options[name], self._store)
+            except (TLSOptionsError, ValueError, ssl.SSLError) as exc:
+                built = f"tls.options.{name}: {exc}"
+            self._contexts[name] = (built, notes)
+        built, notes = self._contexts[name]
+        for note in notes:
+            status.add_error(f"tls.options.{name}: {note}", critical=False)
+        return built
+
+    def alpn_for(self, reference: str, provider: str) -> tuple[str, ...]:
+        try:
+            name = resolve_router_options(reference, provider, self.tls_options)
+        except TLSOptionsError:
+            return ()
+        return tuple(self.tls_options[name].alpn_protocols)
+
+
+def _static_transport_tls(raw: Any) -> TransportTLS | None:
+    """The static `tcpServersTransport.tls` block (kept raw by the static model)."""
+    if not raw:
+        return None
+    try:
+        return TransportTLS.model_validate(raw)
+    except ValueError as exc:
+        log.error("tcpServersTransport.tls ignored: %s", exc)
+        return None
 
 
 def _health_checked(service: Service) -> bool:

@@ -16,7 +16,9 @@ from switchyard.observability.stats import STATS
 from switchyard.proxy.proxyproto import ProxyKind, build_v1, build_v2, read_proxy_header
 from switchyard.proxy.splice import SpliceRelay, detach_socket, splice_available
 from switchyard.rules import ConnMeta
+from switchyard.tls.backend import build_backend_context, peer_cert_sans, verify_peer_sans
 from switchyard.tls.clienthello import HelloKind, read_client_hello
+from switchyard.tls.options import refuses_alpn
 from switchyard.tls.postgres import SSL_REQUEST, detect_ssl_request
 from switchyard.tls.terminator import TLSTerminator
 
@@ -311,20 +313,33 @@ class ClientConnection(asyncio.Protocol):
         STATS.routed(route.name, route.service_name, server.address)
         asyncio.get_running_loop().create_task(self._dial(server, transport))
 
+    def _proxy_header(self, transport: ServersTransport) -> bytes:
+        """The PROXY header announcing the client to the backend, if the transport wants one."""
+        if not transport.proxy_protocol_version:
+            return b""
+        build = build_v1 if transport.proxy_protocol_version == 1 else build_v2
+        return build((self.client_ip, self.client_port), self.local)
+
     async def _dial(self, server: Server, transport: ServersTransport) -> None:
         route = self.route
-        if SPLICE and route is not None and route.tls_context is None and not self.postgres:
+        if (SPLICE and route is not None and route.tls_context is None and not self.postgres
+                and not server.tls):
             await self._dial_spliced(server, transport)
             return
         loop = asyncio.get_running_loop()
         backend = BackendConnection(self)
+        header = self._proxy_header(transport)
+        timeout = transport.dial_timeout if transport.dial_timeout > 0 else None
         try:
-            if transport.dial_timeout > 0:
-                async with asyncio.timeout(transport.dial_timeout):
+            async with asyncio.timeout(timeout):
+                if server.tls:
+                    await self._dial_tls(loop, backend, server, transport, header)
+                    header = b""
+                else:
                     await loop.create_connection(lambda: backend, server.host, server.port)
-            else:
-                await loop.create_connection(lambda: backend, server.host, server.port)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
+            if backend.transport is not None:
+                backend.transport.abort()
             reason = f"timed out after {transport.dial_timeout:g}s" if isinstance(
                 exc, TimeoutError) else (str(exc) or type(exc).__name__)
             log.warning('router "%s": cannot reach server %s: %s',
@@ -338,13 +353,17 @@ class ClientConnection(asyncio.Protocol):
         self.backend = backend
         self._termination_delay = transport.termination_delay
         assert backend.transport is not None and self.transport is not None
-        if transport.proxy_protocol_version:
-            build = build_v1 if transport.proxy_protocol_version == 1 else build_v2
-            backend.transport.write(build((self.client_ip, self.client_port), self.local))
+        if header:
+            backend.transport.write(header)
         route = self.route
         assert route is not None
         self.state = RELAYING
         self.last_activity = time.monotonic()
+        if route.tls_context is not None and self.alpn and refuses_alpn(route.tls_alpn,
+                                                                         self.alpn):
+            self.close(TLS_ERROR, "no ALPN protocol in common with the client "
+                       f"(client offers {', '.join(self.alpn)})", by="switchyard")
+            return
         if route.tls_context is not None:
             # Termination: the handshake starts only now, after middlewares and
             # the dial (Traefik's order, spec 4.5); the peeked hello goes in first.
@@ -355,6 +374,9 @@ class ClientConnection(asyncio.Protocol):
             if self.state is CLOSED:
                 return
         else:
+            if self._to_client:
+                held, self._to_client = bytes(self._to_client), bytearray()
+                self.to_client(held)
             if self.postgres:
                 # Passthrough STARTTLS: the backend must see the SSLRequest and
                 # answer it itself; its "S" is swallowed (we already sent ours).
@@ -369,6 +391,28 @@ class ClientConnection(asyncio.Protocol):
             self._half_closed(backend.transport, by="client")
         else:
             self.transport.resume_reading()
+
+    async def _dial_tls(self, loop: asyncio.AbstractEventLoop, backend: BackendConnection,
+                        server: Server, transport: ServersTransport, header: bytes) -> None:
+        """TLS to the backend (`servers[].tls`); a PROXY header goes first, in clear."""
+        context, server_name = build_backend_context(transport.tls, server.host)
+        sock = await _connect(loop, server.host, server.port)
+        try:
+            if header:
+                await loop.sock_sendall(sock, header)
+            await loop.create_connection(lambda: backend, sock=sock, ssl=context,
+                                         server_hostname=server_name)
+        except BaseException:
+            sock.close()
+            raise
+        sans = peer_cert_sans(transport.tls)
+        if sans:
+            assert backend.transport is not None
+            tls_object = backend.transport.get_extra_info("ssl_object")
+            der = tls_object.getpeercert(True) if tls_object is not None else None
+            problem = verify_peer_sans(der or b"", sans)
+            if problem:
+                raise ValueError(f"backend certificate refused: {problem}")
 
     async def _dial_spliced(self, server: Server, transport: ServersTransport) -> None:
         """Plaintext path: connect a raw socket, flush the peeked bytes, then splice."""
@@ -464,6 +508,11 @@ class ClientConnection(asyncio.Protocol):
     def to_client(self, data: bytes) -> None:
         """Backend bytes out to the client, encrypted when we terminate TLS."""
         assert self.transport is not None
+        if self.state is not RELAYING:
+            # The backend spoke before `_dial` resumed (connection_made and the
+            # first read can run before the awaiting task): keep it in order.
+            self._to_client += data
+            return
         self.bytes_out += len(data)
         self.last_activity = time.monotonic()
         tls = self.tls

@@ -28,6 +28,7 @@ class Route:
     # broken (Traefik still installs the route and closes what it matches: spec 4.9).
     tls_context: ssl.SSLContext | None = None
     tls_error: str = ""
+    tls_alpn: tuple[str, ...] = ()  # the options' alpnProtocols, to refuse as Go would
 
 
 class RouteList:

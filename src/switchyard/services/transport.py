@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from switchyard.config.dynamic import TransportTLS
+
 
 @dataclass(frozen=True, slots=True)
 class ServersTransport:
@@ -16,6 +18,7 @@ class ServersTransport:
     # apply the documented value everywhere. Negative: never force-close.
     termination_delay: float = 0.1
     proxy_protocol_version: int = 0
+    tls: TransportTLS | None = None  # for servers with `tls: true`
 
 
 DEFAULT_TRANSPORT = ServersTransport()
