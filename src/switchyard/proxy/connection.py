@@ -380,17 +380,35 @@ class ClientConnection(asyncio.Protocol):
             if self.postgres:
                 # Passthrough STARTTLS: the backend must see the SSLRequest and
                 # answer it itself; its "S" is swallowed (we already sent ours).
+                # The hello waits for that "S": PostgreSQL refuses bytes that
+                # arrive together with the SSLRequest.
                 backend.transport.write(SSL_REQUEST)
                 self._await_pg_reply = True
+                return
             if self._buffer:
                 # Everything read while deciding goes first: nothing peeked is lost.
                 self.bytes_in += len(self._buffer)
                 backend.transport.write(bytes(self._buffer))
                 self._buffer = bytearray()
+        self._release_client()
+
+    def _release_client(self) -> None:
+        """Let the client's bytes flow again (or pass on the FIN it already sent)."""
+        assert self.transport is not None and self.backend is not None
         if self._client_eof:
-            self._half_closed(backend.transport, by="client")
+            self._half_closed(self.backend.transport, by="client")
         else:
             self.transport.resume_reading()
+
+    def postgres_accepted(self) -> None:
+        """The backend said "S" to the replayed SSLRequest: now the ClientHello."""
+        self._await_pg_reply = False
+        assert self.backend is not None and self.backend.transport is not None
+        if self._buffer:
+            self.bytes_in += len(self._buffer)
+            self.backend.transport.write(bytes(self._buffer))
+            self._buffer = bytearray()
+        self._release_client()
 
     async def _dial_tls(self, loop: asyncio.AbstractEventLoop, backend: BackendConnection,
                         server: Server, transport: ServersTransport, header: bytes) -> None:
@@ -643,11 +661,11 @@ class BackendConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         client = self.client
         if client._await_pg_reply:
-            client._await_pg_reply = False
             if data[:1] != b"S":
                 client.close(BACKEND_CLOSED, "Postgres backend refused the SSLRequest",
                              by="backend")
                 return
+            client.postgres_accepted()
             data = data[1:]
             if not data:
                 return
