@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from switchyard.observability.stats import STATS
+from switchyard.proxy import connection
+
 from tests.harness import (
     Backends,
     LoopThread,
@@ -279,6 +282,7 @@ def test_backend_half_close_reaches_the_client_which_can_still_send(
 def test_100_megabytes_arrive_intact(loop_thread: LoopThread, backends: Backends,
                                      tmp_path: Path) -> None:
     port = plain_router(loop_thread, tmp_path, [backends.whoami("echo", banner=False)])
+    spliced_before = STATS.spliced
     size = 100 * 1024 * 1024
     block = hashlib.sha256(b"seed").digest() * 2048  # 64 KiB, not all one byte
     sent = hashlib.sha256()
@@ -302,6 +306,23 @@ def test_100_megabytes_arrive_intact(loop_thread: LoopThread, backends: Backends
         thread.join(60)
     assert received == size
     assert got.hexdigest() == sent.hexdigest()
+    # A bulk stream moves to zero-copy splice unless the portable path is forced.
+    assert (STATS.spliced > spliced_before) == (connection.SPLICE_AFTER > 0
+                                                 or connection.SPLICE_ALWAYS)
+
+
+def test_accepted_sockets_get_traefiks_keepalive(loop_thread: LoopThread, backends: Backends,
+                                                 tmp_path: Path) -> None:
+    app = start_router(loop_thread, tmp_path, PLAIN_CONFIG.format(
+        servers=f'{{address: "127.0.0.1:{backends.whoami("b", banner=False)}"}}', middlewares=""))
+    with connect(app.entrypoints["ep"].port) as conn:
+        conn.sendall(b"x")
+        assert conn.recv(1) == b"x"
+        (live,) = app.entrypoints["ep"].connections
+        relay = live._relay  # with SWITCHYARD_SPLICE=always the relay owns the socket
+        sock = relay.client if relay else live.transport.get_extra_info("socket")  # type: ignore[union-attr]
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 180
 
 
 def test_refused_dial_closes_the_client_connection(loop_thread: LoopThread, tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ class TrafficStats:
         self.rejections: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         # (entry point, close kind) -> connections
         self.closes: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.spliced = 0  # connections relayed with os.splice
 
     def accepted(self, entrypoint: str) -> None:
         traffic = self.entrypoints[entrypoint]

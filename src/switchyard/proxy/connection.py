@@ -32,6 +32,7 @@ log = logging.getLogger("switchyard.proxy")
 # Connection states, in the order a connection normally passes through them.
 PROXY_HEADER, PEEKING = "proxy-header", "peeking"
 DIALING, RELAYING, CLOSED = "dialing", "relaying", "closed"
+UPGRADING = "upgrading"  # waiting for the transports to drain before splicing
 
 # Why a connection ended: the access log's and the metrics' `reason`.
 NORMAL = "normal"  # both sides finished
@@ -49,10 +50,16 @@ TLS_ERROR = "tls_error"  # TLS termination failed (handshake, client certificate
 TLS_CONFIG = "tls_config"  # the router's TLS options are broken
 SHUTDOWN = "shutdown"
 
-_KEEPALIVE_SECONDS = 180  # Traefik's keep-alive period on accepted sockets
 
-# Zero-copy relaying of plaintext streams; SWITCHYARD_SPLICE=0 selects the portable path.
-SPLICE = splice_available() and os.environ.get("SWITCHYARD_SPLICE", "1") != "0"
+# Zero-copy relaying of plaintext streams. A connection starts on the event
+# loop's transports (cheapest to set up) and moves to os.splice once it has
+# carried SWITCHYARD_SPLICE_AFTER bytes, so bulk streams are zero-copy while
+# short ones pay nothing extra. SWITCHYARD_SPLICE=0 never splices (the
+# portable path); =always splices from the first byte.
+_SPLICE_MODE = os.environ.get("SWITCHYARD_SPLICE", "1") if splice_available() else "0"
+SPLICE_ALWAYS = _SPLICE_MODE == "always"
+SPLICE_AFTER = 0 if _SPLICE_MODE == "0" else int(
+    os.environ.get("SWITCHYARD_SPLICE_AFTER", str(1 << 20)))
 
 
 def client_host(peer: object) -> tuple[str, int]:
@@ -63,19 +70,6 @@ def client_host(peer: object) -> tuple[str, int]:
     if host.startswith("::ffff:") and "." in host:
         host = host[7:]
     return host, int(peer[1])
-
-
-def _set_keepalive(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if hasattr(socket, "TCP_KEEPIDLE"):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, _KEEPALIVE_SECONDS)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, _KEEPALIVE_SECONDS)
-    except OSError:
-        pass
 
 
 class ClientConnection(asyncio.Protocol):
@@ -89,7 +83,7 @@ class ClientConnection(asyncio.Protocol):
         self.backend: BackendConnection | None = None
         self.client_ip = ""
         self.client_port = 0
-        self.local: tuple[str, int] = ("", 0)
+        self._local: tuple[str, int] | None = None  # looked up only when a PROXY header needs it
         self.started_at = time.time()
         self.started = time.monotonic()
         self.last_activity = self.started
@@ -112,7 +106,8 @@ class ClientConnection(asyncio.Protocol):
         self._proxy_trusted = False
         self._await_pg_reply = False
         self._to_client = bytearray()
-        self._relay: SpliceRelay | None = None  # backend bytes held until our TLS handshake is done
+        self._relay: SpliceRelay | None = None
+        self._splice_at = 0  # move to splice once this many bytes have passed (0: never)  # backend bytes held until our TLS handshake is done
         self._buffer = bytearray()
         self._client_eof = False
         self._backend_eof = False
@@ -125,8 +120,6 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.client_ip, self.client_port = client_host(transport.get_extra_info("peername"))
-        self.local = client_host(transport.get_extra_info("sockname"))
-        _set_keepalive(transport)
         entrypoint = self.entrypoint
         entrypoint.connections.add(self)
         STATS.accepted(entrypoint.name)
@@ -147,6 +140,8 @@ class ClientConnection(asyncio.Protocol):
             self.bytes_in += len(data)
             assert self.backend is not None and self.backend.transport is not None
             self.backend.transport.write(data)
+            if self._splice_at and self.bytes_in + self.bytes_out >= self._splice_at:
+                self._begin_splice()
         elif state is PEEKING:
             self._buffer += data
             self._classify()
@@ -187,6 +182,14 @@ class ClientConnection(asyncio.Protocol):
             backend.resume_reading()
 
     # -- middlewares see this -------------------------------------------
+
+    @property
+    def local(self) -> tuple[str, int]:
+        """The address the client connected to (PROXY-adjusted)."""
+        if self._local is None:
+            sockname = self.transport.get_extra_info("sockname") if self.transport else None
+            self._local = client_host(sockname)
+        return self._local
 
     def on_close(self, callback: Callable[[], None]) -> None:
         self._on_close.append(callback)
@@ -241,7 +244,7 @@ class ClientConnection(asyncio.Protocol):
             if self._proxy_trusted and header.source is not None:
                 self.client_ip, self.client_port = client_host(header.source)
                 if header.destination is not None:
-                    self.local = client_host(header.destination)
+                    self._local = client_host(header.destination)
         self._route_or_peek()
 
     def _classify(self) -> None:
@@ -322,10 +325,13 @@ class ClientConnection(asyncio.Protocol):
 
     async def _dial(self, server: Server, transport: ServersTransport) -> None:
         route = self.route
-        if (SPLICE and route is not None and route.tls_context is None and not self.postgres
-                and not server.tls):
+        plaintext = (route is not None and route.tls_context is None and not self.postgres
+                     and not server.tls)
+        if SPLICE_ALWAYS and plaintext:
             await self._dial_spliced(server, transport)
             return
+        if plaintext and SPLICE_AFTER:
+            self._splice_at = SPLICE_AFTER
         loop = asyncio.get_running_loop()
         backend = BackendConnection(self)
         header = self._proxy_header(transport)
@@ -473,6 +479,46 @@ class ClientConnection(asyncio.Protocol):
         self.transport.abort()  # closes only its copy of the descriptor
         self.state = RELAYING
         self.last_activity = time.monotonic()
+        STATS.spliced += 1
+        self._relay.start()
+
+    def _begin_splice(self) -> None:
+        """Move a busy plaintext relay from the transports to os.splice."""
+        self._splice_at = 0
+        if self._client_eof or self._backend_eof:
+            return  # already winding down: not worth moving
+        assert self.transport is not None and self.backend is not None
+        assert self.backend.transport is not None
+        self.state = UPGRADING
+        self.transport.pause_reading()
+        self.backend.transport.pause_reading()
+        self._finish_splice_upgrade()
+
+    def _finish_splice_upgrade(self) -> None:
+        if self.state is not UPGRADING:
+            return  # closed meanwhile
+        client, backend = self.transport, self.backend.transport if self.backend else None
+        assert client is not None and backend is not None
+        if client.get_write_buffer_size() or backend.get_write_buffer_size():
+            # Bytes still queued in user space must reach the kernel first, or
+            # splice would overtake them.
+            asyncio.get_running_loop().call_later(0.002, self._finish_splice_upgrade)
+            return
+        client_sock, backend_sock = detach_socket(client), detach_socket(backend)
+        if client_sock is None or backend_sock is None:
+            for sock in (client_sock, backend_sock):
+                if sock is not None:
+                    sock.close()
+            self.state = RELAYING
+            client.resume_reading()
+            backend.resume_reading()
+            return
+        self._relay = SpliceRelay(client_sock, backend_sock, self._spliced_bytes,
+                                  self._spliced_eof, self._spliced_error)
+        client.abort()  # each closes only its own copy of the descriptor
+        backend.abort()
+        self.state = RELAYING
+        STATS.spliced += 1
         self._relay.start()
 
     def _spliced_bytes(self, to_backend: bool, count: int) -> None:
@@ -536,6 +582,8 @@ class ClientConnection(asyncio.Protocol):
         tls = self.tls
         if tls is None:
             self.transport.write(data)
+            if self._splice_at and self.bytes_in + self.bytes_out >= self._splice_at:
+                self._begin_splice()
         elif tls.handshake_done:
             self.transport.write(tls.send(data))
         else:
@@ -677,7 +725,9 @@ class BackendConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         client = self.client
-        if client.state is RELAYING:
+        if client._relay is not None:
+            return  # the splice relay owns the socket now
+        if client.state is RELAYING or client.state is UPGRADING:
             client.close(BACKEND_CLOSED, f"backend connection lost: {exc}" if exc else "",
                          by="backend")
 

@@ -14,6 +14,8 @@ from switchyard.routing.table import RouteList, RoutingTable
 
 log = logging.getLogger("switchyard.entrypoint")
 
+KEEPALIVE_SECONDS = 180  # Traefik's keep-alive period on accepted sockets
+
 
 def open_listener(host: str, port: int, *, reuse_port: bool = False, backlog: int = 4096) -> socket.socket:
     """A bound, listening, non-blocking socket.
@@ -33,6 +35,12 @@ def open_listener(host: str, port: int, *, reuse_port: bool = False, backlog: in
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if bind_host == "::" else 1)
+        # Accepted sockets inherit these on Linux: Traefik's 3-minute keep-alive
+        # without three setsockopt calls per connection.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_SECONDS)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_SECONDS)
         sock.bind((bind_host, port))
         sock.listen(backlog)
         sock.setblocking(False)
