@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import socket
 import ssl
 import subprocess
@@ -15,7 +16,6 @@ import pytest
 
 from switchyard.observability.stats import STATS
 from switchyard.proxy import connection
-
 from tests.harness import (
     Backends,
     LoopThread,
@@ -204,7 +204,7 @@ def test_round_robin_alternates_between_servers(
         with connect(port) as conn:
             names.append(greeting_name(conn))
     assert sorted(names) == ["a", "a", "a", "b", "b", "b"]
-    assert all(x != y for x, y in zip(names, names[1:], strict=False))
+    assert all(x != y for x, y in itertools.pairwise(names))
 
 
 def test_allow_list_admits_listed_client(loop_thread: LoopThread, backends: Backends,
