@@ -34,8 +34,8 @@ def build_providers(static: StaticConfig) -> list[Provider]:
     if file_cfg is not None and (file_cfg.filename or file_cfg.directory):
         # FileProvider is frozen while base.Provider declares a settable `name` (see the note
         # in the providers change); the object is a Provider in every way that is used.
-        providers.append(FileProvider(file_cfg.filename, file_cfg.directory,  # type: ignore[arg-type]
-                                      file_cfg.watch))
+        file_provider = FileProvider(file_cfg.filename, file_cfg.directory, file_cfg.watch)
+        providers.append(file_provider)  # type: ignore[arg-type]
     if section.docker is not None:
         providers.append(docker_provider(_options(DockerOptions, section.docker, "docker")))
     if section.kubernetes_crd is not None:

@@ -1,0 +1,473 @@
+"""The Docker provider: TCP routing from container labels, followed through the engine's events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+
+from switchyard.config.dynamic import (
+    DynamicConfig,
+    TCPMiddleware,
+    TCPRouter,
+    TCPSection,
+    TCPService,
+    TraefikModel,
+)
+from switchyard.config.dynamic import ServersTransport as TransportConfig
+from switchyard.config.loader import ConfigIssue, ConfigLoadError
+from switchyard.providers.base import ProviderUpdate
+from switchyard.providers.flatkeys import ci_get, normalize_name, parse_bool
+from switchyard.providers.kv import (
+    RemoteProvider,
+    Session,
+    StoreUnavailable,
+)
+from switchyard.providers.labels import decode_labels, validate_labels
+from switchyard.rules.errors import RuleError
+from switchyard.rules.lexer import Token, TokenKind, tokenize
+
+__all__ = [
+    "Container",
+    "DockerOptions",
+    "compile_constraints",
+    "config_from_containers",
+    "docker_provider",
+]
+
+log = logging.getLogger("switchyard.providers.docker")
+
+NAME = "docker"
+_TIMEOUT = 5.0
+_COMPOSE_PROJECT = "com.docker.compose.project"
+_COMPOSE_SERVICE = "com.docker.compose.service"
+
+
+class DockerOptions(TraefikModel):
+    """``providers.docker``: the options Switchyard reads, with Traefik's names and defaults."""
+
+    endpoint: str = "unix:///var/run/docker.sock"
+    exposed_by_default: bool = True
+    constraints: str = ""
+    network: str = ""
+    watch: bool = True
+
+
+@dataclass(frozen=True)
+class Container:
+    """What the provider needs of one running container (from ``GET /containers/{id}/json``)."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    networks: Mapping[str, str]  # network name -> the container's IP address on it
+    ports: tuple[int, ...]  # exposed ports; the lowest is the default server port
+    network_mode: str = ""
+    health: str = ""
+
+    @classmethod
+    def from_inspect(cls, data: Mapping[str, Any]) -> Container:
+        config = data.get("Config") or {}
+        settings = data.get("NetworkSettings") or {}
+        networks = {
+            name: str(network.get("IPAddress") or network.get("GlobalIPv6Address") or "")
+            for name, network in (settings.get("Networks") or {}).items()
+        }
+        ports = sorted({int(key.split("/")[0]) for key in (settings.get("Ports") or {})
+                        if key.split("/")[0].isdigit()})
+        health = ((data.get("State") or {}).get("Health") or {}).get("Status", "")
+        return cls(
+            id=str(data.get("Id", "")),
+            name=str(data.get("Name", "")).lstrip("/"),
+            labels=dict(config.get("Labels") or {}),
+            networks=networks,
+            ports=tuple(ports),
+            network_mode=str((data.get("HostConfig") or {}).get("NetworkMode", "")),
+            health=str(health or ""),
+        )
+
+    @property
+    def service_name(self) -> str:
+        """Traefik's default service name: the compose service and project, else the name."""
+        name = self.name
+        if _COMPOSE_PROJECT in self.labels and _COMPOSE_SERVICE in self.labels:
+            name = f"{self.labels[_COMPOSE_SERVICE]}_{self.labels[_COMPOSE_PROJECT]}"
+        return normalize_name(name)
+
+
+# --- constraints -------------------------------------------------------------------------
+
+Constraint = Callable[[Mapping[str, str]], bool]
+
+
+def compile_constraints(expression: str) -> Constraint:
+    """Traefik's constraint language: ``Label(`k`, `v`)``, ``LabelRegex(`k`, `re`)``, ! && || ().
+
+    Raises ValueError with the position of the problem.
+    """
+    if not expression.strip():
+        return lambda labels: True
+    try:
+        return _ConstraintParser(expression).parse()
+    except RuleError as error:
+        raise ValueError(str(error).replace("rule ", "constraints ", 1)) from None
+
+
+class _ConstraintParser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = [t for t in tokenize(text) if t.kind is not TokenKind.NEWLINE]
+        self.pos = 0
+
+    def take(self, kind: TokenKind) -> Token:
+        token = self.tokens[self.pos]
+        if token.kind is not kind:
+            raise RuleError(self.text, token.offset, f"expected {kind.value}, found "
+                            f"{token.value or token.kind.value}")
+        self.pos += 1
+        return token
+
+    def peek(self) -> TokenKind:
+        return self.tokens[self.pos].kind
+
+    def parse(self) -> Constraint:
+        predicate = self.parse_or()
+        self.take(TokenKind.END)
+        return predicate
+
+    def parse_or(self) -> Constraint:
+        operands = [self.parse_and()]
+        while self.peek() is TokenKind.OR:
+            self.take(TokenKind.OR)
+            operands.append(self.parse_and())
+        return operands[0] if len(operands) == 1 else (
+            lambda labels: any(operand(labels) for operand in operands))
+
+    def parse_and(self) -> Constraint:
+        operands = [self.parse_unary()]
+        while self.peek() is TokenKind.AND:
+            self.take(TokenKind.AND)
+            operands.append(self.parse_unary())
+        return operands[0] if len(operands) == 1 else (
+            lambda labels: all(operand(labels) for operand in operands))
+
+    def parse_unary(self) -> Constraint:
+        if self.peek() is TokenKind.NOT:
+            self.take(TokenKind.NOT)
+            inner = self.parse_unary()
+            return lambda labels: not inner(labels)
+        if self.peek() is TokenKind.LPAREN:
+            self.take(TokenKind.LPAREN)
+            inner = self.parse_or()
+            self.take(TokenKind.RPAREN)
+            return inner
+        return self.parse_call()
+
+    def parse_call(self) -> Constraint:
+        name = self.take(TokenKind.NAME)
+        self.take(TokenKind.LPAREN)
+        key = self.take(TokenKind.STRING).value
+        self.take(TokenKind.COMMA)
+        value = self.take(TokenKind.STRING)
+        self.take(TokenKind.RPAREN)
+        if name.value == "Label":
+            return lambda labels: labels.get(key) == value.value
+        if name.value == "LabelRegex":
+            try:
+                pattern = re.compile(value.value)
+            except re.error as error:
+                raise RuleError(self.text, value.offset, f"invalid regular expression: {error}")
+            return lambda labels: key in labels and pattern.search(labels[key]) is not None
+        raise RuleError(self.text, name.offset, f"unknown function {name.value}: constraints "
+                        "use Label and LabelRegex")
+
+
+# --- containers -> configuration ---------------------------------------------------------
+
+
+@dataclass
+class _Merged:
+    """Elements from several containers, merged the way Traefik's provider.Merge does."""
+
+    routers: dict[str, TCPRouter] = field(default_factory=dict)
+    services: dict[str, TCPService] = field(default_factory=dict)
+    middlewares: dict[str, TCPMiddleware] = field(default_factory=dict)
+    transports: dict[str, TransportConfig] = field(default_factory=dict)
+    owners: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    conflicts: set[tuple[str, str]] = field(default_factory=set)
+
+
+def config_from_containers(
+    containers: list[Container], options: DockerOptions, constraint: Constraint | None = None
+) -> tuple[DynamicConfig, list[ConfigIssue]]:
+    """The ``docker`` provider's configuration from the running containers' labels."""
+    keep = constraint or compile_constraints(options.constraints)
+    by_ref = {c.id: c for c in containers} | {c.name: c for c in containers}
+    issues: list[ConfigIssue] = []
+    merged = _Merged()
+    # Traefik merges containers in the order of "<service name>-<id>".
+    for container in sorted(containers, key=lambda c: f"{c.service_name}-{c.id}"):
+        if not _wanted(container, options, keep):
+            continue
+        config = _container_config(container, options, by_ref, issues)
+        if config is not None:
+            _merge(merged, config.tcp, f'container "{container.name}"')
+    for kind, name in sorted(merged.conflicts):
+        issues.append(ConfigIssue(NAME, f"tcp.{kind}.{name}", "defined with different "
+                                  f"configurations by {', '.join(merged.owners[kind, name])};"
+                                  " none of them is used", "error"))
+        getattr(merged, "transports" if kind == "serversTransports" else kind).pop(name, None)
+    tcp = TCPSection(routers=merged.routers, services=merged.services,
+                     middlewares=merged.middlewares, servers_transports=merged.transports)
+    return DynamicConfig(tcp=tcp), issues
+
+
+def _wanted(container: Container, options: DockerOptions, keep: Constraint) -> bool:
+    enable = ci_get(container.labels, "traefik.enable")
+    enabled = parse_bool(enable[1]) if enable is not None else None
+    if not (options.exposed_by_default if enabled is None else enabled):
+        return False
+    if not keep(container.labels):
+        return False
+    # Traefik leaves out containers that are starting or unhealthy until they are healthy.
+    return container.health in ("", "healthy")
+
+
+def _container_config(
+    container: Container, options: DockerOptions, by_ref: Mapping[str, Container],
+    issues: list[ConfigIssue],
+) -> DynamicConfig | None:
+    source = f'docker container "{container.name}"'
+    raw, found = decode_labels(container.labels, source)
+    issues.extend(found)
+    tcp = raw.get("tcp")
+    if not isinstance(tcp, dict) or not tcp:
+        return None  # an HTTP-only (or unlabelled) container: Switchyard routes TCP only
+    if (tcp.get("routers") or tcp.get("services")) and not _routers_and_services(
+            container, options, by_ref, tcp, source, issues):
+        return None
+    config, found = validate_labels(raw, source)
+    issues.extend(found)
+    return config
+
+
+def _routers_and_services(
+    container: Container, options: DockerOptions, by_ref: Mapping[str, Container],
+    tcp: dict[str, Any], source: str, issues: list[ConfigIssue],
+) -> bool:
+    """Traefik's TCP service and router defaults for one container; False drops the container."""
+    services = tcp.get("services")
+    if not isinstance(services, dict) or not services:
+        services = tcp["services"] = {container.service_name: {"loadBalancer": {}}}
+    for name, service in services.items():
+        problem = _fill_server(container, options, by_ref, service)
+        if problem:
+            # As Traefik does, a container whose server cannot be placed contributes nothing.
+            issues.append(ConfigIssue(source, f"traefik.tcp.services.{name}", problem, "error"))
+            return False
+    routers = tcp.get("routers")
+    routers = routers if isinstance(routers, dict) else {}
+    for name, router in list(routers.items()):
+        if not isinstance(router, dict):
+            continue
+        if not router.get("rule"):
+            issues.append(ConfigIssue(source, f"traefik.tcp.routers.{name}.rule",
+                                      "the router has no rule and is left out", "error"))
+            del routers[name]
+        elif not router.get("service"):
+            if len(services) != 1:
+                issues.append(ConfigIssue(source, f"traefik.tcp.routers.{name}.service",
+                                          "the container defines several services: say which "
+                                          "one this router uses", "error"))
+                del routers[name]
+            else:
+                router["service"] = next(iter(services))
+    return True
+
+
+def _fill_server(
+    container: Container, options: DockerOptions, by_ref: Mapping[str, Container], service: Any
+) -> str:
+    """Put the container's address into the service's first server; the problem, if any."""
+    balancer = service.get("loadBalancer") if isinstance(service, dict) else None
+    if not isinstance(balancer, dict):
+        return "load-balancer is not defined"
+    servers = balancer.get("servers")
+    if not isinstance(servers, list) or not servers or not isinstance(servers[0], dict):
+        servers = balancer["servers"] = [{}]
+    port_key = ci_get(servers[0], "port")
+    port = str(port_key[1]) if port_key is not None else ""
+    if port_key is not None:
+        del servers[0][port_key[0]]
+    if not port and container.ports:
+        port = str(min(container.ports))
+    ip = _ip_address(container, options, by_ref)
+    if not ip:
+        return f'unable to find the IP address for the container "{container.name}"'
+    if not port:
+        return ("port is missing: set traefik.tcp.services.<name>.loadbalancer.server.port or "
+                "expose a port")
+    servers[0]["address"] = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    return ""
+
+
+def _ip_address(container: Container, options: DockerOptions, by_ref: Mapping[str, Container],
+                depth: int = 0) -> str:
+    label = ci_get(container.labels, "traefik.docker.network")
+    network = label[1] if label is not None else options.network
+    if network:
+        if network in container.networks:
+            return container.networks[network]
+        log.warning('container "%s": network "%s" not found, using its first network',
+                    container.name, network)
+    if container.network_mode == "host":
+        return "127.0.0.1"
+    if container.network_mode.startswith("container:") and depth < 3:
+        other = by_ref.get(container.network_mode.removeprefix("container:"))
+        return _ip_address(other, options, by_ref, depth + 1) if other is not None else ""
+    # Sorted, so that a container on several networks gets the same address every time.
+    return next((container.networks[n] for n in sorted(container.networks)
+                 if container.networks[n]), "")
+
+
+def _merge(merged: _Merged, tcp: TCPSection, owner: str) -> None:
+    groups: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
+        ("routers", merged.routers, tcp.routers),
+        ("services", merged.services, tcp.services),
+        ("middlewares", merged.middlewares, tcp.middlewares),
+        ("serversTransports", merged.transports, tcp.servers_transports),
+    )
+    for kind, into, elements in groups:
+        for name, element in elements.items():
+            merged.owners.setdefault((kind, name), []).append(owner)
+            if name not in into:
+                into[name] = element
+            elif kind == "services" and _same_balancer(into[name], element):
+                into[name] = _with_servers_of(into[name], element)
+            elif into[name] != element:
+                merged.conflicts.add((kind, name))
+
+
+def _same_balancer(first: TCPService, second: TCPService) -> bool:
+    if first.load_balancer is None or second.load_balancer is None:
+        return False
+    return (first.load_balancer.model_copy(update={"servers": []})
+            == second.load_balancer.model_copy(update={"servers": []}))
+
+
+def _with_servers_of(first: TCPService, second: TCPService) -> TCPService:
+    """Replicas of one service: the servers of both, each address once."""
+    assert first.load_balancer is not None and second.load_balancer is not None
+    servers = list(first.load_balancer.servers)
+    known = {server.address for server in servers}
+    servers += [s for s in second.load_balancer.servers if s.address not in known]
+    balancer = first.load_balancer.model_copy(update={"servers": servers})
+    return first.model_copy(update={"load_balancer": balancer})
+
+
+# --- the Docker Engine API ---------------------------------------------------------------
+
+
+def docker_provider(options: DockerOptions) -> RemoteProvider[list[Container]]:
+    """The provider named ``docker``; ConfigLoadError for options it cannot use."""
+    try:
+        keep = compile_constraints(options.constraints)
+    except ValueError as error:
+        raise ConfigLoadError(f"providers.docker.constraints: {error}") from None
+    engine = _Engine.from_endpoint(options.endpoint)
+
+    def to_update(containers: list[Container]) -> ProviderUpdate:
+        config, issues = config_from_containers(containers, options, keep)
+        return ProviderUpdate(NAME, config, issues)
+
+    return RemoteProvider(NAME, f"docker {options.endpoint}", engine.open, to_update,
+                          options.watch)
+
+
+@dataclass(frozen=True)
+class _Engine:
+    base_url: str
+    socket_path: str
+
+    @classmethod
+    def from_endpoint(cls, endpoint: str) -> _Engine:
+        parts = urlsplit(endpoint)
+        if parts.scheme == "unix":
+            return cls("http://docker", parts.path)
+        if parts.scheme in ("tcp", "http"):
+            return cls(f"http://{parts.netloc}", "")
+        raise ConfigLoadError(f'providers.docker.endpoint "{endpoint}": use unix:///path/to/'
+                              "docker.sock or tcp://host:port (TLS to the engine is not "
+                              "supported yet)")
+
+    async def open(self) -> Session[list[Container]]:
+        connector = aiohttp.UnixConnector(self.socket_path) if self.socket_path else None
+        http = aiohttp.ClientSession(self.base_url, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(sock_connect=_TIMEOUT))
+        session = _EngineSession(http)
+        try:
+            await session.subscribe()
+        except StoreUnavailable:
+            await session.close()
+            raise
+        return session
+
+
+class _EngineSession:
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self.http = http
+        self.events: aiohttp.ClientResponse | None = None
+
+    async def subscribe(self) -> None:
+        filters = quote(json.dumps({"type": ["container"]}))
+        try:
+            # No read timeout: the event stream stays open, quiet, until something happens.
+            self.events = await self.http.get(f"/events?filters={filters}")
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            raise StoreUnavailable(str(error) or type(error).__name__) from error
+        if self.events.status != 200:
+            raise StoreUnavailable(f"GET /events: HTTP {self.events.status}")
+
+    async def get(self, path: str) -> Any:
+        try:
+            async with self.http.get(path, timeout=aiohttp.ClientTimeout(total=_TIMEOUT)) as reply:
+                if reply.status != 200:
+                    raise StoreUnavailable(f"GET {path}: HTTP {reply.status}")
+                return await reply.json(content_type=None)
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
+            raise StoreUnavailable(f"GET {path}: {error or type(error).__name__}") from error
+
+    async def read(self) -> list[Container]:
+        listed = await self.get("/containers/json")
+        containers = []
+        for entry in listed if isinstance(listed, list) else []:
+            try:
+                inspected = await self.get(f"/containers/{entry['Id']}/json")
+            except StoreUnavailable:
+                continue  # gone between the list and the inspect; its "destroy" event follows
+            containers.append(Container.from_inspect(inspected))
+        return containers
+
+    async def next_change(self, timeout: float | None) -> bool:
+        assert self.events is not None
+        try:
+            line = await asyncio.wait_for(self.events.content.readline(), timeout)
+        except TimeoutError:
+            return False
+        except (aiohttp.ClientError, OSError) as error:
+            raise StoreUnavailable(f"event stream: {error or type(error).__name__}") from error
+        if not line:
+            raise StoreUnavailable("the event stream ended")
+        return True
+
+    async def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
+        await self.http.close()

@@ -1,0 +1,663 @@
+"""The Kubernetes CRD provider: IngressRouteTCP and friends read from manifest files, watched."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from switchyard.config.dynamic import Domain, DynamicConfig, ProxyProtocol, StrList, TraefikModel
+from switchyard.config.loader import ConfigIssue, ConfigLoadError, load_dynamic_from_dict
+from switchyard.providers.base import ProviderUpdate, Publish
+from switchyard.providers.flatkeys import normalize_name
+
+__all__ = [
+    "KubernetesCRDOptions",
+    "KubernetesCRDProvider",
+    "Manifest",
+    "config_from_manifests",
+    "make_router_key",
+    "read_manifests",
+]
+
+log = logging.getLogger("switchyard.providers.kubernetes")
+
+NAME = "kubernetescrd"
+# traefik.containo.us is the v2 group; Switchyard accepts both (see docs/providers.md).
+_TRAEFIK_GROUPS = ("traefik.io/v1alpha1", "traefik.containo.us/v1alpha1")
+_TRAEFIK_KINDS = ("IngressRouteTCP", "MiddlewareTCP", "TLSOption", "ServersTransportTCP")
+_CORE_KINDS = {"Service": ("v1",), "Endpoints": ("v1",), "Secret": ("v1",),
+               "ConfigMap": ("v1",),
+               "EndpointSlice": ("discovery.k8s.io/v1", "discovery.k8s.io/v1beta1")}
+_MANIFEST_EXTENSIONS = (".yml", ".yaml", ".json")
+_SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+_INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+
+
+class KubernetesCRDOptions(TraefikModel):
+    """``providers.kubernetesCRD``: Traefik's options plus ``manifests`` for offline use."""
+
+    manifests: str = ""
+    watch: bool = True
+    namespaces: StrList = Field(default_factory=list)
+    label_selector: str = ""
+    ingress_class: str = ""
+    allow_cross_namespace: bool = False
+    allow_external_name_services: bool = False
+    allow_empty_services: bool = False
+    native_lb_by_default: bool = False
+    endpoint: str = ""
+    token: str = ""
+    cert_auth_file_path: str = ""
+
+
+# --- reading manifests -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One Kubernetes object, and where it was read."""
+
+    kind: str
+    api_version: str
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    body: Mapping[str, Any]
+    origin: str
+
+    @property
+    def source(self) -> str:
+        """How issues name the object: ``file: Kind namespace/name``."""
+        return f"{self.origin}: {self.kind} {self.namespace}/{self.name}"
+
+
+def read_manifests(path: str) -> tuple[list[Manifest], list[ConfigIssue]]:
+    """Every object in a manifest file or a directory of them (YAML documents, JSON, Lists).
+
+    A file that cannot be read or parsed raises ConfigLoadError, as for the file provider,
+    so the last good configuration keeps serving; an object without a kind or a name is
+    an issue and is skipped.
+    """
+    files = [path] if os.path.isfile(path) else _manifest_files(path)
+    manifests: list[Manifest] = []
+    issues: list[ConfigIssue] = []
+    for name in files:
+        try:
+            with open(name, encoding="utf-8") as stream:
+                documents = list(yaml.safe_load_all(stream))
+        except OSError as error:
+            raise ConfigLoadError(f"{name}: cannot read: {error.strerror or error}") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise ConfigLoadError(f"{name}: invalid YAML: {error}") from None
+        for index, document in enumerate(documents):
+            for item in _items(document):
+                origin = name if len(documents) == 1 else f"{name}#{index + 1}"
+                manifest = _manifest(item, origin, issues)
+                if manifest is not None:
+                    manifests.append(manifest)
+    return manifests, issues
+
+
+def _manifest_files(directory: str) -> list[str]:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError as error:
+        raise ConfigLoadError(f"{directory}: cannot read directory: {error.strerror or error}"
+                              ) from None
+    found: list[str] = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue  # editor swap files, ConfigMap "..data" links
+        if entry.is_dir(follow_symlinks=False):
+            found.extend(_manifest_files(entry.path))
+        elif os.path.splitext(entry.name)[1].lower() in _MANIFEST_EXTENSIONS:
+            found.append(entry.path)
+    return found
+
+
+def _items(document: Any) -> list[Any]:
+    if isinstance(document, dict) and str(document.get("kind", "")).endswith("List"):
+        return list(document.get("items") or [])
+    return [] if document is None else [document]
+
+
+def _manifest(item: Any, origin: str, issues: list[ConfigIssue]) -> Manifest | None:
+    if not isinstance(item, dict) or not item.get("kind"):
+        issues.append(ConfigIssue(origin, "kind", "not a Kubernetes object (no kind); "
+                                  "ignored", "warning"))
+        return None
+    metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+    assert isinstance(metadata, dict)
+    if not metadata.get("name"):
+        issues.append(ConfigIssue(origin, "metadata.name", f"{item['kind']} without a name; "
+                                  "ignored", "error"))
+        return None
+    return Manifest(
+        kind=str(item["kind"]), api_version=str(item.get("apiVersion", "")),
+        namespace=str(metadata.get("namespace") or "default"), name=str(metadata["name"]),
+        labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
+        annotations={str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()},
+        body=item, origin=origin,
+    )
+
+
+# --- CRD shapes --------------------------------------------------------------------------
+
+
+class _ObjectRef(TraefikModel):
+    name: str
+    namespace: str = ""
+
+
+class _ServiceRef(TraefikModel):
+    name: str
+    namespace: str = ""
+    port: str  # IntOrString: a port number or the Service port's name
+    weight: int | None = None
+    proxy_protocol: ProxyProtocol | None = None
+    servers_transport: str = ""
+    termination_delay: int | None = None
+    tls: bool = False
+    native_lb: bool | None = None
+    node_port_lb: bool = False
+
+
+class _RouteTCP(TraefikModel):
+    match: str
+    priority: int = 0
+    syntax: str = ""
+    middlewares: list[_ObjectRef] = Field(default_factory=list)
+    services: list[_ServiceRef] = Field(default_factory=list)
+
+
+class _TLSTCP(TraefikModel):
+    secret_name: str = ""
+    passthrough: bool = False
+    options: _ObjectRef | None = None
+    store: _ObjectRef | None = None
+    cert_resolver: str = ""
+    domains: list[Domain] = Field(default_factory=list)
+
+
+class _IngressRouteTCPSpec(TraefikModel):
+    entry_points: StrList = Field(default_factory=list)
+    routes: list[dict[str, Any]] = Field(min_length=1)
+    tls: _TLSTCP | None = None
+    ingress_class_name: str | None = None
+
+
+class _Problem(Exception):
+    """An object, or a part of it, that cannot be turned into configuration; says why."""
+
+
+# --- objects -> configuration ------------------------------------------------------------
+
+
+def make_router_key(namespace: str, ingress_name: str, rule: str) -> str:
+    """Traefik's name for a route's router and service: ``ns-ingress-<sha256(rule)[:10 bytes]>``."""
+    digest = hashlib.sha256(rule.encode()).hexdigest()[:20]
+    return _make_id(namespace, f"{ingress_name}-{digest}")
+
+
+def _make_id(namespace: str, name: str) -> str:
+    return f"{namespace}-{name}" if namespace else name
+
+
+@dataclass
+class _Cluster:
+    """The objects a configuration is built from, indexed the way the builder looks them up."""
+
+    options: KubernetesCRDOptions
+    services: dict[tuple[str, str], Manifest] = field(default_factory=dict)
+    endpoints: dict[tuple[str, str], Manifest] = field(default_factory=dict)
+    slices: dict[tuple[str, str], list[Manifest]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], Manifest] = field(default_factory=dict)
+    config_maps: dict[tuple[str, str], Manifest] = field(default_factory=dict)
+    crds: list[Manifest] = field(default_factory=list)
+
+
+def config_from_manifests(
+    manifests: list[Manifest], options: KubernetesCRDOptions
+) -> tuple[DynamicConfig, list[ConfigIssue]]:
+    """The ``kubernetescrd`` configuration the objects describe; problems per object."""
+    issues: list[ConfigIssue] = []
+    cluster = _index(manifests, options, issues)
+    fragments: list[tuple[Manifest, dict[str, Any], str]] = []
+    default_options: list[str] = []
+    certificates: dict[str, dict[str, str]] = {}
+    for crd in cluster.crds:
+        try:
+            if crd.kind == "IngressRouteTCP":
+                fragments.extend((crd, raw, "") for raw in _ingress_route_tcp(
+                    crd, cluster, certificates, issues))
+            elif crd.kind == "MiddlewareTCP":
+                key = normalize_name(_make_id(crd.namespace, crd.name))
+                fragments.append((crd, {"tcp": {"middlewares": {key: _spec(crd)}}},
+                                  f"tcp.middlewares.{key}"))
+            elif crd.kind == "TLSOption":
+                key = "default" if crd.name == "default" else _make_id(crd.namespace, crd.name)
+                if crd.name == "default":
+                    default_options.append(crd.namespace)
+                fragments.append((crd, {"tls": {"options": {key: _tls_option(crd, cluster)}}},
+                                  f"tls.options.{key}"))
+            elif crd.kind == "ServersTransportTCP":
+                key = normalize_name(_make_id(crd.namespace, crd.name))
+                fragments.append((crd, {"tcp": {"serversTransports": {
+                    key: _servers_transport(crd, cluster)}}}, f"tcp.serversTransports.{key}"))
+        except _Problem as problem:
+            issues.append(ConfigIssue(crd.source, "spec", str(problem), "error"))
+    config = _merge(fragments, issues)
+    tls = config.tls
+    if len(default_options) > 1:
+        # As Traefik: a "default" TLSOption in several namespaces is ambiguous, so none wins.
+        issues.append(ConfigIssue(NAME, "tls.options.default", "TLSOption \"default\" is "
+                                  f"defined in several namespaces ({', '.join(default_options)});"
+                                  " none of them is used", "error"))
+        tls = tls.model_copy(update={"options": {
+            k: v for k, v in tls.options.items() if k != "default"}})
+    if certificates:
+        found, more = load_dynamic_from_dict(
+            {"tls": {"certificates": [certificates[k] for k in sorted(certificates)]}}, NAME)
+        issues.extend(more)
+        tls = tls.model_copy(update={"certificates": found.tls.certificates})
+    return config.model_copy(update={"tls": tls}), issues
+
+
+def _index(manifests: list[Manifest], options: KubernetesCRDOptions,
+           issues: list[ConfigIssue]) -> _Cluster:
+    cluster = _Cluster(options)
+    selector = _label_selector(options.label_selector)
+    for manifest in manifests:
+        if options.namespaces and manifest.namespace not in options.namespaces:
+            continue
+        key = (manifest.namespace, manifest.name)
+        if manifest.kind in _TRAEFIK_KINDS:
+            if manifest.api_version not in _TRAEFIK_GROUPS:
+                issues.append(ConfigIssue(manifest.source, "apiVersion", f'"{manifest.api_version}"'
+                                          f" is not one of {', '.join(_TRAEFIK_GROUPS)}; ignored",
+                                          "warning"))
+            elif selector(manifest.labels):
+                cluster.crds.append(manifest)
+        elif manifest.kind in _CORE_KINDS and manifest.api_version in _CORE_KINDS[manifest.kind]:
+            if manifest.kind == "EndpointSlice":
+                owner = manifest.labels.get(_SERVICE_NAME_LABEL, "")
+                cluster.slices.setdefault((manifest.namespace, owner), []).append(manifest)
+            else:
+                index = {"Service": cluster.services, "Endpoints": cluster.endpoints,
+                         "Secret": cluster.secrets, "ConfigMap": cluster.config_maps}
+                index[manifest.kind][key] = manifest
+    return cluster
+
+
+def _label_selector(text: str) -> Callable[[Mapping[str, str]], bool]:
+    """Kubernetes equality-based selectors: ``a=b``, ``a==b``, ``a!=b``, ``a``, ``!a``."""
+    terms: list[tuple[str, str, str]] = []  # (operator, key, value)
+    for term in (t.strip() for t in text.split(",") if t.strip()):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            terms.append(("!=", key.strip(), value.strip()))
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            terms.append(("=", key.strip(), value.strip()))
+        elif term.startswith("!"):
+            terms.append(("!", term[1:].strip(), ""))
+        else:
+            terms.append(("", term, ""))
+
+    def matches(labels: Mapping[str, str]) -> bool:
+        for operator, key, value in terms:
+            if operator == "=" and labels.get(key) != value:
+                return False
+            if operator == "!=" and labels.get(key) == value:
+                return False
+            if operator == "!" and key in labels:
+                return False
+            if operator == "" and key not in labels:
+                return False
+        return True
+
+    return matches
+
+
+def _spec(crd: Manifest) -> dict[str, Any]:
+    spec = crd.body.get("spec")
+    if not isinstance(spec, dict):
+        raise _Problem("spec is missing or not a mapping")
+    return dict(spec)
+
+
+def _validated(model: type[TraefikModel], raw: Any, crd: Manifest, path: str,
+               issues: list[ConfigIssue]) -> Any:
+    """``model`` from ``raw``, or None with one issue per problem, each at its path."""
+    try:
+        value = model.model_validate(raw)
+    except ValidationError as error:
+        for detail in error.errors(include_url=False):
+            where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
+                                   for p in detail["loc"])
+            message = ("required field is missing" if detail["type"] == "missing"
+                       else f"{detail['msg'][:1].lower()}{detail['msg'][1:]}, got "
+                            f"{json.dumps(detail['input'], default=str)[:60]}")
+            issues.append(ConfigIssue(crd.source, where, message, "error"))
+        return None
+    for key in value.model_extra or {}:
+        issues.append(ConfigIssue(crd.source, f"{path}.{key}", f'unknown field "{key}" is '
+                                  "ignored", "warning"))
+    return value
+
+
+def _ingress_route_tcp(
+    crd: Manifest, cluster: _Cluster, certificates: dict[str, dict[str, str]],
+    issues: list[ConfigIssue],
+) -> list[dict[str, Any]]:
+    spec = _validated(_IngressRouteTCPSpec, _spec(crd), crd, "spec", issues)
+    if spec is None:
+        return []
+    options = cluster.options
+    ingress_class = spec.ingress_class_name
+    if ingress_class is None:
+        ingress_class = crd.annotations.get(_INGRESS_CLASS_ANNOTATION, "")
+    if not (options.ingress_class == ingress_class
+            or (not options.ingress_class and ingress_class == "traefik")):
+        return []
+    tls = spec.tls
+    if tls is not None and not tls.passthrough and tls.secret_name:
+        try:
+            certificates[f"{crd.namespace}/{tls.secret_name}"] = {
+                "certFile": _secret_data(cluster, crd.namespace, tls.secret_name, "tls.crt"),
+                "keyFile": _secret_data(cluster, crd.namespace, tls.secret_name, "tls.key")}
+        except _Problem as problem:
+            issues.append(ConfigIssue(crd.source, "spec.tls.secretName", str(problem), "error"))
+    fragments = []
+    for index, raw_route in enumerate(spec.routes):
+        path = f"spec.routes[{index}]"
+        route = _validated(_RouteTCP, raw_route, crd, path, issues)
+        if route is None:
+            continue
+        if not route.match:
+            issues.append(ConfigIssue(crd.source, f"{path}.match", "empty match rule; the route"
+                                      " is left out", "error"))
+            continue
+        try:
+            fragments.append(_route(crd, cluster, spec, route, path, issues))
+        except _Problem as problem:
+            issues.append(ConfigIssue(crd.source, path, f"{problem}; the route is left out",
+                                      "error"))
+    return fragments
+
+
+def _route(crd: Manifest, cluster: _Cluster, spec: _IngressRouteTCPSpec, route: _RouteTCP,
+           path: str, issues: list[ConfigIssue]) -> dict[str, Any]:
+    options = cluster.options
+    middlewares = [_reference(crd.namespace, m.namespace, m.name, options, "middleware")
+                   for m in route.middlewares]
+    key = make_router_key(crd.namespace, crd.name, route.match)
+    services: dict[str, Any] = {}
+    weighted: list[dict[str, Any]] = []
+    for index, service in enumerate(route.services):
+        try:
+            balancer = _load_balancer(crd, cluster, service)
+        except _Problem as problem:
+            issues.append(ConfigIssue(crd.source, f"{path}.services[{index}]", str(problem),
+                                      "error"))
+            continue
+        if len(route.services) == 1:
+            services[key] = {"loadBalancer": balancer}
+            break
+        child = f"{key}-{service.name}-{service.port}"
+        services[child] = {"loadBalancer": balancer}
+        weighted.append({"name": child, "weight": 1 if service.weight is None else service.weight})
+    if weighted:
+        services[key] = {"weighted": {"services": weighted}}
+    router: dict[str, Any] = {"entryPoints": spec.entry_points, "rule": route.match,
+                              "priority": route.priority, "ruleSyntax": route.syntax,
+                              "middlewares": middlewares, "service": key}
+    if spec.tls is not None:
+        tls = spec.tls
+        router["tls"] = {"passthrough": tls.passthrough, "certResolver": tls.cert_resolver,
+                         "domains": [d.model_dump(by_alias=True) for d in tls.domains]}
+        if tls.options is not None and tls.options.name:
+            router["tls"]["options"] = _reference(crd.namespace, tls.options.namespace,
+                                                  tls.options.name, options, "TLSOption")
+    return {"tcp": {"routers": {key: router}, "services": services}}
+
+
+def _reference(parent: str, namespace: str, name: str, options: KubernetesCRDOptions,
+               kind: str) -> str:
+    """Traefik's resolveReference: ``ns-name`` (normalized), or ``name@provider`` verbatim."""
+    if "@" in name:
+        if not options.allow_cross_namespace and name.endswith(f"@{NAME}"):
+            raise _Problem(f'{kind} "{name}": @{NAME} references are not allowed while '
+                           "allowCrossNamespace is false")
+        return name
+    namespace = namespace or parent
+    if not options.allow_cross_namespace and namespace != parent:
+        raise _Problem(f'{kind} "{namespace}/{name}": cross-namespace references are not '
+                       "allowed while allowCrossNamespace is false")
+    return normalize_name(f"{namespace}-{name}")
+
+
+def _load_balancer(crd: Manifest, cluster: _Cluster, ref: _ServiceRef) -> dict[str, Any]:
+    options = cluster.options
+    namespace = ref.namespace or crd.namespace
+    if not options.allow_cross_namespace and namespace != crd.namespace:
+        raise _Problem(f"tcp service {namespace}/{ref.name} is not in the parent resource "
+                       f"namespace {crd.namespace}")
+    balancer: dict[str, Any] = {"servers": _servers(cluster, namespace, ref)}
+    if ref.proxy_protocol is not None:
+        balancer["proxyProtocol"] = ref.proxy_protocol.model_dump(by_alias=True)
+    if ref.servers_transport:
+        balancer["serversTransport"] = _transport_reference(crd.namespace, ref.servers_transport,
+                                                            options)
+    elif ref.termination_delay is not None:
+        balancer["terminationDelay"] = ref.termination_delay
+    return balancer
+
+
+def _transport_reference(parent: str, name: str, options: KubernetesCRDOptions) -> str:
+    if "@" in name:
+        if not options.allow_cross_namespace and name.endswith(f"@{NAME}"):
+            raise _Problem(f'serversTransport "{name}": namespace-name@{NAME} is not allowed '
+                           "while allowCrossNamespace is false")
+        return name
+    return normalize_name(_make_id(parent, name))
+
+
+def _servers(cluster: _Cluster, namespace: str, ref: _ServiceRef) -> list[dict[str, Any]]:
+    """The addresses behind a Kubernetes Service port, as Traefik's loadTCPServers finds them."""
+    options = cluster.options
+    service = cluster.services.get((namespace, ref.name))
+    if service is None:
+        raise _Problem(f"service {namespace}/{ref.name} not found: add its Service manifest")
+    spec = service.body.get("spec") or {}
+    kind = spec.get("type", "ClusterIP")
+    if kind == "ExternalName" and not options.allow_external_name_services:
+        raise _Problem(f"externalName services not allowed: {namespace}/{ref.name} (set "
+                       "allowExternalNameServices)")
+    port = next((p for p in spec.get("ports") or []
+                 if str(p.get("name", "")) == ref.port or str(p.get("port")) == ref.port), None)
+    if port is None:
+        raise _Problem(f"service {namespace}/{ref.name} has no port {ref.port}")
+    if kind == "NodePort" and ref.node_port_lb:
+        raise _Problem("nodePortLB needs the cluster's Node objects, which manifests do not "
+                       "provide")
+    if kind == "ExternalName":
+        return [_server(str(spec.get("externalName", "")), port.get("port"), ref.tls)]
+    native = options.native_lb_by_default if ref.native_lb is None else ref.native_lb
+    if native:
+        cluster_ip = str(spec.get("clusterIP") or "")
+        if not cluster_ip or cluster_ip == "None":
+            raise _Problem(f"service {namespace}/{ref.name}: nativeLB needs a clusterIP")
+        return [_server(cluster_ip, port.get("port"), ref.tls)]
+    found = _endpoint_addresses(cluster, namespace, ref.name, str(port.get("name", "")))
+    servers = [_server(address, number, ref.tls) for address, number in found]
+    if not servers and not options.allow_empty_services:
+        raise _Problem(f"no servers found for {namespace}/{ref.name}: add an EndpointSlice "
+                       "or Endpoints manifest with ready addresses")
+    return servers
+
+
+def _endpoint_addresses(cluster: _Cluster, namespace: str, service: str,
+                        port_name: str) -> list[tuple[str, Any]]:
+    """Ready addresses with the port named like the Service's, each address once."""
+    found: dict[str, Any] = {}
+    for slice_ in cluster.slices.get((namespace, service), []):
+        number = next((p.get("port") for p in slice_.body.get("ports") or []
+                       if str(p.get("name") or "") == port_name), None)
+        if not number:
+            continue
+        for endpoint in slice_.body.get("endpoints") or []:
+            # Kubernetes reads an absent "ready" as ready; manifests written by hand omit it.
+            if (endpoint.get("conditions") or {}).get("ready", True) is False:
+                continue
+            for address in endpoint.get("addresses") or []:
+                found.setdefault(str(address), number)
+    legacy = cluster.endpoints.get((namespace, service))
+    for subset in (legacy.body.get("subsets") or []) if legacy is not None else []:
+        number = next((p.get("port") for p in subset.get("ports") or []
+                       if str(p.get("name") or "") == port_name), None)
+        if not number:
+            continue
+        for address in subset.get("addresses") or []:
+            found.setdefault(str(address.get("ip", "")), number)
+    return [(address, number) for address, number in found.items() if address]
+
+
+def _server(host: str, port: Any, tls: bool) -> dict[str, Any]:
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return {"address": address, "tls": tls}
+
+
+def _secret_data(cluster: _Cluster, namespace: str, name: str, *keys: str) -> str:
+    """The first of ``keys`` present in a Secret (``data`` is base64, ``stringData`` is not)."""
+    secret = cluster.secrets.get((namespace, name))
+    if secret is None:
+        raise _Problem(f"secret {namespace}/{name} not found: add its Secret manifest")
+    for key in keys:
+        plain = (secret.body.get("stringData") or {}).get(key)
+        if plain:
+            return str(plain)
+        encoded = (secret.body.get("data") or {}).get(key)
+        if encoded:
+            try:
+                return base64.b64decode(str(encoded), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError) as error:
+                raise _Problem(f"secret {namespace}/{name}: {key} is not base64 PEM: {error}"
+                               ) from None
+    raise _Problem(f"secret {namespace}/{name} has none of {', '.join(keys)}")
+
+
+def _tls_option(crd: Manifest, cluster: _Cluster) -> dict[str, Any]:
+    spec = _spec(crd)
+    auth = spec.pop("clientAuth", None)
+    if isinstance(auth, dict):
+        cas = [_secret_data(cluster, crd.namespace, str(name), "tls.ca", "ca.crt")
+               for name in auth.get("secretNames") or []]
+        spec["clientAuth"] = {"caFiles": cas,
+                              "clientAuthType": auth.get("clientAuthType", "NoClientCert")}
+    return spec
+
+
+def _servers_transport(crd: Manifest, cluster: _Cluster) -> dict[str, Any]:
+    spec = _spec(crd)
+    tls = spec.get("tls")
+    if isinstance(tls, dict):
+        tls = dict(tls)
+        roots = [_secret_data(cluster, crd.namespace, str(s), "tls.ca", "ca.crt")
+                 for s in tls.pop("rootCAsSecrets", None) or []]
+        for root in tls.pop("rootCAs", None) or []:
+            if root.get("secret") and root.get("configMap"):
+                raise _Problem("both Secret and ConfigMap are defined for a RootCA")
+            if root.get("secret"):
+                roots.append(_secret_data(cluster, crd.namespace, str(root["secret"]), "tls.ca",
+                                          "ca.crt"))
+            elif root.get("configMap"):
+                roots.append(_config_map_ca(cluster, crd.namespace, str(root["configMap"])))
+        certificates = [{"certFile": _secret_data(cluster, crd.namespace, str(s), "tls.crt"),
+                         "keyFile": _secret_data(cluster, crd.namespace, str(s), "tls.key")}
+                        for s in tls.pop("certificatesSecrets", None) or []]
+        tls.update({"rootCAs": roots, "certificates": certificates})
+        spec["tls"] = tls
+    return spec
+
+
+def _config_map_ca(cluster: _Cluster, namespace: str, name: str) -> str:
+    found = cluster.config_maps.get((namespace, name))
+    data = (found.body.get("data") or {}) if found is not None else None
+    if data is None:
+        raise _Problem(f"configMap {namespace}/{name} not found: add its ConfigMap manifest")
+    for key in ("tls.ca", "ca.crt"):
+        if data.get(key):
+            return str(data[key])
+    raise _Problem(f"configMap {namespace}/{name} contains neither tls.ca nor ca.crt")
+
+
+def _merge(fragments: list[tuple[Manifest, dict[str, Any], str]],
+           issues: list[ConfigIssue]) -> DynamicConfig:
+    """Validate each object's part with the loader, with paths inside the object, then join."""
+    routers: dict[str, Any] = {}
+    services: dict[str, Any] = {}
+    middlewares: dict[str, Any] = {}
+    transports: dict[str, Any] = {}
+    tls_options: dict[str, Any] = {}
+    for crd, raw, element in fragments:
+        config, found = load_dynamic_from_dict(raw, crd.source)
+        for issue in found:
+            # "tcp.middlewares.default-foo.ipAllowList" is "spec.ipAllowList" to its author.
+            if element and issue.path.startswith(element):
+                issue = dataclasses.replace(issue, path="spec" + issue.path[len(element):])
+            issues.append(issue)
+        routers.update(config.tcp.routers)
+        services.update(config.tcp.services)
+        middlewares.update(config.tcp.middlewares)
+        transports.update(config.tcp.servers_transports)
+        tls_options.update(config.tls.options)
+    return DynamicConfig.model_validate({
+        "tcp": {"routers": routers, "services": services, "middlewares": middlewares,
+                "serversTransports": transports},
+        "tls": {"options": tls_options}})
+
+
+# --- the provider ------------------------------------------------------------------------
+
+
+@dataclass
+class KubernetesCRDProvider:
+    """``providers.kubernetesCRD`` with ``manifests``: a file or directory, watched."""
+
+    options: KubernetesCRDOptions
+    name: str = NAME
+
+    def load(self) -> ProviderUpdate:
+        try:
+            manifests, issues = read_manifests(self.options.manifests)
+        except ConfigLoadError as error:
+            return ProviderUpdate(self.name, None, list(error.issues), str(error))
+        config, found = config_from_manifests(manifests, self.options)
+        return ProviderUpdate(self.name, config, issues + found)
+
+    async def watch(self, publish: Publish) -> None:
+        if not self.options.watch:
+            return
+        from watchfiles import awatch
+
+        path = os.path.abspath(self.options.manifests)
+        # A file is watched through its directory: tools replace files by rename.
+        target = path if os.path.isdir(path) else os.path.dirname(path)
+        async for changes in awatch(target, debounce=50, step=20, recursive=True):
+            if target != path and not any(os.path.abspath(p) == path for _, p in changes):
+                continue
+            log.info("change detected in %s", self.options.manifests)
+            publish(self.load())
