@@ -75,6 +75,48 @@ def client_host(peer: object) -> tuple[str, int]:
 class ClientConnection(asyncio.Protocol):
     """The client side of a proxied connection; owns the whole connection's life."""
 
+    # Thousands live at once: slots keep each one small (no per-instance dict).
+    __slots__ = (
+        "_await_pg_reply",
+        "_backend_eof",
+        "_buffer",
+        "_client_eof",
+        "_local",
+        "_on_close",
+        "_proxy_trusted",
+        "_relay",
+        "_splice_at",
+        "_termination_delay",
+        "_timer",
+        "_to_client",
+        "alpn",
+        "alpn_negotiated",
+        "backend",
+        "bytes_in",
+        "bytes_out",
+        "client_ip",
+        "client_port",
+        "close_detail",
+        "close_kind",
+        "closed_by",
+        "entrypoint",
+        "is_tls",
+        "last_activity",
+        "postgres",
+        "route",
+        "server",
+        "service_name",
+        "sni",
+        "started",
+        "started_at",
+        "state",
+        "table",
+        "tls",
+        "tls_version",
+        "tls_versions",
+        "transport",
+    )
+
     def __init__(self, entrypoint: EntryPoint) -> None:
         self.entrypoint = entrypoint
         self.table: RoutingTable = entrypoint.table
