@@ -26,7 +26,9 @@ Publish = Callable[[ProviderUpdate], None]
 class Provider(Protocol):
     """A source of dynamic configuration: loads once, then watches and publishes changes."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The provider's name, the `@provider` suffix of what it defines."""
 
     def load(self) -> ProviderUpdate:
         """The current config, read now (used at start-up and on SIGHUP)."""
