@@ -35,7 +35,11 @@ from switchyard.services import (
 )
 from switchyard.services.healthcheck import HealthCheckSettings
 from switchyard.status import ElementStatus
-from switchyard.tls.certificates import CertificateStore, build_certificate_store
+from switchyard.tls.certificates import (
+    CertificateStore,
+    build_certificate_store,
+    load_certificate,
+)
 from switchyard.tls.options import (
     TLSOptionsError,
     build_server_context,
@@ -98,8 +102,9 @@ class Runtime:
 
 class _Builder:
     def __init__(self, static: StaticConfig, configs: Mapping[str, DynamicConfig],
-                 previous: Runtime | None) -> None:
+                 previous: Runtime | None, resolvers: Mapping[str, Any]) -> None:
         self.static = static
+        self.resolvers = resolvers
         self.entrypoints = {
             name: ep for name, ep in static.entry_points.items()
             if not ep.address.lower().endswith("/udp")
@@ -363,6 +368,8 @@ class _Builder:
             return fail(f'error while parsing rule {config.rule}: {exc}')
         tls_context: ssl.SSLContext | None = None
         tls_error = ""
+        if config.tls is not None and config.tls.cert_resolver:
+            self._request_certificates(config, hosts, status)
         if config.tls is not None and not config.tls.passthrough:
             found = self._server_context(config.tls.options, provider, status)
             if isinstance(found, str):
@@ -403,8 +410,7 @@ class _Builder:
             return str(exc)
         if name not in self._contexts:
             if self._store is None:
-                self._store, problems = build_certificate_store(self._tls_section)
-                self.runtime.tls_problems.extend(problems)
+                self._store = self._certificate_store()
             notes: tuple[str, ...] = ()
             built: ssl.SSLContext | str
             try:
@@ -417,6 +423,36 @@ class _Builder:
         for note in notes:
             status.add_error(f"tls.options.{name}: {note}", critical=False)
         return built
+
+    def _certificate_store(self) -> CertificateStore:
+        """Configured certificates first, then those ACME resolvers obtained."""
+        store, problems = build_certificate_store(self._tls_section)
+        self.runtime.tls_problems.extend(problems)
+        obtained = []
+        for resolver in self.resolvers.values():
+            for chain, key in resolver.certificates():
+                try:
+                    obtained.append(load_certificate(chain.decode(), key.decode()))
+                except ValueError as exc:
+                    self.runtime.tls_problems.append(f"ACME {resolver.name}: {exc}")
+        if not obtained:
+            return store
+        return CertificateStore([*store.certificates, *obtained], store.default)
+
+    def _request_certificates(self, config: TCPRouter, hosts: list[str],
+                              status: ElementStatus) -> None:
+        """Ask the router's ACME resolver for its domains (Traefik: tls.domains, else HostSNI)."""
+        assert config.tls is not None
+        resolver = self.resolvers.get(config.tls.cert_resolver)
+        if resolver is None:
+            status.add_error(f'the router uses a non-existent certificate resolver '
+                             f'"{config.tls.cert_resolver}"', critical=False)
+            return
+        domains = [(d.main, list(d.sans)) for d in config.tls.domains if d.main]
+        names = [h for h in hosts if h != "*"]
+        if not domains and names:
+            domains = [(names[0], names[1:])]
+        resolver.request(domains)
 
     def alpn_for(self, reference: str, provider: str) -> tuple[str, ...]:
         try:
@@ -449,9 +485,14 @@ def _check_proxy_version(version: int) -> None:
 
 
 def build_runtime(static: StaticConfig, configs: Mapping[str, DynamicConfig],
-                  issues: Sequence[ConfigIssue] = (), previous: Runtime | None = None) -> Runtime:
-    """Compile every provider's config; invalid elements are disabled, the rest runs."""
-    runtime = _Builder(static, configs, previous).build()
+                  issues: Sequence[ConfigIssue] = (), previous: Runtime | None = None,
+                  resolvers: Mapping[str, Any] | None = None) -> Runtime:
+    """Compile every provider's config; invalid elements are disabled, the rest runs.
+
+    `resolvers` are the ACME certificate resolvers by name: routers ask them for
+    certificates, and what they hold joins the certificate store.
+    """
+    runtime = _Builder(static, configs, previous, resolvers or {}).build()
     runtime.issues = list(issues)
     for line in runtime.problems():
         log.warning("%s", line)

@@ -120,6 +120,18 @@ class Switchyard:
         self.last_reload_failure = 0.0
         self._stopping: asyncio.Event | None = None
         self._watchers: list[asyncio.Task[None]] = []
+        self.resolvers: dict[str, Any] = {}
+        if static.certificates_resolvers:
+            from switchyard.tls.acme import build_resolvers  # heavy: only when configured
+
+            self.resolvers, problems = build_resolvers(static.certificates_resolvers)
+            for problem in problems:
+                log.warning("certificatesResolvers: %s", problem)
+        for name, entrypoint in self.entrypoints.items():
+            # ACME-TLS/1 hellos are ours to answer unless the entry point lets them
+            # through, or there is no TLS-challenge resolver at all (spec 4.4).
+            if self.resolvers and not static.entry_points[name].allow_acme_by_pass:
+                entrypoint.acme_resolvers = list(self.resolvers.values())
         self._rebuild: asyncio.TimerHandle | None = None
         self._last_apply = 0.0
 
@@ -167,7 +179,8 @@ class Switchyard:
     def apply(self, configs: Mapping[str, DynamicConfig], issues: list[ConfigIssue]) -> Runtime:
         """Compile and swap: new connections use the new tables, live ones keep theirs."""
         previous = self.runtime
-        runtime = build_runtime(self.static, configs, issues, previous=previous)
+        runtime = build_runtime(self.static, configs, issues, previous=previous,
+                                resolvers=self.resolvers)
         for name, entrypoint in self.entrypoints.items():
             table = runtime.tables.get(name)
             if table is not None:
@@ -209,6 +222,12 @@ class Switchyard:
                 self._internal_servers.append(await start_internal(self, name, host, port, services))
         loop = asyncio.get_running_loop()
         self._watchers = [loop.create_task(self._watch(p)) for p in self.providers]
+        if self.worker == 0:
+            # One process talks to the CA: with workers, a challenge connection
+            # could land on a worker that has no pending challenge.
+            for resolver in self.resolvers.values():
+                resolver.on_change(self._schedule_rebuild)
+                self._watchers.append(loop.create_task(resolver.run()))
 
     async def _watch(self, provider: Provider) -> None:
         try:

@@ -602,3 +602,56 @@ def test_certificate_is_renewed_30_days_before_expiry_or_at_two_thirds_of_a_shor
     assert renewal_in_days(0, 6) == 4
     broken = ACMECertificate(CertificateDomain(DOMAIN), b"not a certificate", b"")
     assert broken.renewal_time(renew_period) == 0.0
+
+
+# --- through the router itself -------------------------------------------------------------
+
+
+def test_switchyard_obtains_a_certificate_for_its_router_and_serves_it(
+    pebble: Pebble, responder_socket: socket.socket, tmp_path: Path, backends: Any,
+    loop_thread: Any,
+) -> None:
+    """The whole path: router with certResolver, challenge answered by the entry point."""
+    from tests.harness import greeting_name, start_router, stop_router
+
+    pebble.start()
+    backend = backends.whoami("acme-backend")
+    port = pebble.tls_port
+    responder_socket.close()  # Switchyard's entry point takes the port pebble validates on
+    app = start_router(
+        loop_thread, tmp_path,
+        f"""
+tcp:
+  routers:
+    site:
+      rule: "HostSNI(`{DOMAIN}`)"
+      service: app
+      tls: {{certResolver: le}}
+  services:
+    app: {{loadBalancer: {{servers: [{{address: "127.0.0.1:{backend}"}}]}}}}
+""",
+        entrypoints={"websecure": f"127.0.0.1:{port}"},
+        certificatesResolvers={"le": resolver_config(pebble, tmp_path / "acme.json")},
+        providers={"providersThrottleDuration": "50ms",
+                   "file": {"filename": str(tmp_path / "dynamic.yml")}},
+    )
+    try:
+        root = pebble.management("/roots/0")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                served = tls_client_sees(port, root)
+                break
+            except ssl.SSLCertVerificationError:
+                # Still the default certificate: the order is in progress.
+                assert time.monotonic() < deadline, pebble.log_tail()
+                time.sleep(0.2)
+        assert dns_names(served) == [DOMAIN]
+        context = ssl.create_default_context(cadata=root.decode())
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=DOMAIN) as tls,
+        ):
+            assert greeting_name(tls) == "acme-backend"
+    finally:
+        stop_router(loop_thread, app)

@@ -33,6 +33,7 @@ log = logging.getLogger("switchyard.proxy")
 PROXY_HEADER, PEEKING = "proxy-header", "peeking"
 DIALING, RELAYING, CLOSED = "dialing", "relaying", "closed"
 UPGRADING = "upgrading"  # waiting for the transports to drain before splicing
+ACME_CHALLENGE = "acme-challenge"  # answering a TLS-ALPN-01 validation ourselves
 
 # Why a connection ended: the access log's and the metrics' `reason`.
 NORMAL = "normal"  # both sides finished
@@ -192,6 +193,8 @@ class ClientConnection(asyncio.Protocol):
             self._read_proxy_header()
         elif state is DIALING:
             self._buffer += data
+        elif state is ACME_CHALLENGE:
+            self._acme_handshake(data)
 
     def eof_received(self) -> bool:
         self._client_eof = True
@@ -314,6 +317,9 @@ class ClientConnection(asyncio.Protocol):
         if kind is HelloKind.HELLO:
             hello = result.hello
             assert hello is not None
+            if "acme-tls/1" in hello.alpn and self.entrypoint.acme_resolvers and not self.postgres:
+                self._answer_acme_challenge(hello.sni or "")
+                return
             self.is_tls = True
             self.sni, self.alpn, self.tls_versions = hello.sni, hello.alpn, hello.versions
             route = self.table.tls.match(ConnMeta(hello.sni, hello.alpn, self.client_ip, True))
@@ -330,6 +336,34 @@ class ClientConnection(asyncio.Protocol):
         self._dispatch(route)
 
     # -- routed ---------------------------------------------------------
+
+    def _answer_acme_challenge(self, server_name: str) -> None:
+        """TLS-ALPN-01: one handshake with the challenge certificate, then close (spec 4.4)."""
+        context = next((c for r in self.entrypoint.acme_resolvers
+                        if (c := r.challenge_context(server_name)) is not None), None)
+        if context is None:
+            self.close(NO_ROUTE, f"acme-tls/1 hello for {server_name!r} with no pending "
+                       "challenge", by="switchyard")
+            return
+        self.state = ACME_CHALLENGE
+        self.sni = server_name
+        self.tls = TLSTerminator(context)
+        self._timer = asyncio.get_running_loop().call_later(
+            2.0, self.close, TLS_ERROR, "ACME challenge handshake timed out", "switchyard")
+        pending, self._buffer = bytes(self._buffer), bytearray()
+        self._acme_handshake(pending)
+
+    def _acme_handshake(self, data: bytes) -> None:
+        assert self.tls is not None and self.transport is not None
+        try:
+            _, reply = self.tls.receive(data)
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            self.close(TLS_ERROR, f"ACME challenge handshake failed: {exc}", by="switchyard")
+            return
+        if reply:
+            self.transport.write(reply)
+        if self.tls.handshake_done:
+            self.close(NORMAL, "answered an ACME TLS-ALPN-01 challenge", by="switchyard")
 
     def _dispatch(self, route: Route) -> None:
         self.route = route

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 import socket
 import time
 
@@ -76,6 +77,7 @@ class EntryPoint:
         self.table = RoutingTable(name, RouteList(()), RouteList(()))
         self.connections: set[ClientConnection] = set()
         self.access_log: AccessLog | None = None
+        self.acme_resolvers: list[Any] = []  # answer TLS-ALPN-01 challenges on this entry point
         self.idle_timeout = 0.0
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
