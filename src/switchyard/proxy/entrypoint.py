@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 import socket
 import time
+from typing import Any
 
 from switchyard.ipcheck import IPChecker
 from switchyard.observability.accesslog import AccessLog

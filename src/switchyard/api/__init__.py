@@ -1,0 +1,1 @@
+"""Internal HTTP services: REST API, dashboard, ping and Prometheus metrics."""

@@ -1,0 +1,126 @@
+"""Internal HTTP entry points: the REST API, the dashboard, ping and Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from switchyard.api.handlers import APIHandlers, host_port
+from switchyard.api.metrics import metrics_registry
+from switchyard.proxy.entrypoint import open_listener
+
+if TYPE_CHECKING:
+    from switchyard.server import Switchyard
+
+log = logging.getLogger("switchyard.entrypoint")
+
+INTERNAL_SERVICES = frozenset({"api", "dashboard", "ping", "metrics"})
+
+_DASHBOARD_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+
+
+class InternalEntryPoint:
+    """A running internal entry point; `port` is the bound one (useful when 0 was asked)."""
+
+    def __init__(self, name: str, host: str, port: int, runner: web.AppRunner) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self._runner = runner
+
+    @property
+    def address(self) -> str:
+        return host_port(self.host or "0.0.0.0", self.port)
+
+    async def close(self) -> None:
+        await self._runner.cleanup()
+
+
+def dashboard_files() -> dict[str, tuple[bytes, str]]:
+    """The dashboard's static files shipped in the package: name -> (content, type)."""
+    folder = resources.files("switchyard.api").joinpath("dashboard")
+    found = {}
+    for entry in folder.iterdir():
+        suffix = "." + entry.name.rpartition(".")[2]
+        if entry.is_file() and suffix in _DASHBOARD_TYPES:
+            found[entry.name] = (entry.read_bytes(), _DASHBOARD_TYPES[suffix])
+    return found
+
+
+def dashboard_routes(prefix: str) -> list[web.RouteDef]:
+    """`/dashboard/` and its files, read once; `/` redirects there as in Traefik."""
+    files = dashboard_files()
+    home = f"{prefix}/dashboard/"
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        query = request.query_string
+        raise web.HTTPFound(f"{home}?{query}" if query else home)
+
+    async def serve(request: web.Request) -> web.Response:
+        found = files.get(request.match_info.get("file") or "index.html")
+        if found is None:
+            raise web.HTTPNotFound()
+        body, content_type = found
+        return web.Response(body=body, content_type=content_type, charset="utf-8",
+                            headers={"Cache-Control": "no-cache"})
+
+    return [web.get(f"{prefix}/", redirect), web.get(f"{prefix}/dashboard", redirect),
+            web.get(home, serve), web.get(f"{home}{{file}}", serve)]
+
+
+def ping_routes() -> list[web.RouteDef]:
+    async def ping(request: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    return [web.get("/ping", ping)]
+
+
+def metrics_routes(app: Switchyard) -> list[web.RouteDef]:
+    registry = metrics_registry(app)
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return [web.get("/metrics", metrics)]
+
+
+def build_web_app(app: Switchyard, services: set[str]) -> web.Application:
+    """The HTTP application serving `services` (a subset of INTERNAL_SERVICES)."""
+    unknown = services - INTERNAL_SERVICES
+    if unknown:
+        raise ValueError(f"unknown internal services: {', '.join(sorted(unknown))}")
+    api = app.static.api
+    prefix = (api.base_path if api is not None else "/").rstrip("/")
+    web_app = web.Application()
+    if "api" in services:
+        web_app.add_routes(APIHandlers(app).routes(prefix))
+    if "dashboard" in services:
+        web_app.add_routes(dashboard_routes(prefix))
+    if "ping" in services:
+        web_app.add_routes(ping_routes())
+    if "metrics" in services:
+        web_app.add_routes(metrics_routes(app))
+    return web_app
+
+
+async def start_internal(app: Switchyard, name: str, host: str, port: int,
+                         services: set[str]) -> InternalEntryPoint:
+    """Listen on host:port and serve `services`; port 0 picks a free port."""
+    runner = web.AppRunner(build_web_app(app, services), access_log=None,
+                           handle_signals=False)
+    await runner.setup()
+    sock = open_listener(host, port)
+    try:
+        await web.SockSite(runner, sock).start()
+    except BaseException:
+        sock.close()
+        await runner.cleanup()
+        raise
+    internal = InternalEntryPoint(name, host, sock.getsockname()[1], runner)
+    log.info('entryPoint "%s" listening on %s', name, internal.address)
+    return internal

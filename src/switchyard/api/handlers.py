@@ -1,0 +1,537 @@
+"""REST API: Traefik's JSON shapes for the runtime, plus live connections and traffic counters."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, get_args
+
+from aiohttp import web
+
+from switchyard import __version__
+from switchyard.api.metrics import Totals, TrafficSnapshot, traffic_snapshot
+from switchyard.build import qualify
+from switchyard.config.dynamic import TCPMiddleware, TCPService, TraefikModel
+from switchyard.config.static import EntryPoint as EntryPointConfig
+from switchyard.services import LoadBalancer
+from switchyard.status import ElementStatus
+
+if TYPE_CHECKING:
+    from switchyard.proxy.connection import ClientConnection
+    from switchyard.server import Switchyard
+
+Item = dict[str, Any]
+
+# Go's encoding/json with `omitempty` drops zero values, but these fields have no
+# omitempty in Traefik's structs and are always written.
+_ALWAYS_WRITTEN = frozenset({"passthrough"})
+
+_DEFAULT_PER_PAGE = 100
+_NEXT_PAGE_HEADER = "X-Next-Page"
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+
+
+# --- Go-shaped JSON ----------------------------------------------------------------------
+
+
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration.String(): "100ms", "30s", "1m30s", "1h0m0s"."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-" if ns < 0 else ""), abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return sign + _decimal(ns, size) + unit
+    hours, rest = divmod(ns, 3600 * 1_000_000_000)
+    minutes, rest = divmod(rest, 60 * 1_000_000_000)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "")
+    return sign + text + _decimal(rest, 1_000_000_000) + "s"
+
+
+def _decimal(value: int, unit: int) -> str:
+    whole, fraction = divmod(value, unit)
+    if not fraction:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return f"{whole}.{str(fraction).rjust(digits, '0').rstrip('0')}"
+
+
+def go_json(model: TraefikModel) -> Item:
+    """A config model as Traefik's encoding/json writes the Go struct.
+
+    Optional sub-objects are Go pointers: written whenever set. Other fields
+    are written unless zero (`omitempty`). Float fields are durations, which
+    Traefik writes as Go duration text. Unknown keys the user wrote are not
+    part of the config, so they are left out.
+    """
+    out: Item = {}
+    for name, info in type(model).model_fields.items():
+        alias = info.alias or name
+        value = getattr(model, name)
+        if value is None:
+            continue
+        pointer = type(None) in get_args(info.annotation)
+        if not pointer and alias not in _ALWAYS_WRITTEN and _is_zero(value):
+            continue
+        out[alias] = _go_value(value)
+    return out
+
+
+def _is_zero(value: object) -> bool:
+    if isinstance(value, TraefikModel):
+        return False  # Go writes struct values even when empty
+    return value in ("", 0, False) or value == [] or value == {}
+
+
+def _go_value(value: object) -> object:
+    if isinstance(value, TraefikModel):
+        return go_json(value)
+    if isinstance(value, float):
+        return go_duration(value)
+    if isinstance(value, list):
+        return [_go_value(v) if isinstance(v, TraefikModel) else v for v in value]
+    if isinstance(value, dict):
+        # Raw sections (forwardedHeaders, http, ...) are shown as the user wrote them.
+        return {str(k): _go_value(v) if isinstance(v, TraefikModel) else v
+                for k, v in value.items()}
+    return value
+
+
+def rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# --- runtime elements --------------------------------------------------------------------
+
+
+def _status_fields(data: Item, status: ElementStatus) -> Item:
+    if status.errors:
+        data["error"] = list(status.errors)
+    data["status"] = status.status
+    return data
+
+
+def router_priority(status: ElementStatus) -> int:
+    """The computed priority Traefik writes back into the router, else the configured one."""
+    return status.priority or int(status.config.priority)
+
+
+def router_info(app: Switchyard, status: ElementStatus) -> Item:
+    """Traefik's TCPRouterInfo: the router config as the runtime holds it, status, errors."""
+    config = status.config
+    data = go_json(config)
+    # The aggregator fills in default entry points and qualifies middleware names.
+    entry_points = list(config.entry_points) or app.static.default_entry_points()
+    if entry_points:
+        data["entryPoints"] = entry_points
+    if config.middlewares:
+        data["middlewares"] = [qualify(m, status.provider) for m in config.middlewares]
+    data.pop("priority", None)
+    if router_priority(status):
+        data["priority"] = router_priority(status)
+    _status_fields(data, status)
+    if status.using:
+        data["using"] = list(status.using)
+    return data
+
+
+def service_type(config: TCPService) -> str:
+    """Traefik's extractType: the first kind set, in Go field order."""
+    return "loadbalancer" if config.load_balancer is not None else (
+        "weighted" if config.weighted is not None else "")
+
+
+def middleware_type(config: TCPMiddleware) -> str:
+    """Traefik's extractType: the first kind set, in Go field order (not the one that acts)."""
+    for kind, value in (("inflightconn", config.in_flight_conn),
+                        ("ipwhitelist", config.ip_white_list),
+                        ("ipallowlist", config.ip_allow_list)):
+        if value is not None:
+            return kind
+    return ""
+
+
+def service_info(app: Switchyard, status: ElementStatus) -> Item:
+    """Traefik's TCPServiceInfo with serverStatus, which only built services have."""
+    data = _status_fields(go_json(status.config), status)
+    if status.used_by:
+        data["usedBy"] = sorted(status.used_by)
+    built = app.runtime.service_objects.get(status.name)
+    if isinstance(built, LoadBalancer) and built.servers:
+        data["serverStatus"] = built.server_status()
+    return data
+
+
+def middleware_info(status: ElementStatus) -> Item:
+    data = _status_fields(go_json(status.config), status)
+    if status.used_by:
+        data["usedBy"] = sorted(status.used_by)
+    return data
+
+
+def _named(data: Item, status: ElementStatus) -> Item:
+    data["name"] = status.name
+    data["provider"] = status.provider
+    return data
+
+
+def router_item(app: Switchyard, status: ElementStatus, snap: TrafficSnapshot) -> Item:
+    data = _named(router_info(app, status), status)
+    data["priorityStr"] = str(router_priority(status))
+    data["traffic"] = snap.routers.get(status.name, Totals()).as_json()
+    return data
+
+
+def service_item(app: Switchyard, status: ElementStatus, snap: TrafficSnapshot) -> Item:
+    data = _named(service_info(app, status), status)
+    kind = service_type(status.config)
+    if kind:
+        data["type"] = kind
+    data["traffic"] = snap.services.get(status.name, Totals()).as_json()
+    built = app.runtime.service_objects.get(status.name)
+    if isinstance(built, LoadBalancer):
+        data["serverTraffic"] = {
+            server.address: snap.servers.get((status.name, server.address), Totals()).as_json()
+            for server in built.servers}
+    return data
+
+
+def middleware_item(status: ElementStatus) -> Item:
+    data = _named(middleware_info(status), status)
+    kind = middleware_type(status.config)
+    if kind:
+        data["type"] = kind
+    return data
+
+
+def connection_item(entrypoint: str, conn: ClientConnection, now: float) -> Item:
+    return {
+        "entryPoint": entrypoint,
+        "client": host_port(conn.client_ip, conn.client_port),
+        "clientIP": conn.client_ip,
+        "router": conn.route.name if conn.route is not None else "",
+        "service": conn.service_name,
+        "server": conn.server.address if conn.server is not None else "",
+        "sni": conn.sni or "",
+        "tls": conn.is_tls,
+        "state": conn.state,
+        "started": rfc3339(conn.started_at),
+        "age": round(now - conn.started, 3),
+        "bytesIn": conn.bytes_in,
+        "bytesOut": conn.bytes_out,
+    }
+
+
+def _section(elements: Mapping[str, ElementStatus]) -> dict[str, int]:
+    statuses = [e.status for e in elements.values()]
+    return {"total": len(statuses), "warnings": statuses.count("warning"),
+            "errors": statuses.count("disabled")}
+
+
+_EMPTY_SECTION = {"total": 0, "warnings": 0, "errors": 0}
+
+
+# --- list queries ------------------------------------------------------------------------
+
+
+class BadRequest(Exception):
+    """A query Traefik answers with 400; the message is Traefik's."""
+
+
+class ListQuery:
+    """Traefik's list parameters: search, status, serviceName, middlewareName, sort, pages."""
+
+    def __init__(self, query: Mapping[str, str]) -> None:
+        self.search = query.get("search", "").lower()
+        self.status = query.get("status", "")
+        self.service_name = query.get("serviceName", "")
+        self.middleware_name = query.get("middlewareName", "")
+        self.sort_by = query.get("sortBy", "")
+        # Traefik sorts ascending only for exactly "asc" (or nothing).
+        self.descending = query.get("direction", "asc") not in ("asc", "")
+        self.per_page = _positive_int(query, "per_page", _DEFAULT_PER_PAGE)
+        self.page = _positive_int(query, "page", 1)
+
+    def keeps(self, item: Item, *searched: str, router: bool = False) -> bool:
+        """Traefik's criterion; serviceName and middlewareName filter routers only."""
+        if self.status and item.get("status", "").lower() != self.status.lower():
+            return False
+        if self.search and not any(self.search in str(item.get(k, "")).lower()
+                                   for k in searched):
+            return False
+        if not router:
+            return True
+        if self.service_name:
+            reference = str(item.get("service", ""))
+            if "@" in reference:
+                if self.service_name != reference:
+                    return False
+            elif self.service_name.partition("@")[0] != reference:
+                return False
+        return not self.middleware_name or self.middleware_name in item.get("middlewares", [])
+
+    def order(self, items: list[Item], keys: Mapping[str, Callable[[Item], Any]]) -> None:
+        key = keys.get(self.sort_by)
+        if key is None:
+            items.sort(key=lambda i: i["name"], reverse=self.descending)
+        else:
+            items.sort(key=lambda i: (key(i), i["name"]), reverse=self.descending)
+
+    def page_of(self, items: list[Item]) -> web.Response:
+        start = (self.page - 1) * self.per_page
+        if start != 0 and start >= len(items):
+            raise BadRequest(f"invalid request: page: {self.page}, per_page: {self.per_page}")
+        next_page = self.page + 1 if self.page * self.per_page < len(items) else 1
+        return web.json_response(items[start:start + self.per_page],
+                                 headers={_NEXT_PAGE_HEADER: str(next_page)})
+
+
+def _positive_int(query: Mapping[str, str], key: str, default: int) -> int:
+    raw = query.get(key, "")
+    if not raw:
+        return default
+    # Go's strconv.Atoi: an optional sign and ASCII digits, nothing else.
+    value = int(raw) if _GO_INT.fullmatch(raw) else 0
+    if value <= 0:
+        raise BadRequest(f"invalid request: {key}: {value}")
+    return value
+
+
+_ROUTER_SORT: dict[str, Callable[[Item], Any]] = {
+    "provider": lambda i: i["provider"],
+    "priority": lambda i: i.get("priority", 0),
+    "status": lambda i: i["status"],
+    "rule": lambda i: i.get("rule", ""),
+    "service": lambda i: i.get("service", ""),
+    "entryPoints": lambda i: len(i.get("entryPoints", [])),
+}
+_SERVICE_SORT: dict[str, Callable[[Item], Any]] = {
+    "type": lambda i: i.get("type", ""),
+    "servers": lambda i: len(i.get("loadBalancer", {}).get("servers", [])),
+    "provider": lambda i: i["provider"],
+    "status": lambda i: i["status"],
+}
+_MIDDLEWARE_SORT: dict[str, Callable[[Item], Any]] = {
+    "type": lambda i: i.get("type", ""),
+    "provider": lambda i: i["provider"],
+    "status": lambda i: i["status"],
+}
+
+
+def _not_found(message: str) -> web.Response:
+    return web.json_response({"message": message}, status=404)
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+
+class APIHandlers:
+    """The `/api/*` endpoints; every answer is built from the runtime current at request time."""
+
+    def __init__(self, app: Switchyard) -> None:
+        self.app = app
+        self.started = time.time()
+
+    def routes(self, prefix: str) -> list[web.RouteDef]:
+        get = web.get
+        api = f"{prefix}/api"
+        return [
+            get(f"{api}/rawdata", self.rawdata),
+            get(f"{api}/overview", self.overview),
+            get(f"{api}/version", self.version),
+            get(f"{api}/entrypoints", self.entrypoints),
+            get(f"{api}/entrypoints/{{name:.+}}", self.entrypoint),
+            get(f"{api}/tcp/routers", self.routers),
+            get(f"{api}/tcp/routers/{{name:.+}}", self.router),
+            get(f"{api}/tcp/services", self.services),
+            get(f"{api}/tcp/services/{{name:.+}}", self.service),
+            get(f"{api}/tcp/middlewares", self.middlewares),
+            get(f"{api}/tcp/middlewares/{{name:.+}}", self.middleware),
+            get(f"{api}/tcp/connections", self.connections),
+        ]
+
+    @staticmethod
+    def _listing(request: web.Request, build: Callable[[ListQuery], list[Item]],
+                 sort_keys: Mapping[str, Callable[[Item], Any]]) -> web.Response:
+        try:
+            query = ListQuery(request.query)
+            items = build(query)
+            query.order(items, sort_keys)
+            return query.page_of(items)
+        except BadRequest as exc:
+            return web.json_response({"message": str(exc)}, status=400)
+
+    # -- tcp routers, services, middlewares ------------------------------
+
+    async def routers(self, request: web.Request) -> web.Response:
+        snap = traffic_snapshot(self.app)
+        items = [router_item(self.app, s, snap) for s in self.app.runtime.routers.values()]
+        return self._listing(
+            request, lambda q: [i for i in items if q.keeps(i, "rule", "name", router=True)],
+            _ROUTER_SORT)
+
+    async def router(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        status = self.app.runtime.routers.get(name)
+        if status is None:
+            return _not_found(f"router not found: {name}")
+        return web.json_response(router_item(self.app, status, traffic_snapshot(self.app)))
+
+    async def services(self, request: web.Request) -> web.Response:
+        snap = traffic_snapshot(self.app)
+        items = [service_item(self.app, s, snap) for s in self.app.runtime.services.values()]
+        return self._listing(
+            request, lambda q: [i for i in items if q.keeps(i, "name")], _SERVICE_SORT)
+
+    async def service(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        status = self.app.runtime.services.get(name)
+        if status is None:
+            return _not_found(f"service not found: {name}")
+        return web.json_response(service_item(self.app, status, traffic_snapshot(self.app)))
+
+    async def middlewares(self, request: web.Request) -> web.Response:
+        items = [middleware_item(s) for s in self.app.runtime.middlewares.values()]
+        return self._listing(
+            request, lambda q: [i for i in items if q.keeps(i, "name")], _MIDDLEWARE_SORT)
+
+    async def middleware(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        status = self.app.runtime.middlewares.get(name)
+        if status is None:
+            return _not_found(f"middleware not found: {name}")
+        return web.json_response(middleware_item(status))
+
+    # -- live connections (not in Traefik) --------------------------------
+
+    async def connections(self, request: web.Request) -> web.Response:
+        now = time.monotonic()
+        wanted = {k: request.query[k] for k in ("entryPoint", "router", "service")
+                  if request.query.get(k)}
+        items = [connection_item(ep.name, conn, now)
+                 for ep in self.app.entrypoints.values() for conn in ep.connections]
+        items = [i for i in items if all(i[k] == v for k, v in wanted.items())]
+        for item in items:
+            item["name"] = f'{item["entryPoint"]}/{item["client"]}'
+
+        def searched(q: ListQuery) -> list[Item]:
+            return [i for i in items
+                    if q.keeps(i, "client", "router", "service", "server", "sni")]
+
+        # Oldest first unless the client asks for another order.
+        return self._listing(request, searched, {"": lambda i: -i["age"],
+                                                 "age": lambda i: i["age"],
+                                                 "bytes": lambda i: i["bytesIn"] + i["bytesOut"]})
+
+    # -- entry points -----------------------------------------------------
+
+    def _entrypoint_items(self) -> list[Item]:
+        snap = traffic_snapshot(self.app)
+        configs = dict(self.app.static.entry_points)
+        for name in self.app.internal:
+            # Traefik creates the implicit `traefik` entry point on :8080 the same way.
+            configs.setdefault(name, EntryPointConfig(address=":8080"))
+        items = []
+        for name, config in sorted(configs.items()):
+            item = go_json(config)
+            item["name"] = name
+            if name in self.app.entrypoints:
+                item["traffic"] = snap.entrypoints.get(name, Totals()).as_json()
+            items.append(item)
+        return items
+
+    async def entrypoints(self, request: web.Request) -> web.Response:
+        items = self._entrypoint_items()
+        return self._listing(request, lambda q: items, {})
+
+    async def entrypoint(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        for item in self._entrypoint_items():
+            if item["name"] == name:
+                return web.json_response(item)
+        return _not_found(f"entry point not found: {name}")
+
+    # -- whole-runtime views ---------------------------------------------
+
+    async def rawdata(self, request: web.Request) -> web.Response:
+        runtime = self.app.runtime
+        data: Item = {}
+        for key, elements in (
+            ("tcpRouters", {n: router_info(self.app, s) for n, s in runtime.routers.items()}),
+            ("tcpMiddlewares", {n: middleware_info(s) for n, s in runtime.middlewares.items()}),
+            ("tcpServices", {n: service_info(self.app, s) for n, s in runtime.services.items()}),
+        ):
+            if elements:
+                data[key] = elements
+        return web.json_response(data)
+
+    async def overview(self, request: web.Request) -> web.Response:
+        app, runtime, static = self.app, self.app.runtime, self.app.static
+        prometheus = static.metrics.prometheus if static.metrics is not None else None
+        data: Item = {
+            "http": {"routers": _EMPTY_SECTION, "services": _EMPTY_SECTION,
+                     "middlewares": _EMPTY_SECTION},
+            "tcp": {"routers": _section(runtime.routers), "services": _section(runtime.services),
+                    "middlewares": _section(runtime.middlewares)},
+            "udp": {"routers": _EMPTY_SECTION, "services": _EMPTY_SECTION,
+                    "middlewares": _EMPTY_SECTION},
+            "features": {"tracing": "", "metrics": "Prometheus" if prometheus is not None else "",
+                         "accessLog": static.access_log is not None, "hub": False},
+        }
+        providers = _provider_names(app)
+        if providers:
+            data["providers"] = providers
+        snap = traffic_snapshot(app)
+        connections = Totals()
+        for name in app.entrypoints:
+            totals = snap.entrypoints.get(name, Totals())
+            connections.open += totals.open
+            connections.total += totals.total
+            connections.bytes_in += totals.bytes_in
+            connections.bytes_out += totals.bytes_out
+        data["switchyard"] = {
+            "traffic": connections.as_json(),
+            "config": {
+                "reloads": app.reloads,
+                "reloadFailures": app.reload_failures,
+                "lastReloadSuccess": rfc3339(app.last_reload_success)
+                if app.last_reload_success else "",
+                "lastReloadFailure": rfc3339(app.last_reload_failure)
+                if app.last_reload_failure else "",
+                "providerErrors": dict(app.provider_errors),
+                "issues": [{"source": i.source, "line": i.line, "path": i.path,
+                            "severity": i.severity, "message": i.message}
+                           for i in runtime.issues],
+            },
+        }
+        return web.json_response(data)
+
+    async def version(self, request: web.Request) -> web.Response:
+        data: Item = {"Version": __version__, "Codename": "switchyard",
+                      "startDate": rfc3339(self.started)}
+        api = self.app.static.api
+        if api is not None and api.disable_dashboard_ad:
+            data["disableDashboardAd"] = True
+        return web.json_response(data)
+
+
+def _provider_names(app: Switchyard) -> list[str]:
+    """Configured providers as Traefik lists them: Go field names, plugins as plugin-<name>."""
+    providers = app.static.providers
+    names = []
+    for field, info in type(providers).model_fields.items():
+        value = getattr(providers, field)
+        alias = info.alias or field
+        if field == "plugin":
+            names += [f"plugin-{name}" for name in value]
+        elif value is not None and isinstance(value, TraefikModel | dict):
+            names.append("HTTP" if alias == "http" else alias[0].upper() + alias[1:])
+    return names

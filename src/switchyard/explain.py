@@ -1,0 +1,313 @@
+"""Explains which router would take a described connection, and what would happen to it next."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from switchyard.build import Runtime
+from switchyard.config.static import StaticConfig
+from switchyard.middlewares.base import Middleware
+from switchyard.middlewares.inflightconn import InFlightConn
+from switchyard.middlewares.ipallowlist import IPAllowList
+from switchyard.rules import ConnMeta
+from switchyard.server import internal_services
+from switchyard.services import LoadBalancer, Service
+
+
+class ExplainError(ValueError):
+    """The question cannot be answered as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A router installed on the entry point, in the order routing considers it."""
+
+    router: str
+    rule: str
+    priority: int
+    matched: bool
+    chosen: bool
+
+
+@dataclass(frozen=True)
+class DisabledRouter:
+    router: str
+    errors: list[str]
+
+
+@dataclass(frozen=True)
+class MiddlewareVerdict:
+    """What one middleware would decide; `allows` is None when it depends on live state."""
+
+    name: str
+    type: str
+    reached: bool
+    allows: bool | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    address: str
+    tls: bool
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """A service as built: servers of a load balancer, or weighted children."""
+
+    name: str
+    type: str
+    servers: list[ServerInfo] = field(default_factory=list)
+    health_check: bool = False
+    transport: str = ""
+    children: list[WeightedChild] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WeightedChild:
+    service: ServiceInfo
+    weight: int
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The whole answer; `as_json` and `render_text` present it."""
+
+    entry_point: str
+    client_ip: str
+    tls: bool
+    sni: str | None
+    alpn: tuple[str, ...]
+    routed_at_accept: bool
+    candidates: list[Candidate]
+    other_kind_routers: int
+    disabled: list[DisabledRouter]
+    router: str | None
+    middlewares: list[MiddlewareVerdict]
+    service: ServiceInfo | None
+    outcome: str
+
+    def as_json(self) -> dict[str, Any]:
+        """camelCase keys, like the REST API."""
+        data: dict[str, Any] = _camel_keys(asdict(self))
+        return data
+
+
+def _camel_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_camel(k): _camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_camel_keys(v) for v in value]
+    return value
+
+
+def _camel(key: str) -> str:
+    if key == "client_ip":
+        return "clientIP"  # as the API spells it
+    first, *rest = key.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
+def normalise_client_ip(text: str) -> str:
+    """The client address as the data plane sees it: IPv4-mapped IPv6 shown as IPv4."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise ExplainError(f"--client-ip {text!r} is not an IP address, e.g. 203.0.113.7 "
+                           "or 2001:db8::7") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def explain(runtime: Runtime, static: StaticConfig, entrypoint: str, client_ip: str,
+            *, tls: bool, sni: str | None = None, alpn: Sequence[str] = ()) -> Explanation:
+    """Route a described connection through `runtime` exactly as the data plane would."""
+    internal = internal_services(static)
+    if entrypoint in internal:
+        raise ExplainError(f'entry point "{entrypoint}" serves '
+                           f'{", ".join(sorted(internal[entrypoint]))} over HTTP; it routes no '
+                           "TCP connections")
+    table = runtime.tables.get(entrypoint)
+    if table is None:
+        known = ", ".join(sorted(set(runtime.tables) - set(internal))) or "none"
+        raise ExplainError(f'entry point "{entrypoint}" is not a TCP entry point of this '
+                           f"configuration (known: {known})")
+    if not tls and (sni or alpn):
+        raise ExplainError("--sni and --alpn describe a TLS ClientHello: drop --no-tls")
+    client_ip = normalise_client_ip(client_ip)
+    # A real ClientHello's SNI arrives lower-cased (spec 2); a plain connection has none.
+    sni = sni.lower() if sni else None
+    routed_at_accept = table.early_path
+    if routed_at_accept or not tls:
+        # Routed before reading (server-first protocols) or plain: rules see no TLS data.
+        routes, meta = table.plain, ConnMeta(None, (), client_ip, False)
+        other = len(table.tls.routes)
+    else:
+        routes, meta = table.tls, ConnMeta(sni, tuple(alpn), client_ip, True)
+        other = len(table.plain.routes)
+    route = routes.match(meta)
+    candidates = [Candidate(r.name, r.rule.text, r.priority, bool(r.rule.matches(meta)),
+                            r is route) for r in routes.routes]
+    disabled = [DisabledRouter(s.name, list(s.errors)) for s in runtime.routers.values()
+                if s.status == "disabled" and entrypoint in (
+                    s.config.entry_points or static.default_entry_points())]
+    verdicts: list[MiddlewareVerdict] = []
+    service = None
+    if route is None:
+        kind = "TLS" if meta.tls else "non-TLS"
+        outcome = f"closed: no {kind} router on \"{entrypoint}\" matches this connection"
+    else:
+        verdicts = _middleware_verdicts(runtime, route.middlewares, client_ip)
+        refused = next((v for v in verdicts if v.allows is False), None)
+        service = describe_service(route.service)
+        if refused is not None:
+            outcome = f'closed by middleware "{refused.name}": {refused.detail}'
+        elif not route.service.up:
+            outcome = f'closed: service "{route.service_name}" has no server available'
+        else:
+            outcome = f'routed by "{route.name}" to service "{route.service_name}"'
+    return Explanation(
+        entry_point=entrypoint, client_ip=client_ip, tls=tls, sni=sni, alpn=tuple(alpn),
+        routed_at_accept=routed_at_accept, candidates=candidates, other_kind_routers=other,
+        disabled=disabled, router=route.name if route is not None else None,
+        middlewares=verdicts, service=service, outcome=outcome)
+
+
+class _Probe:
+    """Stands in for a connection when asking an allow list; admits are not kept."""
+
+    def __init__(self, client_ip: str) -> None:
+        self.client_ip = client_ip
+
+    def on_close(self, callback: object) -> None:
+        pass
+
+
+def _middleware_verdicts(runtime: Runtime, chain: Sequence[Middleware],
+                         client_ip: str) -> list[MiddlewareVerdict]:
+    verdicts = []
+    reached = True
+    for middleware in chain:
+        status = runtime.middlewares.get(middleware.name)
+        config = status.config if status is not None else None
+        if isinstance(middleware, IPAllowList):
+            refusal = middleware.admit(_Probe(client_ip))
+            # ipAllowList wins over the deprecated ipWhiteList when both are set.
+            allow = None if config is None else config.ip_allow_list or config.ip_white_list
+            ranges = ", ".join(allow.source_range) if allow is not None else "?"
+            kind = "ipWhiteList" if config is not None and not config.ip_allow_list else (
+                "ipAllowList")
+            verdict = MiddlewareVerdict(
+                middleware.name, kind, reached, refusal is None,
+                refusal or f"client IP {client_ip} is in sourceRange [{ranges}]")
+        elif isinstance(middleware, InFlightConn):
+            amount = middleware.amount
+            # The limit depends on what is open at that moment, which a config cannot know;
+            # only a non-positive amount decides for certain (spec 5.2).
+            verdict = MiddlewareVerdict(
+                middleware.name, "inFlightConn", reached, False if amount <= 0 else None,
+                f"amount is {amount}: every connection is refused" if amount <= 0 else
+                f"allows it while fewer than {amount} connections from {client_ip} are open")
+        else:
+            verdict = MiddlewareVerdict(middleware.name, type(middleware).__name__, reached,
+                                        None, "")
+        verdicts.append(verdict)
+        if verdict.allows is False:
+            reached = False
+    return verdicts
+
+
+def describe_service(service: Service) -> ServiceInfo:
+    if isinstance(service, LoadBalancer):
+        return ServiceInfo(service.name, "loadBalancer",
+                           servers=[ServerInfo(s.address, s.tls) for s in service.servers],
+                           health_check=service.health_check is not None,
+                           transport=service.transport.name)
+    return ServiceInfo(service.name, "weighted", health_check=service.health_checked,
+                       children=[WeightedChild(describe_service(child), weight)
+                                 for child, weight in service.children])
+
+
+# --- text ------------------------------------------------------------------------------
+
+
+def render_text(found: Explanation) -> str:
+    lines = [_connection_line(found), ""]
+    kind = "non-TLS" if found.routed_at_accept or not found.tls else "TLS"
+    if found.routed_at_accept:
+        lines.append(f'"{found.entry_point}" has only non-TLS routers: connections are routed '
+                     "when accepted, before the client sends anything, so SNI and ALPN are "
+                     "never read.")
+    lines.append(f'{kind} routers on "{found.entry_point}", in the order they are tried '
+                 "(priority, then name):")
+    if not found.candidates:
+        lines.append("  (none)")
+    width = max((len(c.router) for c in found.candidates), default=0)
+    seen_chosen = False
+    for candidate in found.candidates:
+        if candidate.chosen:
+            mark, note = "MATCH", "  <- chosen"
+            seen_chosen = True
+        elif candidate.matched:
+            mark, note = "match", "  (matches, but a router above wins)" if seen_chosen else ""
+        else:
+            mark, note = "-    ", ""
+        lines.append(f"  {mark}  priority {candidate.priority:>6}  "
+                     f"{candidate.router:<{width}}  {candidate.rule}{note}")
+    if found.other_kind_routers:
+        other = "TLS" if kind == "non-TLS" else "non-TLS"
+        lines.append(f"  ({found.other_kind_routers} {other} router(s) are not considered "
+                     "for this connection)")
+    if found.disabled:
+        lines.append("")
+        lines.append("Disabled routers on this entry point (not installed):")
+        for router in found.disabled:
+            lines.append(f"  {router.router}: {'; '.join(router.errors)}")
+    if found.router is not None:
+        lines += ["", f"Router: {found.router}"]
+        if found.middlewares:
+            lines.append("Middlewares, in order:")
+            for number, verdict in enumerate(found.middlewares, 1):
+                decision = ("not reached" if not verdict.reached else
+                            {True: "allows", False: "refuses", None: "depends"}[verdict.allows])
+                lines.append(f"  {number}. {verdict.name} ({verdict.type}): {decision}: "
+                             f"{verdict.detail}")
+        if found.service is not None:
+            lines.append("Service:")
+            lines += _service_lines(found.service, "  ")
+    lines += ["", f"Result: {found.outcome}"]
+    return "\n".join(lines)
+
+
+def _connection_line(found: Explanation) -> str:
+    parts = ["TLS" if found.tls else "non-TLS"]
+    if found.tls:
+        parts.append(f'SNI "{found.sni}"' if found.sni else "no SNI")
+        if found.alpn:
+            parts.append("ALPN " + ", ".join(found.alpn))
+    parts.append(f"client {found.client_ip}")
+    return f'Connection: {", ".join(parts)}, on entry point "{found.entry_point}"'
+
+
+def _service_lines(service: ServiceInfo, indent: str) -> list[str]:
+    if service.type == "loadBalancer":
+        extras = [f"transport {service.transport}"] if service.transport else []
+        if service.health_check:
+            extras.append("health-checked")
+        lines = [f"{indent}{service.name} (loadBalancer, round robin"
+                 + "".join(f", {e}" for e in extras) + ")"]
+        lines += [f"{indent}  server {s.address}" + (" (TLS to backend)" if s.tls else "")
+                  for s in service.servers]
+        if not service.servers:
+            lines.append(f"{indent}  (no server: every connection would be closed)")
+        return lines
+    lines = [f"{indent}{service.name} (weighted)"]
+    for child in service.children:
+        lines.append(f"{indent}  weight {child.weight}:")
+        lines += _service_lines(child.service, indent + "    ")
+    return lines
