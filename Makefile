@@ -6,12 +6,18 @@ PYTHON ?= python3
 install:
 	$(PYTHON) -m pip install -q -e '.[test]'
 
-# System tools the tests drive as real peers (openssl s_client, curl, Redis and etcd servers)
-# and the browser the dashboard test drives through playwright (Debian's chromium).
+# Real peers the tests drive, as Debian packages: "command:package" pairs. Only
+# what is missing is installed, so a machine that has everything skips apt.
+TEST_TOOLS = openssl:openssl curl:curl nc:netcat-openbsd redis-server:redis-server \
+	etcd:etcd-server etcdctl:etcd-client chromium:chromium haproxy:haproxy \
+	pebble:pebble psql:postgresql-client pg_ctlcluster:postgresql
+
 deps:
-	@command -v openssl >/dev/null && command -v curl >/dev/null && command -v redis-server >/dev/null && \
-	  command -v etcd >/dev/null && command -v etcdctl >/dev/null && test -x /usr/bin/chromium || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl curl redis-server etcd-server etcd-client chromium >/dev/null)
+	@missing=""; for pair in $(TEST_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 # The demo prints nc / openssl s_client commands to try: make sure they exist.
 demo-tools:
