@@ -87,6 +87,9 @@ class Runtime:
     service_objects: dict[str, Service] = field(default_factory=dict)
     issues: list[ConfigIssue] = field(default_factory=list)
     tls_problems: list[str] = field(default_factory=list)
+    # (resolver, domains) to ask for: applied on the event loop after the build,
+    # which may run in a worker thread.
+    acme_requests: list[tuple[str, list[tuple[str, list[str]]]]] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         """Every error and warning, one line each, element first."""
@@ -452,7 +455,7 @@ class _Builder:
         names = [h for h in hosts if h != "*"]
         if not domains and names:
             domains = [(names[0], names[1:])]
-        resolver.request(domains)
+        self.runtime.acme_requests.append((config.tls.cert_resolver, domains))
 
     def alpn_for(self, reference: str, provider: str) -> tuple[str, ...]:
         try:

@@ -133,6 +133,7 @@ class Switchyard:
             if self.resolvers and not static.entry_points[name].allow_acme_by_pass:
                 entrypoint.acme_resolvers = list(self.resolvers.values())
         self._rebuild: asyncio.TimerHandle | None = None
+        self._building = False
         self._last_apply = 0.0
 
     # -- configuration ----------------------------------------------------
@@ -172,15 +173,45 @@ class Switchyard:
         self._rebuild = loop.call_later(delay, self._rebuild_now)
 
     def _rebuild_now(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._building:
+            # One compile at a time; this update is picked up right after it.
+            self._rebuild = loop.call_later(0.05, self._rebuild_now)
+            return
         self._rebuild = None
-        self._last_apply = asyncio.get_running_loop().time()
-        self.apply(dict(self.configs), [i for found in self.issues.values() for i in found])
+        self._last_apply = loop.time()
+        self._building = True
+        loop.create_task(self._rebuild_off_loop(
+            dict(self.configs), [i for found in self.issues.values() for i in found]))
+
+    async def _rebuild_off_loop(self, configs: dict[str, DynamicConfig],
+                                issues: list[ConfigIssue]) -> None:
+        """Compile in a worker thread so live relays keep flowing, then swap on the loop."""
+        try:
+            previous = self.runtime
+            runtime = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: build_runtime(self.static, configs, issues, previous=previous,
+                                            resolvers=self.resolvers))
+            self._swap(previous, runtime)
+        except Exception:
+            self.reload_failures += 1
+            self.last_reload_failure = time.time()
+            log.exception("configuration not applied: compiling it failed")
+        finally:
+            self._building = False
 
     def apply(self, configs: Mapping[str, DynamicConfig], issues: list[ConfigIssue]) -> Runtime:
-        """Compile and swap: new connections use the new tables, live ones keep theirs."""
+        """Compile and swap now, on the calling thread (start-up and tests)."""
         previous = self.runtime
         runtime = build_runtime(self.static, configs, issues, previous=previous,
                                 resolvers=self.resolvers)
+        self._swap(previous, runtime)
+        return runtime
+
+    def _swap(self, previous: Runtime, runtime: Runtime) -> None:
+        """New connections use the new tables; live ones keep the snapshot they started with."""
+        for resolver_name, domains in runtime.acme_requests:
+            self.resolvers[resolver_name].request(domains)
         for name, entrypoint in self.entrypoints.items():
             table = runtime.tables.get(name)
             if table is not None:
@@ -191,7 +222,6 @@ class Switchyard:
         self.health.update([s for s in runtime.service_objects.values()
                             if isinstance(s, LoadBalancer)])
         log.info("configuration applied: %s", describe_change(previous, runtime))
-        return runtime
 
     def reload(self) -> None:
         """Re-read every provider now (SIGHUP)."""
