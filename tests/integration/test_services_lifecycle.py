@@ -335,3 +335,70 @@ tcp:
         started = time.monotonic()
         assert read_until_closed(conn) == b""
         assert time.monotonic() - started < 1.5
+
+
+def test_killed_backend_process_mid_stream_is_marked_down_and_back_up_after_restart(
+        loop_thread: LoopThread, backends: Backends, tmp_path: Path) -> None:
+    """A real backend process (switchyard whoami) killed while a stream is open."""
+    import signal
+    import sys
+
+    def spawn(port: int) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "switchyard", "whoami", "--name", "proc",
+                                 "--port", str(port)], stdout=subprocess.DEVNULL)
+        wait_for_port(port)
+        return proc
+
+    stable = backends.whoami("stable")
+    port = free_port()
+    proc = spawn(port)
+    try:
+        app = start_router(loop_thread, tmp_path, HEALTH_CONFIG.format(a=stable, b=port, extra=""))
+        entry = app.entrypoints["ep"].port
+        streams = [connect(entry) for _ in range(2)]
+        names = [greeting_name(s) for s in streams]
+        assert sorted(names) == ["proc", "stable"]
+        doomed = streams[names.index("proc")]
+        doomed.sendall(b"alive")
+        assert doomed.recv(5) == b"alive"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+        assert read_until_closed(doomed) == b""  # the stream ends with its backend
+        wait_until(lambda: not server_up(app, f"127.0.0.1:{port}"), what="killed backend DOWN")
+        assert {greeting_name(connect(entry)) for _ in range(4)} == {"stable"}
+        proc = spawn(port)
+        wait_until(lambda: server_up(app, f"127.0.0.1:{port}"), what="restarted backend UP")
+        assert {greeting_name(connect(entry)) for _ in range(4)} == {"proc", "stable"}
+        for stream in streams:
+            stream.close()
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_weighted_parent_with_health_check_skips_a_dead_child(
+        loop_thread: LoopThread, backends: Backends, tmp_path: Path) -> None:
+    alive = backends.whoami("alive")
+    dead = free_port()
+    app = start_router(loop_thread, tmp_path, f"""
+tcp:
+  routers:
+    all: {{rule: "HostSNI(`*`)", service: split}}
+  services:
+    split:
+      weighted:
+        services: [{{name: good, weight: 1}}, {{name: bad, weight: 5}}]
+        healthCheck: {{}}
+    good:
+      loadBalancer:
+        servers: [{{address: "127.0.0.1:{alive}"}}]
+        healthCheck: {{interval: 100ms, timeout: 200ms}}
+    bad:
+      loadBalancer:
+        servers: [{{address: "127.0.0.1:{dead}"}}]
+        healthCheck: {{interval: 100ms, timeout: 200ms}}
+""")
+    wait_until(lambda: app.runtime.service_objects["bad@file"].server_status()
+               == {f"127.0.0.1:{dead}": "DOWN"}, what="dead child DOWN")
+    port = app.entrypoints["ep"].port
+    assert {greeting_name(connect(port)) for _ in range(6)} == {"alive"}
