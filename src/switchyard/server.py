@@ -134,6 +134,7 @@ class Switchyard:
                 entrypoint.acme_resolvers = list(self.resolvers.values())
         self._rebuild: asyncio.TimerHandle | None = None
         self._building = False
+        self.stopping = False
         self._last_apply = 0.0
 
     # -- configuration ----------------------------------------------------
@@ -267,6 +268,11 @@ class Switchyard:
         except Exception:
             log.exception('provider "%s" stopped watching', provider.name)
 
+    @property
+    def internal_servers(self) -> list[Any]:
+        """The running API / ping / metrics servers (each has `.port`)."""
+        return list(self._internal_servers)
+
     def request_stop(self) -> None:
         if self._stopping is not None:
             self._stopping.set()
@@ -286,6 +292,7 @@ class Switchyard:
 
     async def shutdown(self) -> None:
         """Traefik's sequence per entry point: accept grace, stop accepting, drain, force-close."""
+        self.stopping = True  # /ping now answers ping.terminatingStatusCode
         for watcher in self._watchers:
             watcher.cancel()
         if self._rebuild is not None:

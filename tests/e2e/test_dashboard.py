@@ -75,7 +75,7 @@ def test_dashboard_renders_routers_errors_and_live_connection_counts(
     page.on("console", lambda m: problems.append(m.text) if _is_error(m) else None)
     try:
         # The object start_internal returned; Switchyard keeps it to close it on shutdown.
-        api = f"http://127.0.0.1:{app._internal_servers[0].port}"
+        api = f"http://127.0.0.1:{app.internal_servers[0].port}"
         with connect(app.entrypoints["ep"].port) as conn:
             assert greeting_name(conn) == "shop"
             page.goto(f"{api}/?refresh=200")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.error
@@ -87,7 +88,7 @@ class Api:
 
 def internal_port(app: Switchyard) -> int:
     # The object start_internal returned; Switchyard keeps it to close it on shutdown.
-    return int(app._internal_servers[0].port)
+    return int(app.internal_servers[0].port)
 
 
 @pytest.fixture
@@ -311,3 +312,23 @@ def test_base_path_prefixes_api_and_dashboard(loop_thread: LoopThread, backends:
             assert b"<title>Switchyard dashboard</title>" in page.read()
     finally:
         stop_router(loop_thread, app)
+
+
+def test_ping_answers_the_terminating_status_while_shutting_down(
+        loop_thread: LoopThread, backends: Backends, tmp_path: Path) -> None:
+    app = start_router(loop_thread, tmp_path, DYNAMIC.format(port=backends.whoami("app")),
+                       entrypoints={"ep": "127.0.0.1:0", "traefik": "127.0.0.1:0"},
+                       ping={"terminatingStatusCode": 204})
+    url = f"http://127.0.0.1:{internal_port(app)}/ping"
+    with connect(app.entrypoints["ep"].port) as live:  # keeps the drain going
+        live.sendall(b"x")
+        live.recv(1)
+        stopping = asyncio.run_coroutine_threadsafe(app.shutdown(), loop_thread.loop)
+        deadline = time.monotonic() + 5
+        while True:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 204:
+                    break
+            assert time.monotonic() < deadline, "ping never reported the shutdown"
+            time.sleep(0.05)
+    stopping.result(15)

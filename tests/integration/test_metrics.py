@@ -91,7 +91,7 @@ def scraper(loop_thread: LoopThread, backends: Backends, tmp_path: Path) -> Iter
                        metrics={"prometheus": {}})
     try:
         # The object start_internal returned; Switchyard keeps it to close it on shutdown.
-        yield Scraper(app, int(app._internal_servers[0].port))
+        yield Scraper(app, int(app.internal_servers[0].port))
     finally:
         stop_router(loop_thread, app)
 

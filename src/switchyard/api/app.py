@@ -72,8 +72,13 @@ def dashboard_routes(prefix: str) -> list[web.RouteDef]:
             web.get(home, serve), web.get(f"{home}{{file}}", serve)]
 
 
-def ping_routes() -> list[web.RouteDef]:
+def ping_routes(app: Switchyard) -> list[web.RouteDef]:
+    terminating = app.static.ping.terminating_status_code if app.static.ping else 503
+
     async def ping(request: web.Request) -> web.Response:
+        # Load balancers in front stop sending new clients while we drain.
+        if app.stopping:
+            return web.Response(status=terminating, text="Service Unavailable")
         return web.Response(text="OK")
 
     return [web.get("/ping", ping)]
@@ -102,7 +107,7 @@ def build_web_app(app: Switchyard, services: set[str]) -> web.Application:
     if "dashboard" in services:
         web_app.add_routes(dashboard_routes(prefix))
     if "ping" in services:
-        web_app.add_routes(ping_routes())
+        web_app.add_routes(ping_routes(app))
     if "metrics" in services:
         web_app.add_routes(metrics_routes(app))
     return web_app
