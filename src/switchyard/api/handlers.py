@@ -445,6 +445,8 @@ class APIHandlers:
             item["name"] = name
             if name in self.app.entrypoints:
                 item["traffic"] = snap.entrypoints.get(name, Totals()).as_json()
+                # Switchyard addition: where it really listens (port 0 picks one).
+                item["listening"] = self.app.entrypoints[name].address
             items.append(item)
         return items
 

@@ -136,7 +136,7 @@ function renderProblems(overview, routers, services, middlewares) {
 function renderEntryPoints(entrypoints) {
   fillTable("entrypoints", entrypoints.map((ep) => el("tr", { "data-name": ep.name },
     el("td", {}, ep.name),
-    el("td", {}, el("code", {}, ep.address)),
+    el("td", {}, el("code", {}, ep.listening || ep.address)),
     ep.traffic ? trafficCells(ep.traffic)
       : el("td", { colspan: 4, class: "muted" }, "API / dashboard / metrics"))), 6, "No entry point");
 }
