@@ -55,6 +55,7 @@ SNI_HOST = "localhost"
 CONNECTIONS = 50
 
 PROXIES = ("haproxy", "nginx", "switchyard")
+SWITCHYARD_WORKERS = 1  # --switchyard-workers
 TARGETS = ("direct", *PROXIES)
 LABELS = {"direct": "direct", "haproxy": "HAProxy", "nginx": "nginx stream",
           "switchyard": "Switchyard"}
@@ -213,10 +214,10 @@ def render(template: str, target: Path, **values: object) -> Path:
 
 
 class ProcessMeter:
-    """CPU seconds and peak RSS of one process over one run, from /proc.
+    """CPU seconds and peak RSS of a proxy over one run, from /proc.
 
-    Every proxy here runs as a single process (HAProxy's threads are counted in
-    its own utime/stime), so one PID covers all of its work.
+    A proxy is its process plus its children (Switchyard's `--workers` fork
+    them; HAProxy's threads are counted in its own utime/stime).
     """
 
     def __init__(self, pid: int) -> None:
@@ -224,25 +225,42 @@ class ProcessMeter:
         self.ticks_per_second = os.sysconf("SC_CLK_TCK")
         self.start_ticks = 0
 
+    def _pids(self) -> list[int]:
+        found, queue = [], [self.pid]
+        while queue:
+            pid = queue.pop()
+            found.append(pid)
+            children = Path(f"/proc/{pid}/task/{pid}/children")
+            if children.exists():
+                queue.extend(int(child) for child in children.read_text().split())
+        return found
+
     def _ticks(self) -> int:
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        # Fields after the command name, which may itself contain spaces or parentheses.
-        fields = stat.rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
+        total = 0
+        for pid in self._pids():
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            # Fields after the command name, which may itself contain spaces or parentheses.
+            fields = stat.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total
 
     def start(self) -> None:
-        try:
-            # "5" resets VmHWM, so each run reports its own peak, not the process's lifetime peak.
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
-        except OSError:
-            pass
+        for pid in self._pids():
+            try:
+                # "5" resets VmHWM, so each run reports its own peak, not the lifetime peak.
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+            except OSError:
+                pass
         self.start_ticks = self._ticks()
 
     def stop(self) -> tuple[float, float]:
         cpu = (self._ticks() - self.start_ticks) / self.ticks_per_second
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-        return cpu, int(found.group(1)) / 1024 if found else float("nan")
+        peak = 0.0
+        for pid in self._pids():
+            status = Path(f"/proc/{pid}/status").read_text()
+            found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+            peak += int(found.group(1)) / 1024 if found else float("nan")
+        return cpu, peak
 
 
 # --- setup -------------------------------------------------------------------------------
@@ -406,7 +424,7 @@ class Bench:
             if plain.returncode:
                 raise RuntimeError("switchyard check rejected the benchmark config:\n"
                                    + plain.stdout + plain.stderr)
-        return [*command, "run", "-c", str(static)]
+        return [*command, "run", "-c", str(static), f"--workers={SWITCHYARD_WORKERS}"]
 
     def smoke_test(self) -> None:
         """One request through each route of each path, so a broken route fails fast."""
@@ -629,7 +647,8 @@ def machine_description() -> str:
         f"* {_first_line(['haproxy', '-v']).split(' - ')[0]}",
         f"* {_first_line(['nginx', '-v']).replace('nginx version: ', '')}",
         (f"* Python {platform.python_version()}, uvloop {uvloop}, "
-         f"Switchyard {importlib.metadata.version('switchyard')}"),
+         f"Switchyard {importlib.metadata.version('switchyard')}"
+         + (f" with --workers {SWITCHYARD_WORKERS}" if SWITCHYARD_WORKERS > 1 else "")),
         (f"* {_first_line(['iperf3', '--version'])}; {wrk.group(0) if wrk else 'wrk'}; "
          f"{_first_line(['openssl', 'version'])}"),
     ])
@@ -684,6 +703,9 @@ def benchmark(bench: Bench, workloads: Sequence[Workload], reps: int, seconds: i
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--switchyard-workers", type=int, default=1,
+                        help="run Switchyard with --workers N (one event loop per process; "
+                        "the targets are for one)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 repetition of 3-second runs (not for quoting)")
     parser.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --quick)")
@@ -692,6 +714,8 @@ def parse_args() -> argparse.Namespace:
                         metavar="WORKLOAD", help="run only this workload (repeatable): "
                         + ", ".join(w.key for w in WORKLOADS))
     args = parser.parse_args()
+    global SWITCHYARD_WORKERS
+    SWITCHYARD_WORKERS = max(1, args.switchyard_workers)
     args.reps = args.reps or (1 if args.quick else 3)
     args.seconds = args.seconds or (3 if args.quick else 8)
     if args.reps < 1 or args.seconds < 1:

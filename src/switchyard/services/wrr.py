@@ -49,18 +49,32 @@ class WeightedRoundRobin(Generic[T]):
 
     def pick(self) -> T | None:
         """The next target, or None when no UP target has a positive weight."""
-        if self._max == 0 or not self.has_candidate():
+        if self._max == 0:
             return None
+        checked = False
+        steps = 2 * len(self._targets)
+        while True:
+            found = self._step(steps)
+            if found is not None or checked:
+                return found
+            # Nothing in a couple of rounds: check once whether anything can be
+            # picked at all (Traefik spins forever here), then keep stepping; a
+            # full cycle is bounded and reaches every positive-weight target.
+            if not self.has_candidate():
+                return None
+            checked = True
+            steps = len(self._targets) * (self._max // self._gcd)
+
+    def _step(self, steps: int) -> T | None:
         n = len(self._targets)
         targets, weights = self._targets, self._weights
-        # Terminates: cw steps down by gcd to at most gcd, which every positive
-        # weight reaches, and we know one positive-weight target is UP.
-        while True:
+        for _ in range(steps):
             self._index = (self._index + 1) % n
             if self._index == 0:
                 self._cw -= self._gcd
                 if self._cw <= 0:
                     self._cw = self._max
             weight = weights[self._index]
-            if weight > 0 and weight >= self._cw and targets[self._index].up:
+            if weight >= self._cw and targets[self._index].up:
                 return targets[self._index]
+        return None
