@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Sequence
 
@@ -25,6 +26,8 @@ def _strict_ipv4(text: str) -> bytes | None:
     return packed
 
 
+# Per-connection checks see the same client addresses again and again.
+@functools.lru_cache(maxsize=4096)
 def _parse_ip(text: str) -> tuple[int, int] | None:
     """Parse a zone-less IP into ``(bit length, value)``; IPv6 text stays 128-bit."""
     if ":" not in text:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from switchyard.middlewares.base import Middleware
 from switchyard.rules import ConnMeta, Rule
@@ -78,10 +78,11 @@ class RoutingTable:
     tls: RouteList
     read_timeout: float = 60.0
 
-    @property
-    def early_path(self) -> bool:
-        """Route before reading when only plain TCP routes exist (spec 4.2)."""
-        return bool(self.plain) and not self.tls
+    # Route before reading when only plain TCP routes exist (spec 4.2).
+    early_path: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "early_path", bool(self.plain) and not self.tls)
 
 
 def sort_routes(routes: Sequence[Route]) -> list[Route]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ssl
 
-_READ_SIZE = 256 * 1024
+# Below glibc's mmap threshold: a larger read buffer is mmapped and unmapped
+# on every call (see shared/RESULTS-peers.md on uvloop's TLS reads).
+_READ_SIZE = 64 * 1024
 
 
 class TLSTerminator:
@@ -40,9 +42,12 @@ class TLSTerminator:
             # through `pending_output` so the caller can still send it.
             self.handshake_done = True
         chunks = []
-        while True:
+        incoming, tls = self._incoming, self._tls
+        # Stop when nothing is left to decrypt instead of reading until OpenSSL
+        # raises "want read": one exception per received segment adds up.
+        while incoming.pending or tls.pending():
             try:
-                chunk = self._tls.read(_READ_SIZE)
+                chunk = tls.read(_READ_SIZE)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
