@@ -386,6 +386,10 @@ def _server_context(settings: ServerTLSSettings, certificate: LoadedCertificate)
     if not settings.session_tickets:
         context.options |= ssl.OP_NO_TICKET
         context.num_tickets = 0
+    else:
+        # Go sends one TLS 1.3 ticket per handshake; OpenSSL's default of two
+        # costs a second encryption and write on every new connection.
+        context.num_tickets = 1
     certificate.load_into(context)
     return context
 
