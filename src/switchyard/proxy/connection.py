@@ -434,11 +434,7 @@ class ClientConnection(asyncio.Protocol):
         except (OSError, TimeoutError, ValueError) as exc:
             if backend.transport is not None:
                 backend.transport.abort()
-            reason = f"timed out after {transport.dial_timeout:g}s" if isinstance(
-                exc, TimeoutError) else (str(exc) or type(exc).__name__)
-            log.warning('router "%s": cannot reach server %s: %s',
-                        self.route.name if self.route else "?", server.address, reason)
-            self.close(DIAL_FAILED, f"dial {server.address}: {reason}", by="switchyard")
+            self._dial_failed(server, transport, exc)
             return
         if self.state is CLOSED:
             if backend.transport is not None:
@@ -504,6 +500,15 @@ class ClientConnection(asyncio.Protocol):
             self._buffer = bytearray()
         self._release_client()
 
+    def _dial_failed(self, server: Server, transport: ServersTransport,
+                     exc: BaseException) -> None:
+        """The backend could not be reached: log it, close the client (nothing written)."""
+        reason = f"timed out after {transport.dial_timeout:g}s" if isinstance(
+            exc, TimeoutError) else (str(exc) or type(exc).__name__)
+        log.warning('router "%s": cannot reach server %s: %s',
+                    self.route.name if self.route else "?", server.address, reason)
+        self.close(DIAL_FAILED, f"dial {server.address}: {reason}", by="switchyard")
+
     async def _dial_tls(self, loop: asyncio.AbstractEventLoop, backend: BackendConnection,
                         server: Server, transport: ServersTransport, header: bytes) -> None:
         """TLS to the backend (`servers[].tls`); a PROXY header goes first, in clear."""
@@ -546,11 +551,7 @@ class ClientConnection(asyncio.Protocol):
         except (OSError, TimeoutError) as exc:
             if sock is not None:
                 sock.close()
-            reason = f"timed out after {transport.dial_timeout:g}s" if isinstance(
-                exc, TimeoutError) else (str(exc) or type(exc).__name__)
-            log.warning('router "%s": cannot reach server %s: %s',
-                        self.route.name if self.route else "?", server.address, reason)
-            self.close(DIAL_FAILED, f"dial {server.address}: {reason}", by="switchyard")
+            self._dial_failed(server, transport, exc)
             return
         assert sock is not None
         client = detach_socket(self.transport) if self.transport is not None else None
