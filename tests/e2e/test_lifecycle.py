@@ -161,3 +161,26 @@ def test_client_address_is_logged_per_connection(backends: Backends, tmp_path: P
     assert entry["service"] == "app@file"
     assert entry["reason"] == "normal"
     assert entry["bytes_out"] > 0
+
+
+def test_request_accept_grace_keeps_accepting_for_a_while_after_sigterm(
+        backends: Backends, tmp_path: Path) -> None:
+    static = write_config(tmp_path, backends.whoami("app"))
+    text = static.read_text().replace(
+        "graceTimeOut: 5s", "graceTimeOut: 5s\n        requestAcceptGraceTimeout: 1s")
+    static.write_text(text)
+    proc, ports, _ = start(static)
+    port = ports["plain"]
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with connect(port) as conn:  # still inside the accept grace: served normally
+        assert greeting_name(conn) == "app"
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            connect(port).close()
+        except ConnectionRefusedError:
+            break
+        assert time.monotonic() < deadline, "still accepting long after the accept grace"
+        time.sleep(0.1)
+    assert proc.wait(10) == 0
