@@ -319,3 +319,30 @@ def test_backend_tls_insecure_skip_verify(
                               "{insecureSkipVerify: true}")
     with connect(port) as conn:
         assert greeting_name(conn) == "tls-backend"
+
+
+def test_health_check_of_a_tls_server_speaks_tls(
+        loop_thread: LoopThread, backends: Backends, tmp_path: Path, ca: Any) -> None:
+    backend = tls_whoami(backends, ca, "elsewhere.test")
+    app = start_router(loop_thread, tmp_path, f"""
+tcp:
+  routers:
+    all: {{rule: "HostSNI(`*`)", service: app}}
+  services:
+    app:
+      loadBalancer:
+        servers: [{{address: "127.0.0.1:{backend}", tls: true}}]
+        serversTransport: secure
+        healthCheck: {{interval: 50ms, timeout: 1s, expect: "Hostname: tls-backend"}}
+  serversTransports:
+    secure:
+      tls: {{insecureSkipVerify: true}}
+""")
+    balancer = app.runtime.service_objects["app@file"]
+    from switchyard.services.healthcheck import probe
+
+    # The greeting only comes over TLS: a plain probe could never read it.
+    server = balancer.servers[0]  # type: ignore[union-attr]
+    assert loop_thread.run(probe(server, balancer.health_check, balancer.transport)) is None  # type: ignore[union-attr]
+    time.sleep(0.3)
+    assert balancer.server_status() == {f"127.0.0.1:{backend}": "UP"}  # type: ignore[union-attr]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -32,6 +33,7 @@ class AccessLog:
         self._stream: IO[str] = open(path, "a", encoding="utf-8") if path else sys.stdout  # noqa: SIM115
         self._pending: list[str] = []
         self._last_flush = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
 
     def entry(self, conn: ClientConnection, duration: float) -> dict[str, Any]:
         """What the log says about one connection."""
@@ -75,8 +77,14 @@ class AccessLog:
         now = time.monotonic()
         if len(self._pending) > self.buffering or now - self._last_flush >= 1.0:
             self.flush()
+        elif self._timer is None:
+            # A quiet period must not leave lines unwritten for long.
+            self._timer = asyncio.get_running_loop().call_later(1.0, self.flush)
 
     def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._last_flush = time.monotonic()
         if not self._pending:
             return

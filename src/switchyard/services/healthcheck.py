@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from switchyard.services.loadbalancer import LoadBalancer, Server
+from switchyard.services.transport import ServersTransport
 
 log = logging.getLogger("switchyard.healthcheck")
 
@@ -39,12 +40,28 @@ class HealthCheckSettings:
                    unhealthy_interval=unhealthy_interval, timeout=timeout if timeout > 0 else 5.0)
 
 
-async def probe(server: Server, settings: HealthCheckSettings) -> str | None:
-    """None when the server is healthy, else what failed."""
+async def probe(server: Server, settings: HealthCheckSettings,
+                transport: ServersTransport | None = None) -> str | None:
+    """None when the server is healthy, else what failed.
+
+    Dials like the data plane does (TLS for `tls: true` servers, with the
+    service's servers transport) but never sends a PROXY header; the backend
+    TLS handshake is inside the timeout (Traefik leaves it unbounded).
+    """
     port = settings.port or server.port
+    context, server_name = None, None
+    if server.tls:
+        from switchyard.tls.backend import build_backend_context
+
+        try:
+            context, server_name = build_backend_context(
+                transport.tls if transport else None, server.host)
+        except ValueError as exc:
+            return str(exc)
     try:
         async with asyncio.timeout(settings.timeout):
-            reader, writer = await asyncio.open_connection(server.host, port)
+            reader, writer = await asyncio.open_connection(
+                server.host, port, ssl=context, server_hostname=server_name)
             try:
                 if settings.send:
                     writer.write(settings.send)
@@ -70,7 +87,7 @@ async def watch_server(balancer: LoadBalancer, server: Server, settings: HealthC
     """Probe one server forever: every `interval` while UP, every `unhealthyInterval` while DOWN."""
     while True:
         await asyncio.sleep(settings.interval if server.up else settings.unhealthy_interval)
-        failure = await probe(server, settings)
+        failure = await probe(server, settings, balancer.transport)
         healthy = failure is None
         if healthy != server.up:
             server.up = healthy
