@@ -28,3 +28,18 @@ def ca():  # type: ignore[no-untyped-def]
     import trustme
 
     return trustme.CA()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_switchyard_logger() -> Iterator[None]:
+    """Commands run in-process (check, explain) configure logging; undo it after each test.
+
+    Without this, a test that ran `configure_logging` earlier stops log records
+    from reaching pytest's caplog in later tests (propagation is switched off).
+    """
+    import logging
+
+    logger = logging.getLogger("switchyard")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved

@@ -397,7 +397,12 @@ def test_failed_attempts_are_retried_until_the_ca_answers(
         resolver.request([(DOMAIN, [])])
         task = asyncio.create_task(resolver.run())
         try:
-            await asyncio.sleep(0.5)  # the CA is not up yet: attempts fail
+            # The CA is not up yet: wait until an attempt has failed (the account key is
+            # generated first, which takes a while on a busy machine), then start it.
+            deadline = time.monotonic() + 60
+            while not [r for r in caplog.records if r.name == "switchyard.acme"]:
+                assert time.monotonic() < deadline, "no failed attempt was logged"
+                await asyncio.sleep(0.05)
             await asyncio.to_thread(pebble.start)
             await wait_for_change(changes, pebble)
         finally:
