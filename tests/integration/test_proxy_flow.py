@@ -368,3 +368,46 @@ tcp:
         lines = conn.recv(1024).decode()
     assert "Hostname: v6" in lines
     assert "RemoteAddr: [::1]:" in lines
+
+
+def reframe_in_tiny_records(hello_records: bytes, size: int) -> bytes:
+    """The same handshake bytes carried in TLS records of `size` bytes each."""
+    payload, pos = b"", 0
+    while pos < len(hello_records):  # strip the original record headers
+        length = int.from_bytes(hello_records[pos + 3:pos + 5], "big")
+        payload += hello_records[pos + 5:pos + 5 + length]
+        pos += 5 + length
+    return b"".join(b"\x16\x03\x01" + len(chunk).to_bytes(2, "big") + chunk
+                    for chunk in (payload[i:i + size] for i in range(0, len(payload), size)))
+
+
+def test_hello_in_one_byte_records_trickled_in_small_segments_is_routed(
+        sni_router: int, ca: Any) -> None:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="alpha.test")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = reframe_in_tiny_records(outgoing.read(), 1)
+    with connect(sni_router) as conn:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(hello), 7):  # many small segments
+            conn.sendall(hello[i:i + 7])
+        while True:  # finish the handshake with the backend, through the router
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                conn.sendall(outgoing.read())
+                data = conn.recv(65536)
+                assert data, "closed during the handshake"
+                incoming.write(data)
+        conn.sendall(outgoing.read())
+        greeting = b""
+        while b"\n" not in greeting:
+            try:
+                greeting += tls.read(1024)
+            except ssl.SSLWantReadError:
+                incoming.write(conn.recv(65536))
+    assert greeting.startswith(b"Hostname: alpha")

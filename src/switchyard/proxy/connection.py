@@ -82,9 +82,13 @@ class ClientConnection(asyncio.Protocol):
         "_backend_eof",
         "_buffer",
         "_client_eof",
+        "_hs_gathered",
+        "_hs_head",
+        "_hs_needed",
         "_local",
         "_on_close",
         "_proxy_trusted",
+        "_record_end",
         "_relay",
         "_splice_at",
         "_termination_delay",
@@ -150,6 +154,10 @@ class ClientConnection(asyncio.Protocol):
         self._await_pg_reply = False
         self._to_client = bytearray()
         self._relay: SpliceRelay | None = None
+        self._record_end = 0  # where the next unread TLS record header starts
+        self._hs_head = bytearray()  # the handshake message header, once records carry it
+        self._hs_gathered = 0  # handshake bytes in complete records
+        self._hs_needed = -1  # bytes the ClientHello message takes (-1: not looked yet)
         self._splice_at = 0  # move to splice once this many bytes have passed (0: never)  # backend bytes held until our TLS handshake is done
         self._buffer = bytearray()
         self._client_eof = False
@@ -241,6 +249,36 @@ class ClientConnection(asyncio.Protocol):
 
     # -- before routing ---------------------------------------------------
 
+    def _hello_record_completed(self) -> bool:
+        """Whether reading the hello again can tell anything new.
+
+        The reader re-reads from the start, so calling it on every segment
+        costs quadratic time for a client that trickles its hello. Complete
+        records are tallied here as they arrive, and the reader runs only to
+        vet the first header, to vet the handshake header, and once the
+        records carry the whole message: a few calls per connection.
+        """
+        buf = self._buffer
+        if self._hs_needed < 0:  # first look: let the reader vet the record header now
+            self._hs_needed = 0
+            return True
+        pos, head_was = self._record_end, len(self._hs_head)
+        while pos + 5 <= len(buf):
+            end = pos + 5 + (buf[pos + 3] << 8 | buf[pos + 4])
+            if end > len(buf):
+                break
+            if len(self._hs_head) < 4:
+                self._hs_head += buf[pos + 5 : min(end, pos + 5 + 4 - len(self._hs_head))]
+            self._hs_gathered += end - pos - 5
+            pos = end
+        self._record_end = pos
+        if len(self._hs_head) < 4:
+            return False
+        if head_was < 4:
+            self._hs_needed = 4 + int.from_bytes(self._hs_head[1:4], "big")
+            return True  # the handshake header is known: vet type and length
+        return self._hs_gathered >= self._hs_needed
+
     def _route_or_peek(self) -> None:
         table = self.table
         if table.early_path:
@@ -306,6 +344,8 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.write(b"S")
                 if not self._buffer:
                     return
+        if self._buffer[0] == 0x16 and not self._hello_record_completed():
+            return  # the reader cannot progress until a TLS record is complete
         result = read_client_hello(self._buffer)
         kind = result.kind
         if kind is HelloKind.NEED_MORE:

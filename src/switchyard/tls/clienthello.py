@@ -36,6 +36,10 @@ HELLO = HelloKind.HELLO
 # Go's crypto/tls limits (maxCiphertext, maxHandshake); Traefik closes connections beyond them.
 MAX_RECORD_LENGTH = 16384 + 2048
 MAX_HANDSHAKE_LENGTH = 65536
+# Go accepts a hello cut into any number of records; a cap keeps one client
+# from making a read walk tens of thousands of 1-byte records. Real clients
+# use one or two; fragmenting tools a handful, at worst one byte per record.
+MAX_RECORDS = 2048
 
 _RECORD_HEADER_LENGTH = 5
 _HANDSHAKE_HEADER_LENGTH = 4
@@ -149,6 +153,8 @@ def _read_handshake_records(buf: bytes) -> HelloResult:
         end = start + length
         available = min(end, size)
         fragments.append((start, available))
+        if len(fragments) > MAX_RECORDS:
+            raise _Malformed(f"ClientHello spread over more than {MAX_RECORDS} TLS records")
         gathered += available - start
         # Check the message header as soon as its bytes exist, so that garbage is refused
         # without waiting for a record that may never complete.
