@@ -690,6 +690,9 @@ class ClientConnection(asyncio.Protocol):
             if self._to_client:
                 held, self._to_client = bytes(self._to_client), bytearray()
                 self.to_client(held)
+            backend = self.backend.transport if self.backend is not None else None
+            if backend is not None and not backend.is_closing():
+                backend.resume_reading()
         if plaintext:
             self.bytes_in += len(plaintext)
             assert self.backend is not None and self.backend.transport is not None
@@ -716,8 +719,13 @@ class ClientConnection(asyncio.Protocol):
         elif tls.handshake_done:
             self.transport.write(tls.send(data))
         else:
+            # Server-first backends may speak before our handshake with the
+            # client ends: hold it, and stop reading so a chatty backend
+            # cannot grow the buffer without bound.
             self.bytes_out -= len(data)
-            self._to_client += data  # server-first backends may speak before the handshake ends
+            self._to_client += data
+            if self.backend is not None and self.backend.transport is not None:
+                self.backend.transport.pause_reading()
 
     def _arm_handshake_timer(self) -> None:
         # Traefik puts no deadline on the client handshake; a client that stops
