@@ -98,7 +98,11 @@ def run(ctx: click.Context, configfile: str | None, workers: int) -> None:
         raise click.ClickException("no entry point configured: add entryPoints.<name>.address "
                                    "to the static config or --entryPoints.<name>.address=:PORT")
     log_cfg = static.log
-    configure_logging(log_cfg.level if log_cfg else "ERROR", log_cfg.format if log_cfg else "common")
+    try:
+        configure_logging(log_cfg.level, log_cfg.format, log_cfg.file_path)
+    except OSError as exc:
+        raise click.ClickException(f"log.filePath: cannot open {log_cfg.file_path!r}: {exc}") \
+            from exc
     if workers > 1:
         from switchyard.workers import run_workers
 

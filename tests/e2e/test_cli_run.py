@@ -141,3 +141,28 @@ def test_sigterm_stops_accepting_and_exits_cleanly(backends: Backends, tmp_path:
     assert proc.wait(15) == 0
     with pytest.raises(OSError):
         read_until_closed(connect(ports["plain"]))
+
+
+def test_json_logs_go_to_log_file_path(backends: Backends, tmp_path: Path) -> None:
+    import json
+
+    from tests.harness import free_port, wait_for_port
+
+    dynamic = tmp_path / "dynamic.yml"
+    dynamic.write_text(DYNAMIC_YAML.format(port=backends.whoami("app")))
+    port, log_file = free_port(), tmp_path / "switchyard.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switchyard", "run", f"--entryPoints.plain.address=127.0.0.1:{port}",
+         f"--providers.file.filename={dynamic}", "--log.level=INFO", "--log.format=json",
+         f"--log.filePath={log_file}"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port)
+        with connect(port) as conn:
+            assert greeting_name(conn) == "app"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    entries = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert any("listening on" in e["message"] for e in entries)
+    assert any(e["level"] == "warning" and "broken@file" in e["message"] for e in entries)
+    assert stderr == ""

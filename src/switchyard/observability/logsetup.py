@@ -26,9 +26,10 @@ class _JSONFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def configure_logging(level: str = "ERROR", fmt: str = "common") -> None:
-    """Route every switchyard logger to stderr at `level` (Traefik's names accepted)."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: str = "ERROR", fmt: str = "common", file_path: str = "") -> None:
+    """Route every switchyard logger to stderr (or `file_path`) at `level` (Traefik's names)."""
+    handler: logging.Handler = (logging.FileHandler(file_path, encoding="utf-8") if file_path
+                                else logging.StreamHandler(sys.stderr))
     if fmt.lower() == "json":
         handler.setFormatter(_JSONFormatter())
     else:
