@@ -411,3 +411,64 @@ def test_hello_in_one_byte_records_trickled_in_small_segments_is_routed(
             except ssl.SSLWantReadError:
                 incoming.write(conn.recv(65536))
     assert greeting.startswith(b"Hostname: alpha")
+
+
+def backend_that_says_bye(message: bytes) -> tuple[socket.socket, threading.Thread]:
+    """A backend that writes `message` and closes at once, before the client speaks."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        for _ in range(2):
+            peer, _ = listener.accept()
+            with peer:
+                peer.sendall(message)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_backend_that_answers_and_closes_at_once_still_delivers_its_answer(
+        loop_thread: LoopThread, tmp_path: Path) -> None:
+    listener, _ = backend_that_says_bye(b"421 too busy, bye\r\n")
+    port = plain_router(loop_thread, tmp_path, [listener.getsockname()[1]])
+    try:
+        for _ in range(2):
+            with connect(port) as conn:
+                assert read_until_closed(conn) == b"421 too busy, bye\r\n"
+    finally:
+        listener.close()
+
+
+def test_terminated_client_gets_what_a_quick_backend_said_before_closing(
+        loop_thread: LoopThread, tmp_path: Path, ca: Any) -> None:
+    listener, _ = backend_that_says_bye(b"hello and goodbye\n")
+    cert = ca.issue_cert("quick.test")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "q.crt"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "q.key"))
+    app = start_router(loop_thread, tmp_path, f"""
+tcp:
+  routers:
+    quick: {{rule: "HostSNI(`quick.test`)", service: svc, tls: {{}}}}
+  services:
+    svc: {{loadBalancer: {{servers: [{{address: "127.0.0.1:{listener.getsockname()[1]}"}}]}}}}
+tls:
+  certificates:
+    - {{certFile: "{tmp_path / 'q.crt'}", keyFile: "{tmp_path / 'q.key'}"}}
+""")
+    try:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        with tls_client(ca, app.entrypoints["ep"].port, "quick.test") as conn:
+            data = b""
+            while True:
+                try:
+                    chunk = conn.recv(100)
+                except (ssl.SSLEOFError, ConnectionError):
+                    break
+                if not chunk:
+                    break
+                data += chunk
+        assert data == b"hello and goodbye\n"
+    finally:
+        listener.close()

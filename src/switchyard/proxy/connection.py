@@ -82,6 +82,7 @@ class ClientConnection(asyncio.Protocol):
         "_backend_eof",
         "_buffer",
         "_client_eof",
+        "_dial_task",
         "_hs_gathered",
         "_hs_head",
         "_hs_needed",
@@ -152,13 +153,14 @@ class ClientConnection(asyncio.Protocol):
         self.tls: TLSTerminator | None = None
         self._proxy_trusted = False
         self._await_pg_reply = False
-        self._to_client = bytearray()
+        self._to_client = bytearray()  # backend bytes held until the client side is ready
         self._relay: SpliceRelay | None = None
+        self._dial_task: asyncio.Task[None] | None = None
         self._record_end = 0  # where the next unread TLS record header starts
         self._hs_head = bytearray()  # the handshake message header, once records carry it
         self._hs_gathered = 0  # handshake bytes in complete records
         self._hs_needed = -1  # bytes the ClientHello message takes (-1: not looked yet)
-        self._splice_at = 0  # move to splice once this many bytes have passed (0: never)  # backend bytes held until our TLS handshake is done
+        self._splice_at = 0  # move to splice once this many bytes have passed (0: never)
         self._buffer = bytearray()
         self._client_eof = False
         self._backend_eof = False
@@ -430,7 +432,9 @@ class ClientConnection(asyncio.Protocol):
         server.open_connections += 1
         server.total_connections += 1
         STATS.routed(route.name, route.service_name, server.address)
-        asyncio.get_running_loop().create_task(self._dial(server, transport))
+        # Held on the connection (which the entry point holds): the loop keeps
+        # only weak references to tasks.
+        self._dial_task = asyncio.get_running_loop().create_task(self._dial(server, transport))
 
     def _proxy_header(self, transport: ServersTransport) -> bytes:
         """The PROXY header announcing the client to the backend, if the transport wants one."""
@@ -529,6 +533,9 @@ class ClientConnection(asyncio.Protocol):
             self._half_closed(self.backend.transport, by="client")
         else:
             self.transport.resume_reading()
+        if (self._backend_eof and not self._to_client and self.state is RELAYING
+                and (self.tls is None or self.tls.handshake_done)):
+            self._pass_backend_eof()  # the backend finished before the relay was set up
 
     def postgres_accepted(self) -> None:
         """The backend said "S" to the replayed SSLRequest: now the ClientHello."""
@@ -690,6 +697,8 @@ class ClientConnection(asyncio.Protocol):
             if self._to_client:
                 held, self._to_client = bytes(self._to_client), bytearray()
                 self.to_client(held)
+            if self._backend_eof:
+                self._pass_backend_eof()  # the backend finished before our handshake did
             backend = self.backend.transport if self.backend is not None else None
             if backend is not None and not backend.is_closing():
                 backend.resume_reading()
@@ -754,6 +763,14 @@ class ClientConnection(asyncio.Protocol):
 
     def backend_eof(self) -> None:
         self._backend_eof = True
+        if (self._to_client or self.state is not RELAYING
+                or (self.tls is not None and not self.tls.handshake_done)):
+            # Held bytes go first: the FIN follows them once they are sent
+            # (when the relay is set up, or when our TLS handshake completes).
+            return
+        self._pass_backend_eof()
+
+    def _pass_backend_eof(self) -> None:
         if self.tls is not None:
             # A TLS half-close is our close_notify; TCP stays open for the client.
             if self.tls.handshake_done and self.transport is not None:
@@ -791,6 +808,7 @@ class ClientConnection(asyncio.Protocol):
         """The client socket is gone: release middleware slots, count, log."""
         entrypoint = self.entrypoint
         entrypoint.connections.discard(self)
+        self._dial_task = None
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             callback()
