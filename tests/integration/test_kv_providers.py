@@ -310,3 +310,50 @@ def test_store_keys_decode_as_traefik_lays_them_out() -> None:
     assert router.entry_points == ["web", "ssh"]
     assert router.tls is not None and router.tls.domains[0].sans == ["b.example.com"]
     assert [(i.path, i.severity) for i in issues] == [("tcp.routers.other.priority", "error")]
+
+
+def test_two_switchyard_processes_converge_on_the_store(
+        empty_store: Store, backends: Backends, tmp_path: Path) -> None:
+    """The same as above with two real `switchyard run` processes sharing the store."""
+    import signal
+    import sys
+
+    import yaml
+
+    from tests.harness import wait_for_port
+
+    blue, green = backends.whoami("blue"), backends.whoami("green")
+    write_route(empty_store, blue)
+    processes, ports = [], []
+    try:
+        for index in range(2):
+            port = free_port()
+            static = tmp_path / f"traefik-{index}.yml"
+            static.write_text(yaml.safe_dump({
+                "entryPoints": {"ep": {"address": f"127.0.0.1:{port}"}},
+                "providers": {"providersThrottleDuration": "50ms",
+                              **empty_store.provider_options()},
+            }))
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "switchyard", "run", "-c", str(static)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            ports.append(port)
+        for port in ports:
+            wait_for_port(port)
+
+        def backend_of(port: int) -> str:
+            try:
+                with connect(port) as conn:
+                    return greeting_name(conn)
+            except (OSError, AssertionError):
+                return ""
+
+        eventually(lambda: all(backend_of(p) == "blue" for p in ports), 5.0)
+        empty_store.put(f"{ROOT}/tcp/services/app/loadbalancer/servers/0/address",
+                        f"127.0.0.1:{green}")
+        assert eventually(lambda: all(backend_of(p) == "green" for p in ports), 1.0) < 1.0
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(10)
