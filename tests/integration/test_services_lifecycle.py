@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,20 +161,26 @@ def connect_from(source: str, port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
 
 
-@pytest.mark.parametrize("send_proxy", ["send-proxy", "send-proxy-v2"])
-def test_client_address_from_haproxy_header_drives_client_ip_rules(
-        loop_thread: LoopThread, backends: Backends, tmp_path: Path, haproxy,  # type: ignore[no-untyped-def]
-        send_proxy: str) -> None:
-    special, other = backends.whoami("from-127.0.0.2"), backends.whoami("anyone-else")
-    app = start_router(loop_thread, tmp_path, f"""
+def client_ip_router(loop_thread: LoopThread, backends: Backends, tmp_path: Path,
+                     special_ip: str, trusted: list[str]) -> Any:
+    """PROXY protocol in from `trusted`; `special_ip` goes to "from-<ip>", others elsewhere."""
+    special, other = backends.whoami(f"from-{special_ip}"), backends.whoami("anyone-else")
+    return start_router(loop_thread, tmp_path, f"""
 tcp:
   routers:
-    special: {{rule: "ClientIP(`127.0.0.2`)", service: special}}
+    special: {{rule: "ClientIP(`{special_ip}`)", service: special}}
     rest: {{rule: "HostSNI(`*`)", service: other}}
   services:
     special: {{loadBalancer: {{servers: [{{address: "127.0.0.1:{special}"}}]}}}}
     other: {{loadBalancer: {{servers: [{{address: "127.0.0.1:{other}"}}]}}}}
-""", entrypoint_options={"ep": {"proxyProtocol": {"trustedIPs": ["127.0.0.1"]}}})
+""", entrypoint_options={"ep": {"proxyProtocol": {"trustedIPs": trusted}}})
+
+
+@pytest.mark.parametrize("send_proxy", ["send-proxy", "send-proxy-v2"])
+def test_client_address_from_haproxy_header_drives_client_ip_rules(
+        loop_thread: LoopThread, backends: Backends, tmp_path: Path, haproxy,  # type: ignore[no-untyped-def]
+        send_proxy: str) -> None:
+    app = client_ip_router(loop_thread, backends, tmp_path, "127.0.0.2", ["127.0.0.1"])
     front = free_port()
     haproxy(f"listen front\n  mode tcp\n  bind 127.0.0.1:{front}\n"
             f"  server sy 127.0.0.1:{app.entrypoints['ep'].port} {send_proxy}\n", front)
@@ -185,19 +192,10 @@ tcp:
 
 def test_header_from_an_untrusted_peer_is_consumed_but_not_believed(
         loop_thread: LoopThread, backends: Backends, tmp_path: Path) -> None:
-    special, other = backends.whoami("special"), backends.whoami("other")
-    app = start_router(loop_thread, tmp_path, f"""
-tcp:
-  routers:
-    special: {{rule: "ClientIP(`10.9.9.9`)", service: special}}
-    rest: {{rule: "HostSNI(`*`)", service: other}}
-  services:
-    special: {{loadBalancer: {{servers: [{{address: "127.0.0.1:{special}"}}]}}}}
-    other: {{loadBalancer: {{servers: [{{address: "127.0.0.1:{other}"}}]}}}}
-""", entrypoint_options={"ep": {"proxyProtocol": {"trustedIPs": ["192.0.2.1"]}}})
+    app = client_ip_router(loop_thread, backends, tmp_path, "10.9.9.9", ["192.0.2.1"])
     with connect(app.entrypoints["ep"].port) as conn:
         conn.sendall(b"PROXY TCP4 10.9.9.9 127.0.0.1 5555 80\r\nhi")
-        assert greeting_name(conn) == "other"
+        assert greeting_name(conn) == "anyone-else"
         assert conn.recv(2) == b"hi"  # the header itself never reaches the backend
 
 
