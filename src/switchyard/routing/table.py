@@ -5,9 +5,11 @@ from __future__ import annotations
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from switchyard.middlewares.base import Middleware
 from switchyard.rules import ConnMeta, Rule
+from switchyard.rules.matchers import regexp_set
 from switchyard.services import Service
 
 
@@ -39,7 +41,7 @@ class RouteList:
     other rules that rank above the indexed candidate.
     """
 
-    __slots__ = ("_exact", "_scan", "routes")
+    __slots__ = ("_exact", "_regexps", "_scan", "routes")
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(routes)
@@ -54,17 +56,36 @@ class RouteList:
                 known = self._exact.get(host)
                 if known is None or route.rank < known.rank:
                     self._exact[host] = route
-        self._scan = tuple(scan)
+        # Rules that are one HostSNIRegexp each are tested together: one RE2 set
+        # search per connection instead of one search per rule.
+        patterns = [r.rule.sni_regexp for r in scan if r.rule.sni_regexp is not None]
+        self._regexps: Any = regexp_set(patterns) if len(patterns) > 1 else None
+        slots: list[tuple[Route, int]] = []
+        index = 0
+        for route in scan:
+            in_set = self._regexps is not None and route.rule.sni_regexp is not None
+            slots.append((route, index if in_set else -1))
+            index += in_set
+        self._scan = tuple(slots)
 
     def __bool__(self) -> bool:
         return bool(self.routes)
 
     def match(self, meta: ConnMeta) -> Route | None:
         best = self._exact.get(meta.sni.lower()) if meta.sni else None
-        for route in self._scan:
+        hits: list[int] | None = None
+        for route, in_set in self._scan:
             if best is not None and route.rank > best.rank:
                 break
-            if route.rule.matches(meta):
+            if in_set < 0:
+                if route.rule.matches(meta):
+                    return route
+                continue
+            if hits is None:
+                assert self._regexps is not None
+                found = self._regexps.Match((meta.sni or "").encode("utf-8", "surrogateescape"))
+                hits = found or []
+            if in_set in hits:
                 return route
         return best
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
@@ -272,6 +273,16 @@ def _compile_regexp(pattern: str, shown: str, index: int) -> _Search:
         raise _Invalid(f"invalid value for HostSNIRegexp: `{shown}`: {reason}", index) from None
     search: _Search = regexp.search
     return search
+
+
+def regexp_set(patterns: Sequence[str]) -> Any:
+    """An RE2 set searching (unanchored) for all ``patterns`` at once, with the options and
+    encoding single HostSNIRegexp matchers use; ``.Match(sni_bytes)`` lists the hits."""
+    found = re2.Set.SearchSet(_RE2_OPTIONS)
+    for pattern in patterns:
+        found.Add(pattern.encode("utf-8", "surrogateescape"))
+    found.Compile()
+    return found
 
 
 def _regexp_search(searches: Sequence[_Search]) -> Predicate:

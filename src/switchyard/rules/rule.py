@@ -22,6 +22,7 @@ class Rule:
         "host_sni_values",
         "is_catch_all",
         "matches",
+        "sni_regexp",
         "syntax",
         "text",
         "tree",
@@ -38,6 +39,12 @@ class Rule:
         # which a lookup by lower-cased SNI cannot express; v2 rules are simply not indexed.
         self.exact_hosts = None if syntax == "v2" else _exact_hosts(tree)
         self.host_sni_values = tuple(value.lower() for value in host_sni_args(tree))
+        # The pattern when the whole rule is one HostSNIRegexp (v3): routing tables test
+        # many such rules in one RE2 set instead of one search each.
+        self.sni_regexp: str | None = (
+            tree.args[0] if syntax == "v3" and isinstance(tree, MatcherCall)
+            and tree.name == "HostSNIRegexp" and not tree.negated and len(tree.args) == 1
+            else None)
 
     def __repr__(self) -> str:
         return f"Rule({self.text!r}, syntax={self.syntax!r})"
