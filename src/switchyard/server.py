@@ -190,10 +190,15 @@ class Switchyard:
         """Compile in a worker thread so live relays keep flowing, then swap on the loop."""
         try:
             previous = self.runtime
-            runtime = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: build_runtime(self.static, configs, issues, previous=previous,
-                                            resolvers=self.resolvers))
-            self._swap(previous, runtime)
+
+            def compile_and_describe() -> tuple[Runtime, str]:
+                built = build_runtime(self.static, configs, issues, previous=previous,
+                                      resolvers=self.resolvers)
+                return built, describe_change(previous, built)  # compares every element
+
+            runtime, change = await asyncio.get_running_loop().run_in_executor(
+                None, compile_and_describe)
+            self._swap(runtime, change)
         except Exception:
             self.reload_failures += 1
             self.last_reload_failure = time.time()
@@ -206,10 +211,10 @@ class Switchyard:
         previous = self.runtime
         runtime = build_runtime(self.static, configs, issues, previous=previous,
                                 resolvers=self.resolvers)
-        self._swap(previous, runtime)
+        self._swap(runtime, describe_change(previous, runtime))
         return runtime
 
-    def _swap(self, previous: Runtime, runtime: Runtime) -> None:
+    def _swap(self, runtime: Runtime, change: str) -> None:
         """New connections use the new tables; live ones keep the snapshot they started with."""
         for resolver_name, domains in runtime.acme_requests:
             self.resolvers[resolver_name].request(domains)
@@ -222,7 +227,7 @@ class Switchyard:
         self.last_reload_success = time.time()
         self.health.update([s for s in runtime.service_objects.values()
                             if isinstance(s, LoadBalancer)])
-        log.info("configuration applied: %s", describe_change(previous, runtime))
+        log.info("configuration applied: %s", change)
 
     def reload(self) -> None:
         """Re-read every provider now (SIGHUP)."""
