@@ -54,13 +54,16 @@ SHUTDOWN = "shutdown"
 
 # Zero-copy relaying of plaintext streams. A connection starts on the event
 # loop's transports (cheapest to set up) and moves to os.splice once it has
-# carried SWITCHYARD_SPLICE_AFTER bytes, so bulk streams are zero-copy while
-# short ones pay nothing extra. SWITCHYARD_SPLICE=0 never splices (the
+# carried SWITCHYARD_SPLICE_AFTER bytes in large reads, so bulk streams are
+# zero-copy while short or chatty ones pay nothing extra. SWITCHYARD_SPLICE=0 never splices (the
 # portable path); =always splices from the first byte.
 _SPLICE_MODE = os.environ.get("SWITCHYARD_SPLICE", "1") if splice_available() else "0"
 SPLICE_ALWAYS = _SPLICE_MODE == "always"
 SPLICE_AFTER = 0 if _SPLICE_MODE == "0" else int(
     os.environ.get("SWITCHYARD_SPLICE_AFTER", str(1 << 20)))
+# A read this large means the sender is ahead of us: a bulk stream, not a
+# request/response exchange (those move to splice never).
+_BULK_READ = 16 * 1024
 
 
 def client_host(peer: object) -> tuple[str, int]:
@@ -160,7 +163,10 @@ class ClientConnection(asyncio.Protocol):
         self._hs_head = bytearray()  # the handshake message header, once records carry it
         self._hs_gathered = 0  # handshake bytes in complete records
         self._hs_needed = -1  # bytes the ClientHello message takes (-1: not looked yet)
-        self._splice_at = 0  # move to splice once this many bytes have passed (0: never)
+        # Bytes still to pass in large reads before moving to splice (0: never). Only
+        # reads of a bulk stream count: small request/response exchanges relay
+        # cheaper on the transports than through two splice calls per message.
+        self._splice_at = 0
         self._buffer = bytearray()
         self._client_eof = False
         self._backend_eof = False
@@ -193,8 +199,8 @@ class ClientConnection(asyncio.Protocol):
             self.bytes_in += len(data)
             assert self.backend is not None and self.backend.transport is not None
             self.backend.transport.write(data)
-            if self._splice_at and self.bytes_in + self.bytes_out >= self._splice_at:
-                self._begin_splice()
+            if self._splice_at and len(data) >= _BULK_READ:
+                self._count_bulk(len(data))
         elif state is PEEKING:
             self._buffer += data
             self._classify()
@@ -618,6 +624,11 @@ class ClientConnection(asyncio.Protocol):
         STATS.spliced += 1
         self._relay.start()
 
+    def _count_bulk(self, size: int) -> None:
+        self._splice_at -= size
+        if self._splice_at <= 0:
+            self._begin_splice()
+
     def _begin_splice(self) -> None:
         """Move a busy plaintext relay from the transports to os.splice."""
         self._splice_at = 0
@@ -723,8 +734,8 @@ class ClientConnection(asyncio.Protocol):
         tls = self.tls
         if tls is None:
             self.transport.write(data)
-            if self._splice_at and self.bytes_in + self.bytes_out >= self._splice_at:
-                self._begin_splice()
+            if self._splice_at and len(data) >= _BULK_READ:
+                self._count_bulk(len(data))
         elif tls.handshake_done:
             self.transport.write(tls.send(data))
         else:
