@@ -497,6 +497,15 @@ def build_runtime(static: StaticConfig, configs: Mapping[str, DynamicConfig],
     """
     runtime = _Builder(static, configs, previous, resolvers or {}).build()
     runtime.issues = list(issues)
+    for provider, config in configs.items():
+        for section, raw in (("http", config.http), ("udp", config.udp)):
+            if raw:
+                # A Traefik file often carries HTTP routers next to TCP ones: say
+                # plainly that they are not served, rather than dropping them silently.
+                runtime.issues.append(ConfigIssue(
+                    provider, section, f"the {section} section is ignored: Switchyard routes "
+                    "TCP only (HTTP routers as the fallback for unmatched connections are "
+                    "not implemented yet)", "warning"))
     for line in runtime.problems():
         log.warning("%s", line)
     return runtime

@@ -244,3 +244,11 @@ tcp:
     meta = ConnMeta("a.example", (), "127.0.0.1", True)
     assert table.match(meta).name == "regexp-high@file"  # type: ignore[union-attr]
     assert table.match(ConnMeta("b.example", (), "1.2.3.4", True)).name == "regexp-low@file"  # type: ignore[union-attr]
+
+
+def test_http_section_is_reported_as_ignored_not_dropped_silently() -> None:
+    runtime = build('tcp:\n  routers:\n    r: {rule: "HostSNI(`*`)", service: svc}\n' + SERVICE
+                    + 'http:\n  routers:\n    web: {rule: "Host(`a`)", service: x}\n')
+    assert runtime.routers["r@file"].status == "enabled"
+    assert [(i.path, i.severity) for i in runtime.issues] == [("http", "warning")]
+    assert "http section is ignored" in runtime.issues[0].message
