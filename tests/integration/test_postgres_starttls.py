@@ -96,18 +96,20 @@ tls:
     assert result.stdout.strip() == "routed|f", result.stderr
 
 
-def test_psql_through_a_passthrough_router(loop_thread: LoopThread, postgres: int,
-                                           tmp_path: Path) -> None:
-    app = start_router(loop_thread, tmp_path, f"""
+def passthrough_router(host: str, postgres: int) -> str:
+    """A TLS passthrough router for `host` to the PostgreSQL server."""
+    return f"""
 tcp:
   routers:
-    db:
-      rule: "HostSNI(`db.test`)"
-      service: pg
-      tls: {{passthrough: true}}
+    db: {{rule: "HostSNI(`{host}`)", service: pg, tls: {{passthrough: true}}}}
   services:
     pg: {{loadBalancer: {{servers: [{{address: "127.0.0.1:{postgres}"}}]}}}}
-""")
+"""
+
+
+def test_psql_through_a_passthrough_router(loop_thread: LoopThread, postgres: int,
+                                           tmp_path: Path) -> None:
+    app = start_router(loop_thread, tmp_path, passthrough_router("db.test", postgres))
     # Passthrough: PostgreSQL itself terminates TLS.
     result = psql(app.entrypoints["ep"].port,
                   "select 'routed', ssl from pg_stat_ssl where pid = pg_backend_pid()")
@@ -116,16 +118,7 @@ tcp:
 
 def test_unknown_sni_after_starttls_is_closed(loop_thread: LoopThread, postgres: int,
                                               tmp_path: Path) -> None:
-    app = start_router(loop_thread, tmp_path, f"""
-tcp:
-  routers:
-    db:
-      rule: "HostSNI(`other.test`)"
-      service: pg
-      tls: {{passthrough: true}}
-  services:
-    pg: {{loadBalancer: {{servers: [{{address: "127.0.0.1:{postgres}"}}]}}}}
-""")
+    app = start_router(loop_thread, tmp_path, passthrough_router("other.test", postgres))
     result = psql(app.entrypoints["ep"].port, "select 1")
     assert result.returncode != 0
     assert result.stdout == ""
