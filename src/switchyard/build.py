@@ -291,7 +291,7 @@ class _Builder:
                 return InFlightConn(qualified, config.in_flight_conn.amount)
             allow = config.ip_allow_list if kinds[-1] == "ipAllowList" else config.ip_white_list
             assert allow is not None
-            return IPAllowList(qualified, allow.source_range)
+            return IPAllowList(qualified, allow.source_range, kind=kinds[-1])
         except ValueError as exc:
             status.add_error(f"{kinds[-1]}: {exc}", critical=True)
             raise BuildError(f'middleware "{qualified}": {kinds[-1]}: {exc}') from exc
@@ -401,6 +401,9 @@ class _Builder:
                 tls_error=tls_error,
                 tls_alpn=self.alpn_for(config.tls.options, provider)
                 if tls_context is not None and config.tls is not None else (),
+                sni_strict=tls_context is not None and config.tls is not None
+                and self.sni_strict_for(config.tls.options, provider),
+                certificates=self._store if tls_context is not None else None,
             )))
         return routes
 
@@ -463,6 +466,13 @@ class _Builder:
         except TLSOptionsError:
             return ()
         return tuple(self.tls_options[name].alpn_protocols)
+
+    def sni_strict_for(self, reference: str, provider: str) -> bool:
+        try:
+            name = resolve_router_options(reference, provider, self.tls_options)
+        except TLSOptionsError:
+            return False
+        return bool(self.tls_options[name].sni_strict)
 
 
 def _static_transport_tls(raw: Any) -> TransportTLS | None:

@@ -9,11 +9,20 @@ from typing import Any
 
 from switchyard.build import Runtime
 from switchyard.config.static import StaticConfig
-from switchyard.middlewares.base import Middleware
+from switchyard.internal import internal_services
 from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
+from switchyard.observability.record import CloseReason
+from switchyard.proxy.decision import (
+    Action,
+    ChallengeResponder,
+    Decision,
+    decide,
+    decide_at_accept,
+    peek,
+)
 from switchyard.rules import ConnMeta
-from switchyard.server import internal_services
+from switchyard.rules.matchers import ACME_TLS_ALPN
 from switchyard.services import LoadBalancer, Service
 
 
@@ -75,7 +84,12 @@ class WeightedChild:
 
 @dataclass(frozen=True)
 class Explanation:
-    """The whole answer; `as_json` and `render_text` present it."""
+    """The whole answer; `as_json` and `render_text` present it.
+
+    `action` is what the data plane does (forward, refuse, acme) and
+    `close_reason` the word its access log would write when it closes the
+    connection without relaying it (None when it relays).
+    """
 
     entry_point: str
     client_ip: str
@@ -90,11 +104,38 @@ class Explanation:
     middlewares: list[MiddlewareVerdict]
     service: ServiceInfo | None
     outcome: str
+    action: str = "refuse"
+    close_reason: str | None = None
+    server: str | None = None
+    postgres: bool = False
+    live: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """camelCase keys, like the REST API."""
         data: dict[str, Any] = _camel_keys(asdict(self))
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Explanation:
+        """The inverse of `as_json` (what a running instance's API answers)."""
+        def service(raw: dict[str, Any] | None) -> ServiceInfo | None:
+            if raw is None:
+                return None
+            return ServiceInfo(raw["name"], raw["type"],
+                               [ServerInfo(s["address"], s["tls"]) for s in raw["servers"]],
+                               raw["healthCheck"], raw["transport"],
+                               [WeightedChild(service(c["service"]), c["weight"])  # type: ignore[arg-type]
+                                for c in raw["children"]])
+        return cls(
+            entry_point=data["entryPoint"], client_ip=data["clientIP"], tls=data["tls"],
+            sni=data["sni"], alpn=tuple(data["alpn"]), routed_at_accept=data["routedAtAccept"],
+            candidates=[Candidate(**c) for c in data["candidates"]],
+            other_kind_routers=data["otherKindRouters"],
+            disabled=[DisabledRouter(**d) for d in data["disabled"]], router=data["router"],
+            middlewares=[MiddlewareVerdict(**m) for m in data["middlewares"]],
+            service=service(data["service"]), outcome=data["outcome"], action=data["action"],
+            close_reason=data["closeReason"], server=data["server"], postgres=data["postgres"],
+            live=data["live"])
 
 
 def _camel_keys(value: Any) -> Any:
@@ -125,8 +166,16 @@ def normalise_client_ip(text: str) -> str:
 
 
 def explain(runtime: Runtime, static: StaticConfig, entrypoint: str, client_ip: str,
-            *, tls: bool, sni: str | None = None, alpn: Sequence[str] = ()) -> Explanation:
-    """Route a described connection through `runtime` exactly as the data plane would."""
+            *, tls: bool, sni: str | None = None, alpn: Sequence[str] = (),
+            postgres: bool = False, challenges: Sequence[ChallengeResponder] = (),
+            live: bool = False) -> Explanation:
+    """Route a described connection through `runtime` with the data plane's own decision.
+
+    `postgres`: the client sends a Postgres SSLRequest before its ClientHello.
+    `live`: `runtime` is the one a running instance routes with, so live state
+    (server health, open connections) is known; offline, what depends on it is
+    marked as such. The server pick only looks: no balancer moves on.
+    """
     internal = internal_services(static)
     if entrypoint in internal:
         raise ExplainError(f'entry point "{entrypoint}" serves '
@@ -139,87 +188,100 @@ def explain(runtime: Runtime, static: StaticConfig, entrypoint: str, client_ip: 
                            f"configuration (known: {known})")
     if not tls and (sni or alpn):
         raise ExplainError("--sni and --alpn describe a TLS ClientHello: drop --no-tls")
+    if postgres and not tls:
+        raise ExplainError("--postgres: the SSLRequest is followed by a TLS ClientHello; "
+                           "drop --no-tls")
     client_ip = normalise_client_ip(client_ip)
-    # A real ClientHello's SNI arrives lower-cased (spec 2); a plain connection has none.
+    # A real ClientHello's SNI arrives lower-cased; a plain connection has none.
     sni = sni.lower() if sni else None
-    routed_at_accept = table.early_path
-    if routed_at_accept or not tls:
-        # Routed before reading (server-first protocols) or plain: rules see no TLS data.
+    decision = decide_at_accept(table, client_ip, choose=peek)
+    routed_at_accept = decision is not None
+    if decision is not None or not tls:
         routes, meta = table.plain, ConnMeta(None, (), client_ip, False)
         other = len(table.tls.routes)
     else:
         routes, meta = table.tls, ConnMeta(sni, tuple(alpn), client_ip, True)
         other = len(table.plain.routes)
-    route = routes.match(meta)
+    if decision is None:
+        decision = decide(table, meta, postgres=postgres, challenges=challenges, choose=peek)
+    route = decision.route
     candidates = [Candidate(r.name, r.rule.text, r.priority, bool(r.rule.matches(meta)),
                             r is route) for r in routes.routes]
     disabled = [DisabledRouter(s.name, list(s.errors)) for s in runtime.routers.values()
                 if s.status == "disabled" and entrypoint in (
                     s.config.entry_points or static.default_entry_points())]
-    verdicts: list[MiddlewareVerdict] = []
-    service = None
-    if route is None:
-        kind = "TLS" if meta.tls else "non-TLS"
-        outcome = f"closed: no {kind} router on \"{entrypoint}\" matches this connection"
-    else:
-        verdicts = _middleware_verdicts(runtime, route.middlewares, client_ip)
-        refused = next((v for v in verdicts if v.allows is False), None)
-        service = describe_service(route.service)
-        if refused is not None:
-            outcome = f'closed by middleware "{refused.name}": {refused.detail}'
-        elif not route.service.up:
-            outcome = f'closed: service "{route.service_name}" has no server available'
-        else:
-            outcome = f'routed by "{route.name}" to service "{route.service_name}"'
+    verdicts = _middleware_verdicts(decision, client_ip, live) if route is not None else []
     return Explanation(
         entry_point=entrypoint, client_ip=client_ip, tls=tls, sni=sni, alpn=tuple(alpn),
         routed_at_accept=routed_at_accept, candidates=candidates, other_kind_routers=other,
         disabled=disabled, router=route.name if route is not None else None,
-        middlewares=verdicts, service=service, outcome=outcome)
+        middlewares=verdicts,
+        service=describe_service(route.service) if route is not None else None,
+        outcome=_outcome(decision, entrypoint, meta, verdicts),
+        action=decision.action.value, close_reason=_close_reason(decision),
+        server=decision.server.address if decision.server is not None else None,
+        postgres=postgres, live=live)
 
 
-class _Probe:
-    """Stands in for a connection when asking an allow list; admits are not kept."""
-
-    def __init__(self, client_ip: str) -> None:
-        self.client_ip = client_ip
-
-    def on_close(self, callback: object) -> None:
-        pass
+def _close_reason(decision: Decision) -> str | None:
+    if decision.reason is not None:
+        return decision.reason.value
+    if decision.handshake_refusal:
+        return CloseReason.TLS_ERROR.value
+    return None
 
 
-def _middleware_verdicts(runtime: Runtime, chain: Sequence[Middleware],
-                         client_ip: str) -> list[MiddlewareVerdict]:
-    verdicts = []
-    reached = True
-    for middleware in chain:
-        status = runtime.middlewares.get(middleware.name)
-        config = status.config if status is not None else None
-        if isinstance(middleware, IPAllowList):
-            refusal = middleware.admit(_Probe(client_ip))
-            # ipAllowList wins over the deprecated ipWhiteList when both are set.
-            allow = None if config is None else config.ip_allow_list or config.ip_white_list
-            ranges = ", ".join(allow.source_range) if allow is not None else "?"
-            kind = "ipWhiteList" if config is not None and not config.ip_allow_list else (
-                "ipAllowList")
-            verdict = MiddlewareVerdict(
-                middleware.name, kind, reached, refusal is None,
-                refusal or f"client IP {client_ip} is in sourceRange [{ranges}]")
+def _outcome(decision: Decision, entrypoint: str, meta: ConnMeta,
+             verdicts: list[MiddlewareVerdict]) -> str:
+    route = decision.route
+    if decision.action is Action.ACME:
+        return "answered by Switchyard: the TLS-ALPN-01 challenge handshake, then closed"
+    if decision.reason is CloseReason.NO_ROUTE and route is None and (
+            ACME_TLS_ALPN not in meta.alpn or not meta.tls):
+        kind = "TLS" if meta.tls else "non-TLS"
+        return f'closed: no {kind} router on "{entrypoint}" matches this connection'
+    if decision.reason is CloseReason.REJECTED:
+        refused = next(v for v in verdicts if v.allows is False)
+        return f'closed by middleware "{refused.name}": {refused.detail}'
+    if decision.reason is not None:
+        return f"closed: {decision.detail}"
+    assert route is not None and decision.server is not None
+    if decision.handshake_refusal:
+        return (f'closed by router "{route.name}" after dialling {decision.server.address}: '
+                f"the TLS handshake fails: {decision.handshake_refusal}")
+    return f'routed by "{route.name}" to service "{route.service_name}"'
+
+
+def _middleware_verdicts(decision: Decision, client_ip: str,
+                         live: bool) -> list[MiddlewareVerdict]:
+    """Each middleware of the route, as the decision saw it; unreached ones marked so."""
+    route = decision.route
+    assert route is not None
+    reached = dict(decision.verdicts)
+    found = []
+    for middleware in route.middlewares:
+        if middleware not in reached:
+            found.append(MiddlewareVerdict(middleware.name, middleware.kind, False, None, ""))
+            continue
+        refusal = reached[middleware]
+        allows: bool | None = refusal is None
+        detail = refusal or ""
+        if isinstance(middleware, IPAllowList) and refusal is None:
+            detail = f"client IP {client_ip} is in sourceRange [{', '.join(middleware.source_range)}]"
         elif isinstance(middleware, InFlightConn):
             amount = middleware.amount
-            # The limit depends on what is open at that moment, which a config cannot know;
-            # only a non-positive amount decides for certain (spec 5.2).
-            verdict = MiddlewareVerdict(
-                middleware.name, "inFlightConn", reached, False if amount <= 0 else None,
-                f"amount is {amount}: every connection is refused" if amount <= 0 else
-                f"allows it while fewer than {amount} connections from {client_ip} are open")
-        else:
-            verdict = MiddlewareVerdict(middleware.name, type(middleware).__name__, reached,
-                                        None, "")
-        verdicts.append(verdict)
-        if verdict.allows is False:
-            reached = False
-    return verdicts
+            if amount <= 0:
+                detail = f"amount is {amount}: every connection is refused"
+            elif live:
+                detail = (f"{middleware.open_connections(client_ip)} of {amount} connections "
+                          f"from {client_ip} are open now" + (f": {refusal}" if refusal else ""))
+            else:
+                # The limit depends on what is open at that moment, which a config cannot know.
+                allows = None
+                detail = (f"allows it while fewer than {amount} connections from {client_ip} "
+                          "are open")
+        found.append(MiddlewareVerdict(middleware.name, middleware.kind, True, allows, detail))
+    return found
 
 
 def describe_service(service: Service) -> ServiceInfo:

@@ -13,6 +13,7 @@ from switchyard.build import Runtime, build_runtime
 from switchyard.config.dynamic import DynamicConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.config.static import StaticConfig, parse_entry_point_address
+from switchyard.internal import internal_services
 from switchyard.observability.accesslog import AccessLog
 from switchyard.providers.base import Provider, ProviderUpdate
 from switchyard.providers.registry import build_providers
@@ -40,27 +41,6 @@ def describe_change(old: Runtime, new: Runtime) -> str:
                 text += f", {label}: {', '.join(names[:10])}" + (" ..." if len(names) > 10 else "")
         parts.append(text)
     return "; ".join(parts)
-
-
-def internal_services(static: StaticConfig) -> dict[str, set[str]]:
-    """Entry point name -> the built-in HTTP services it serves (api, dashboard, ping, metrics)."""
-    found: dict[str, set[str]] = {}
-    if static.api is not None and static.api.insecure:
-        found.setdefault("traefik", set()).add("api")
-        if static.api.dashboard:
-            found["traefik"].add("dashboard")
-    elif static.api is not None:
-        log.warning("api is set without insecure: true; Switchyard has no HTTP routers to "
-                    "expose api@internal yet, so set api.insecure: true to serve it on the "
-                    '"traefik" entry point')
-    if static.ping is not None:
-        found.setdefault(static.ping.entry_point or "traefik", set()).add("ping")
-    prometheus = static.metrics.prometheus if static.metrics is not None else None
-    if prometheus is not None:
-        name = next((str(v) for k, v in prometheus.items() if k.lower() == "entrypoint"),
-                     "traefik")
-        found.setdefault(name, set()).add("metrics")
-    return found
 
 
 class Switchyard:

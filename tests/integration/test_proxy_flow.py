@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from switchyard.observability.stats import STATS
-from switchyard.proxy import connection
+from switchyard.proxy import relay as connection
 from tests.harness import (
     Backends,
     LoopThread,
@@ -319,8 +319,8 @@ def test_accepted_sockets_get_traefiks_keepalive(loop_thread: LoopThread, backen
         conn.sendall(b"x")
         assert conn.recv(1) == b"x"
         (live,) = app.entrypoints["ep"].connections
-        relay = live._relay  # with SWITCHYARD_SPLICE=always the relay owns the socket
-        sock = relay.client if relay else live.transport.get_extra_info("socket")  # type: ignore[union-attr]
+        sock = live.socket()  # with SWITCHYARD_SPLICE=always the splice relay owns it
+        assert sock is not None
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 180
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from switchyard.api.handlers import APIHandlers, host_port
+from switchyard.addresses import host_port
+from switchyard.api.handlers import APIHandlers
 from switchyard.api.metrics import metrics_registry
 from switchyard.proxy.entrypoint import open_listener
 

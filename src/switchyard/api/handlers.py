@@ -11,15 +11,16 @@ from typing import TYPE_CHECKING, Any, get_args
 from aiohttp import web
 
 from switchyard import __version__
+from switchyard.addresses import host_port
 from switchyard.api.metrics import Totals, TrafficSnapshot, traffic_snapshot
 from switchyard.build import qualify
 from switchyard.config.dynamic import TCPMiddleware, TCPService, TraefikModel
 from switchyard.config.static import EntryPoint as EntryPointConfig
+from switchyard.observability.record import ConnectionRecord
 from switchyard.services import LoadBalancer
 from switchyard.status import ElementStatus
 
 if TYPE_CHECKING:
-    from switchyard.proxy.connection import ClientConnection
     from switchyard.server import Switchyard
 
 Item = dict[str, Any]
@@ -103,10 +104,6 @@ def _go_value(value: object) -> object:
 
 def rfc3339(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
-
-
-def host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # --- runtime elements --------------------------------------------------------------------
@@ -212,21 +209,21 @@ def middleware_item(status: ElementStatus) -> Item:
     return data
 
 
-def connection_item(entrypoint: str, conn: ClientConnection, now: float) -> Item:
+def connection_item(record: ConnectionRecord, now: float) -> Item:
     return {
-        "entryPoint": entrypoint,
-        "client": host_port(conn.client_ip, conn.client_port),
-        "clientIP": conn.client_ip,
-        "router": conn.route.name if conn.route is not None else "",
-        "service": conn.service_name,
-        "server": conn.server.address if conn.server is not None else "",
-        "sni": conn.sni or "",
-        "tls": conn.is_tls,
-        "state": conn.state,
-        "started": rfc3339(conn.started_at),
-        "age": round(now - conn.started, 3),
-        "bytesIn": conn.bytes_in,
-        "bytesOut": conn.bytes_out,
+        "entryPoint": record.entrypoint,
+        "client": host_port(record.client_ip, record.client_port),
+        "clientIP": record.client_ip,
+        "router": record.router,
+        "service": record.service,
+        "server": record.server,
+        "sni": record.sni or "",
+        "tls": record.is_tls,
+        "state": record.phase.value,
+        "started": rfc3339(record.started_at),
+        "age": round(now - record.started, 3),
+        "bytesIn": record.bytes_in,
+        "bytesOut": record.bytes_out,
     }
 
 
@@ -416,7 +413,7 @@ class APIHandlers:
         now = time.monotonic()
         wanted = {k: request.query[k] for k in ("entryPoint", "router", "service")
                   if request.query.get(k)}
-        items = [connection_item(ep.name, conn, now)
+        items = [connection_item(conn.record, now)
                  for ep in self.app.entrypoints.values() for conn in ep.connections]
         items = [i for i in items if all(i[k] == v for k, v in wanted.items())]
         for item in items:

@@ -69,12 +69,13 @@ def traffic_snapshot(app: Switchyard) -> TrafficSnapshot:
     )
     for entrypoint in app.entrypoints.values():
         for conn in entrypoint.connections:
-            sizes = (conn.bytes_in, conn.bytes_out)
+            record = conn.record
+            sizes = (record.bytes_in, record.bytes_out)
             targets = [snap.entrypoints[entrypoint.name]]
             # Same condition as the data plane's own accounting at the end of a connection.
-            if conn.route is not None and conn.server is not None:
-                targets += [snap.routers[conn.route.name], snap.services[conn.service_name],
-                            snap.servers[(conn.service_name, conn.server.address)]]
+            if record.routed:
+                targets += [snap.routers[record.router], snap.services[record.service],
+                            snap.servers[(record.service, record.server)]]
             for totals in targets:
                 totals.bytes_in += sizes[0]
                 totals.bytes_out += sizes[1]

@@ -7,7 +7,7 @@ from typing import Protocol
 
 
 class Admissible(Protocol):
-    """The part of a client connection a middleware may look at."""
+    """The part of a client connection a middleware may keep track of."""
 
     @property
     def client_ip(self) -> str: ...
@@ -17,9 +17,17 @@ class Admissible(Protocol):
 
 
 class Middleware(Protocol):
-    """Decides whether a routed connection may go on to the service."""
+    """Decides whether a routed connection may go on to the service.
+
+    `refusal` only looks (the routing decision and `explain` call it); `enter`
+    records a connection that was let through, once it goes on to its service.
+    """
 
     name: str
+    kind: str  # the configuration key: ipAllowList, ipWhiteList, inFlightConn
 
-    def admit(self, conn: Admissible) -> str | None:
-        """None to let the connection through, else the reason it is refused."""
+    def refusal(self, client_ip: str) -> str | None:
+        """None to let a connection from `client_ip` through now, else why it is refused."""
+
+    def enter(self, conn: Admissible) -> None:
+        """A connection it let through goes on to the service."""

@@ -14,6 +14,7 @@ class InFlightConn:
     """
 
     __slots__ = ("_open", "amount", "name")
+    kind = "inFlightConn"
 
     def __init__(self, name: str, amount: int) -> None:
         self.name = name
@@ -23,14 +24,16 @@ class InFlightConn:
     def open_connections(self, client_ip: str) -> int:
         return self._open.get(client_ip, 0)
 
-    def admit(self, conn: Admissible) -> str | None:
-        ip = conn.client_ip
-        current = self._open.get(ip, 0)
-        if current >= self.amount:
-            return f"max number of connections reached for {ip} ({self.amount}, {self.name})"
-        self._open[ip] = current + 1
-        conn.on_close(lambda: self._release(ip))
+    def refusal(self, client_ip: str) -> str | None:
+        if self._open.get(client_ip, 0) >= self.amount:
+            return (f"max number of connections reached for {client_ip} "
+                    f"({self.amount}, {self.name})")
         return None
+
+    def enter(self, conn: Admissible) -> None:
+        ip = conn.client_ip
+        self._open[ip] = self._open.get(ip, 0) + 1
+        conn.on_close(lambda: self._release(ip))
 
     def _release(self, ip: str) -> None:
         left = self._open.get(ip, 0) - 1

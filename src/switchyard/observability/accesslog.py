@@ -6,16 +6,12 @@ import asyncio
 import json
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-if TYPE_CHECKING:
-    from switchyard.proxy.connection import ClientConnection
+from switchyard.addresses import host_port
+from switchyard.observability.record import ConnectionRecord
 
 _TLS_VERSIONS = {0x0301: "1.0", 0x0302: "1.1", 0x0303: "1.2", 0x0304: "1.3"}
-
-
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class AccessLog:
@@ -35,32 +31,32 @@ class AccessLog:
         self._last_flush = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
 
-    def entry(self, conn: ClientConnection, duration: float) -> dict[str, Any]:
+    def entry(self, record: ConnectionRecord) -> dict[str, Any]:
         """What the log says about one connection."""
-        route = conn.route
-        server = conn.server
+        started = record.started_at
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(conn.started_at))
-            + f".{int(conn.started_at % 1 * 1000):03d}Z",
-            "duration_ms": round(duration * 1000, 3),
-            "client": _address(conn.client_ip, conn.client_port),
-            "entrypoint": conn.entrypoint.name,
-            "router": route.name if route else "",
-            "service": conn.service_name,
-            "server": server.address if server else "",
-            "tls": conn.is_tls,
-            "bytes_in": conn.bytes_in,
-            "bytes_out": conn.bytes_out,
-            "closed_by": conn.closed_by or "client",
-            "reason": conn.close_kind or "normal",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started))
+            + f".{int(started % 1 * 1000):03d}Z",
+            "duration_ms": round(record.duration() * 1000, 3),
+            "client": host_port(record.client_ip, record.client_port),
+            "entrypoint": record.entrypoint,
+            "router": record.router,
+            "service": record.service,
+            "server": record.server,
+            "tls": record.is_tls,
+            "bytes_in": record.bytes_in,
+            "bytes_out": record.bytes_out,
+            "closed_by": record.closed_by.value if record.closed_by else "client",
+            "reason": record.reason.value if record.reason else "normal",
         }
-        if conn.is_tls:
-            entry["sni"] = conn.sni or ""
-            entry["alpn"] = list(conn.alpn)
-            versions = [v for v in conn.tls_versions if v in _TLS_VERSIONS]
-            entry["tls_version"] = _TLS_VERSIONS[max(versions)] if versions else ""
-        if conn.close_detail:
-            entry["detail"] = conn.close_detail
+        if record.is_tls:
+            entry["sni"] = record.sni or ""
+            entry["alpn"] = list(record.alpn)
+            versions = [v for v in record.tls_versions if v in _TLS_VERSIONS]
+            entry["tls_version"] = (record.tls_version.removeprefix("TLSv") if record.tls_version
+                                    else _TLS_VERSIONS[max(versions)] if versions else "")
+        if record.detail:
+            entry["detail"] = record.detail
         return entry
 
     def format(self, entry: dict[str, Any]) -> str:
@@ -72,8 +68,8 @@ class AccessLog:
                 f'{entry["bytes_in"]} {entry["bytes_out"]} {entry["duration_ms"]}ms '
                 f'{entry["reason"]} {entry["closed_by"]}')
 
-    def record(self, conn: ClientConnection, duration: float) -> None:
-        self._pending.append(self.format(self.entry(conn, duration)))
+    def record(self, record: ConnectionRecord) -> None:
+        self._pending.append(self.format(self.entry(record)))
         now = time.monotonic()
         if len(self._pending) > self.buffering or now - self._last_flush >= 1.0:
             self.flush()

@@ -6,6 +6,8 @@ import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from switchyard.observability.record import ConnectionRecord
+
 # Connection duration buckets in seconds: short TCP exchanges to long-lived streams.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                     300.0, 900.0, 3600.0)
@@ -54,6 +56,17 @@ class TrafficStats:
                         self.servers[(service, server)]):
             traffic.open += 1
             traffic.total += 1
+
+    def finished(self, record: ConnectionRecord) -> None:
+        """A connection ended: its bytes and duration go to every level it reached."""
+        duration = record.duration()
+        bytes_in, bytes_out = record.bytes_in, record.bytes_out
+        self.entrypoints[record.entrypoint].finished(duration, bytes_in, bytes_out)
+        self.closes[(record.entrypoint, record.reason.value if record.reason else "normal")] += 1
+        if record.routed:
+            for traffic in (self.routers[record.router], self.services[record.service],
+                            self.servers[(record.service, record.server)]):
+                traffic.finished(duration, bytes_in, bytes_out)
 
     def rejected(self, entrypoint: str, router: str, middleware: str) -> None:
         self.rejections[(entrypoint, router, middleware)] += 1

@@ -6,11 +6,15 @@ import asyncio
 import logging
 import socket
 import time
-from typing import Any
+from collections.abc import Sequence
 
+from switchyard.addresses import host_port
 from switchyard.ipcheck import IPChecker
 from switchyard.observability.accesslog import AccessLog
-from switchyard.proxy.connection import IDLE_TIMEOUT, RELAYING, SHUTDOWN, ClientConnection
+from switchyard.observability.record import CloseReason, Phase, Side
+from switchyard.observability.stats import STATS
+from switchyard.proxy.connection import ClientConnection
+from switchyard.proxy.decision import ChallengeResponder
 from switchyard.routing.table import RouteList, RoutingTable
 
 log = logging.getLogger("switchyard.entrypoint")
@@ -18,7 +22,20 @@ log = logging.getLogger("switchyard.entrypoint")
 KEEPALIVE_SECONDS = 180  # Traefik's keep-alive period on accepted sockets
 
 
-def open_listener(host: str, port: int, *, reuse_port: bool = False, backlog: int = 4096) -> socket.socket:
+def _listen_backlog() -> int:
+    """4096, or the kernel's somaxconn when that is higher (it caps what listen() gets)."""
+    try:
+        with open("/proc/sys/net/core/somaxconn", encoding="ascii") as limit:
+            return max(4096, int(limit.read()))
+    except (OSError, ValueError):
+        return 4096
+
+
+LISTEN_BACKLOG = _listen_backlog()
+
+
+def open_listener(host: str, port: int, *, reuse_port: bool = False,
+                  backlog: int = LISTEN_BACKLOG) -> socket.socket:
     """A bound, listening, non-blocking socket.
 
     An empty host listens on every interface, dual-stack where IPv6 exists, as
@@ -77,21 +94,37 @@ class EntryPoint:
         self.table = RoutingTable(name, RouteList(()), RouteList(()))
         self.connections: set[ClientConnection] = set()
         self.access_log: AccessLog | None = None
-        self.acme_resolvers: list[Any] = []  # answer TLS-ALPN-01 challenges on this entry point
+        # Answer TLS-ALPN-01 challenges on this entry point.
+        self.acme_resolvers: Sequence[ChallengeResponder] = ()
         self.idle_timeout = 0.0
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
-        host = self.host if self.host else "0.0.0.0"
-        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        return host_port(self.host or "0.0.0.0", self.port)
+
+    # -- what its connections ask of it (ConnectionHost) --------------------------
+
+    def proxy_trust(self, client_ip: str) -> bool | None:
+        """None without PROXY protocol, else whether this peer may announce the client."""
+        incoming = self.proxy_protocol
+        return None if incoming is None else incoming.trusts(client_ip)
+
+    def opened(self, conn: ClientConnection) -> None:
+        self.connections.add(conn)
+        STATS.accepted(self.name)
+
+    def closed(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
 
     async def start(self) -> None:
         sock = open_listener(self.host, self.port, reuse_port=self.reuse_port)
         self.port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: ClientConnection(self), sock=sock)
+        # create_server calls listen() again, with its own default of 100 unless told.
+        self._server = await loop.create_server(lambda: ClientConnection(self), sock=sock,
+                                                backlog=LISTEN_BACKLOG)
         log.info('entryPoint "%s" listening on %s', self.name, self.address)
         if self.idle_timeout > 0:
             self._sweeper = loop.create_task(self._close_idle())
@@ -105,9 +138,10 @@ class EntryPoint:
         while True:
             await asyncio.sleep(self.idle_timeout / 4)
             limit = time.monotonic() - self.idle_timeout
-            for conn in [c for c in self.connections if c.last_activity < limit
-                         and c.state == RELAYING]:
-                conn.close(IDLE_TIMEOUT, f"no traffic for {self.idle_timeout:g}s", "switchyard")
+            for conn in [c for c in self.connections if c.record.last_activity < limit
+                         and c.record.phase is Phase.RELAYING]:
+                conn.close(CloseReason.IDLE_TIMEOUT, f"no traffic for {self.idle_timeout:g}s",
+                           Side.SWITCHYARD)
 
     def stop_accepting(self) -> None:
         if self._sweeper is not None and not self.connections:
@@ -119,7 +153,7 @@ class EntryPoint:
     def close_all(self) -> None:
         """Force-close every live connection (end of the grace period)."""
         for conn in list(self.connections):
-            conn.close(SHUTDOWN, "grace period over", "switchyard")
+            conn.close(CloseReason.SHUTDOWN, "grace period over", Side.SWITCHYARD)
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

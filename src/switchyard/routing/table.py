@@ -11,6 +11,7 @@ from switchyard.middlewares.base import Middleware
 from switchyard.rules import ConnMeta, Rule
 from switchyard.rules.matchers import regexp_set
 from switchyard.services import Service
+from switchyard.tls.certificates import CertificateStore
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -27,10 +28,12 @@ class Route:
     passthrough: bool
     rank: int = 0
     # Termination only: the server context, or why the router's TLS options are
-    # broken (Traefik still installs the route and closes what it matches: spec 4.9).
+    # broken (Traefik still installs the route and closes what it matches).
     tls_context: ssl.SSLContext | None = None
     tls_error: str = ""
     tls_alpn: tuple[str, ...] = ()  # the options' alpnProtocols, to refuse as Go would
+    sni_strict: bool = False  # the options refuse hellos no certificate matches
+    certificates: CertificateStore | None = None  # what the termination context serves
 
 
 class RouteList:

@@ -21,10 +21,6 @@ class Server:
     port: int
     tls: bool = False
     up: bool = True
-    open_connections: int = 0
-    total_connections: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -46,6 +42,11 @@ class LoadBalancer:
 
     def pick(self) -> tuple[Server, ServersTransport] | None:
         server = self._wrr.pick()
+        return None if server is None else (server, self.transport)
+
+    def peek(self) -> tuple[Server, ServersTransport] | None:
+        """What `pick` would return now, without moving the rotation on."""
+        server = self._wrr.peek()
         return None if server is None else (server, self.transport)
 
     def server_status(self) -> dict[str, str]:

@@ -37,3 +37,8 @@ class WeightedService:
     def pick(self) -> tuple[Server, ServersTransport] | None:
         child = self._wrr.pick()
         return None if child is None else child.pick()
+
+    def peek(self) -> tuple[Server, ServersTransport] | None:
+        """What `pick` would return now, without moving any rotation on."""
+        child = self._wrr.peek()
+        return None if child is None else child.peek()

@@ -65,6 +65,14 @@ class WeightedRoundRobin(Generic[T]):
             checked = True
             steps = len(self._targets) * (self._max // self._gcd)
 
+    def peek(self) -> T | None:
+        """What `pick` would return now, leaving the rotation where it is."""
+        index, cw = self._index, self._cw
+        try:
+            return self.pick()
+        finally:
+            self._index, self._cw = index, cw
+
     def _step(self, steps: int) -> T | None:
         n = len(self._targets)
         targets, weights = self._targets, self._weights

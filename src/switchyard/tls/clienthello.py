@@ -13,6 +13,7 @@ __all__ = [
     "NEED_MORE",
     "NOT_TLS",
     "ClientHello",
+    "ClientHelloReader",
     "HelloKind",
     "HelloResult",
     "read_client_hello",
@@ -103,86 +104,125 @@ class _Malformed(Exception):
     """Internal signal carrying the reason; never leaves this module."""
 
 
-def read_client_hello(data: bytes | bytearray | memoryview) -> HelloResult:
-    """Classify the first bytes of a connection and, once complete, read its ClientHello.
+class ClientHelloReader:
+    """Reads a ClientHello as its bytes arrive, one segment at a time.
 
-    Pure and total: it never raises, and it can be called again with more bytes (it re-reads
-    from the start, in time linear in the input). NEED_MORE means only that the bytes seen are
-    a proper prefix of something that may still become a valid hello.
+    Every record header is vetted the moment its bytes exist (type, version,
+    length, empty records, how many records), and each input byte is looked at
+    once, so a client that trickles its hello or floods empty records costs
+    time linear in what it sent and memory bounded by the caps: at most
+    ``MAX_RECORDS`` records and one ClientHello of ``MAX_HANDSHAKE_LENGTH``.
+    Once the verdict is HELLO, NOT_TLS or MALFORMED it stays; bytes after the
+    hello's last record are not read.
     """
-    buf = bytes(data)  # no copy when given bytes
-    if not buf:
+
+    __slots__ = ("_consumed", "_handshake", "_header", "_needed", "_records", "_remaining",
+                 "_result")
+
+    def __init__(self) -> None:
+        self._header = bytearray()  # the record header being read
+        self._remaining = 0  # payload bytes of the current record still to come
+        self._handshake = bytearray()  # handshake bytes from complete or partial records
+        self._needed = -1  # bytes the whole ClientHello message takes, once known
+        self._records = 0
+        self._consumed = 0  # input bytes taken by the records so far
+        self._result: HelloResult | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None
+
+    def feed(self, data: bytes | bytearray | memoryview) -> HelloResult:
+        """Take the next bytes of the connection; the verdict on everything fed so far."""
+        if self._result is not None:
+            return self._result
+        if not data:
+            return _NEED_MORE_RESULT
+        if self._consumed == 0:
+            first = data[0]
+            if first == _SSLV2_FIRST_BYTE:
+                self._result = _SSLV2_RESULT
+                return _SSLV2_RESULT
+            if first != _CONTENT_TYPE_HANDSHAKE:
+                self._result = _NOT_TLS_RESULT
+                return _NOT_TLS_RESULT
+        try:
+            result = self._take(memoryview(data))
+        except _Malformed as exc:
+            result = HelloResult(MALFORMED, reason=str(exc))
+        if result is not _NEED_MORE_RESULT:
+            self._result = result
+        return result
+
+    def _take(self, data: memoryview) -> HelloResult:
+        pos, size = 0, len(data)
+        while pos < size:
+            if self._remaining == 0:
+                pos = self._take_header(data, pos)
+                continue
+            end = min(size, pos + self._remaining)
+            self._handshake += data[pos:end]
+            self._remaining -= end - pos
+            self._consumed += end - pos
+            pos = end
+            self._vet_handshake_header()
+            if self._remaining == 0 and 0 <= self._needed <= len(self._handshake):
+                return self._hello()
         return _NEED_MORE_RESULT
-    first = buf[0]
-    if first == _SSLV2_FIRST_BYTE:
-        return _SSLV2_RESULT
-    if first != _CONTENT_TYPE_HANDSHAKE:
-        return _NOT_TLS_RESULT
-    try:
-        return _read_handshake_records(buf)
-    except _Malformed as exc:
-        return HelloResult(MALFORMED, reason=str(exc))
 
-
-def _read_handshake_records(buf: bytes) -> HelloResult:
-    """Reassemble the handshake stream across records until the ClientHello is complete."""
-    size = len(buf)
-    fragments: list[tuple[int, int]] = []
-    head = b""  # the first handshake bytes, enough for the message header
-    gathered = 0
-    needed = -1  # handshake bytes the whole message takes, once its header is known
-    pos = 0
-    while True:
-        if pos >= size:
-            return _NEED_MORE_RESULT
-        content_type = buf[pos]
-        if content_type != _CONTENT_TYPE_HANDSHAKE:
-            raise _Malformed(
-                f"TLS record of type {content_type} before the ClientHello is complete"
-            )
-        if pos + 1 < size and buf[pos + 1] != 3:
-            raise _Malformed(f"TLS record version major {buf[pos + 1]} is not 3")
-        if pos + _RECORD_HEADER_LENGTH > size:
-            return _NEED_MORE_RESULT
-        length = buf[pos + 3] << 8 | buf[pos + 4]
+    def _take_header(self, data: memoryview, pos: int) -> int:
+        header = self._header
+        end = min(len(data), pos + _RECORD_HEADER_LENGTH - len(header))
+        header += data[pos:end]
+        self._consumed += end - pos
+        if header[0] != _CONTENT_TYPE_HANDSHAKE:
+            raise _Malformed(f"TLS record of type {header[0]} before the ClientHello is complete")
+        if len(header) > 1 and header[1] != 3:
+            raise _Malformed(f"TLS record version major {header[1]} is not 3")
+        if len(header) < _RECORD_HEADER_LENGTH:
+            return end
+        length = header[3] << 8 | header[4]
         if length == 0:
             raise _Malformed("empty TLS handshake record")
         if length > MAX_RECORD_LENGTH:
             raise _Malformed(f"TLS record length {length} exceeds {MAX_RECORD_LENGTH}")
-        start = pos + _RECORD_HEADER_LENGTH
-        end = start + length
-        available = min(end, size)
-        fragments.append((start, available))
-        if len(fragments) > MAX_RECORDS:
+        self._records += 1
+        if self._records > MAX_RECORDS:
             raise _Malformed(f"ClientHello spread over more than {MAX_RECORDS} TLS records")
-        gathered += available - start
-        # Check the message header as soon as its bytes exist, so that garbage is refused
-        # without waiting for a record that may never complete.
-        if len(head) < _HANDSHAKE_HEADER_LENGTH:
-            head += buf[start : min(available, start + _HANDSHAKE_HEADER_LENGTH - len(head))]
-            if head and head[0] != _HANDSHAKE_TYPE_CLIENT_HELLO:
-                raise _Malformed(f"handshake message type {head[0]} is not ClientHello (1)")
-            if len(head) == _HANDSHAKE_HEADER_LENGTH:
-                message_length = int.from_bytes(head[1:4], "big")
-                if message_length > MAX_HANDSHAKE_LENGTH:
-                    raise _Malformed(
-                        f"ClientHello length {message_length} exceeds {MAX_HANDSHAKE_LENGTH}"
-                    )
-                needed = _HANDSHAKE_HEADER_LENGTH + message_length
-        if end > size:
-            return _NEED_MORE_RESULT
-        if 0 <= needed <= gathered:
-            break
-        pos = end
+        self._remaining = length
+        header.clear()
+        return end
 
-    if len(fragments) == 1:
-        # The usual case: one record, parsed in place.
-        body_start = fragments[0][0] + _HANDSHAKE_HEADER_LENGTH
-        hello = _parse_client_hello_body(buf, body_start, fragments[0][0] + needed, end)
-    else:
-        stream = b"".join([buf[s:e] for s, e in fragments])
-        hello = _parse_client_hello_body(stream, _HANDSHAKE_HEADER_LENGTH, needed, end)
-    return HelloResult(HELLO, hello)
+    def _vet_handshake_header(self) -> None:
+        # Refuse garbage as soon as the message header shows it, without waiting
+        # for records that may never complete.
+        if self._needed >= 0:
+            return
+        head = self._handshake
+        if head[0] != _HANDSHAKE_TYPE_CLIENT_HELLO:
+            raise _Malformed(f"handshake message type {head[0]} is not ClientHello (1)")
+        if len(head) < _HANDSHAKE_HEADER_LENGTH:
+            return
+        message_length = int.from_bytes(head[1:4], "big")
+        if message_length > MAX_HANDSHAKE_LENGTH:
+            raise _Malformed(f"ClientHello length {message_length} exceeds {MAX_HANDSHAKE_LENGTH}")
+        self._needed = _HANDSHAKE_HEADER_LENGTH + message_length
+
+    def _hello(self) -> HelloResult:
+        message = bytes(self._handshake)
+        hello = _parse_client_hello_body(message, _HANDSHAKE_HEADER_LENGTH, self._needed,
+                                         self._consumed)
+        return HelloResult(HELLO, hello)
+
+
+def read_client_hello(data: bytes | bytearray | memoryview) -> HelloResult:
+    """Classify the first bytes of a connection and, once complete, read its ClientHello.
+
+    Pure and total: it never raises. NEED_MORE means only that the bytes seen are a proper
+    prefix of something that may still become a valid hello. For bytes that arrive in
+    segments, feed a ``ClientHelloReader`` instead of calling this again on a growing buffer.
+    """
+    return ClientHelloReader().feed(data)
 
 
 class _Cursor:
