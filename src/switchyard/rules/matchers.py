@@ -11,6 +11,7 @@ import re2  # type: ignore[import-untyped]
 
 from switchyard.ipcheck import IPChecker
 from switchyard.rules.errors import RuleError
+from switchyard.rules.gorilla import template_regexp
 from switchyard.rules.parser import MatcherCall
 
 
@@ -38,8 +39,6 @@ _HOST_V3 = re.compile(r"(?:\*\.)?[A-Za-z0-9_.\-:]+")
 _HOST_V2 = re.compile(r"[A-Za-z0-9_.\-:]+")
 # Go's regexp refuses \C (match any byte) where C++ RE2 takes it: an odd run of backslashes.
 _BACKSLASH_C = re.compile(r"(?<!\\)(?:\\\\)*\\C")
-# What Go's regexp.QuoteMeta escapes.
-_QUOTE_META = str.maketrans({char: "\\" + char for char in "\\.+*?()|[]{}^$"})
 
 _RE2_OPTIONS = re2.Options()
 # RE2 otherwise writes every pattern error to stderr through absl logging.
@@ -218,46 +217,11 @@ def _host_sni_regexp_v2(templates: Sequence[str]) -> Predicate:
     compiled = []
     for index, template in enumerate(templates):
         try:
-            pattern = _gorilla_pattern(template)
+            pattern = template_regexp(template, default="[^.]+", host=True).pattern
         except ValueError as exc:
             raise _Invalid(f"invalid value for HostSNIRegexp: {exc}", index) from None
         compiled.append(_compile_regexp(pattern, template, index))
     return _regexp_search(tuple(compiled))
-
-
-def _gorilla_pattern(template: str) -> str:
-    """gorilla/mux host template to an anchored, case-insensitive regexp (v2 HostSNIRegexp).
-
-    ``{name}`` is ``[^.]+``, ``{name:re}`` is ``re``, everything else is literal text.
-    """
-    parts = ["(?i)^"]
-    depth = 0
-    opened = 0
-    literal_from = 0
-    for index, char in enumerate(template):
-        if char == "{":
-            depth += 1
-            if depth == 1:
-                opened = index
-        elif char == "}":
-            depth -= 1
-            if depth < 0:
-                raise ValueError(f"unbalanced braces in `{template}`")
-            if depth == 0:
-                variable = template[opened + 1 : index]
-                name, colon, pattern = variable.partition(":")
-                if not colon:
-                    pattern = "[^.]+"
-                if not name or not pattern:
-                    raise ValueError(f"missing name or pattern in `{{{variable}}}`")
-                parts.append(template[literal_from:opened].translate(_QUOTE_META))
-                parts.append(f"(?:{pattern})")
-                literal_from = index + 1
-    if depth != 0:
-        raise ValueError(f"unbalanced braces in `{template}`")
-    parts.append(template[literal_from:].translate(_QUOTE_META))
-    parts.append("$")
-    return "".join(parts)
 
 
 def _compile_regexp(pattern: str, shown: str, index: int) -> _Search:

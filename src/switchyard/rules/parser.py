@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from switchyard.rules.errors import RuleError
@@ -10,29 +11,70 @@ from switchyard.rules.lexer import Token, TokenKind, tokenize
 
 MATCHER_NAMES = ("HostSNI", "HostSNIRegexp", "ClientIP", "ALPN")
 
-# Traefik registers each matcher under four spellings only: as declared, lower, UPPER and
-# Title-case of the lowered name (pkg/rules/parser.go); any other casing is unknown.
-_SPELLINGS_OF = {
-    name: tuple(dict.fromkeys((name, name.lower(), name.upper(), name.lower().capitalize())))
-    for name in MATCHER_NAMES
-}
-_SPELLINGS = {spelling: name for name, spellings in _SPELLINGS_OF.items() for spelling in spellings}
 
-_HTTP_MATCHERS = frozenset(
-    {
-        "Host",
-        "HostRegexp",
-        "Path",
-        "PathPrefix",
-        "PathRegexp",
-        "Method",
-        "Header",
-        "HeaderRegexp",
-        "Headers",
-        "HeadersRegexp",
-        "Query",
-        "QueryRegexp",
-    }
+@dataclass(frozen=True)
+class MatcherSet:
+    """The matcher names one rule language accepts, and how it explains a name it does not.
+
+    ``foreign`` maps lower-cased names of other languages or syntaxes (HTTP matchers in a TCP
+    rule, say) to what they are, for the "unsupported function" message.
+    """
+
+    kind: str
+    names: tuple[str, ...]
+    example: str
+    foreign: Mapping[str, str] = field(default_factory=dict)
+    spellings_of: Mapping[str, tuple[str, ...]] = field(init=False, repr=False)
+    canonical: Mapping[str, str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Traefik registers each matcher under four spellings only: as declared, lower, UPPER
+        # and Title-case of the lowered name (pkg/rules/parser.go); any other casing is unknown.
+        spellings_of = {
+            name: tuple(dict.fromkeys((name, name.lower(), name.upper(), name.lower().capitalize())))
+            for name in self.names
+        }
+        object.__setattr__(self, "spellings_of", spellings_of)
+        object.__setattr__(
+            self,
+            "canonical",
+            {spelling: name for name, spellings in spellings_of.items() for spelling in spellings},
+        )
+
+    def unknown(self, spelled: str) -> str:
+        """Why ``spelled`` is not a matcher of this set, and what to write instead."""
+        problem = f"unsupported function {spelled}"
+        for name in self.names:
+            if spelled.lower() == name.lower():
+                spellings = self.spellings_of[name]
+                return f"{problem}: {name} can only be spelled {', '.join(spellings)}"
+        listed = ", ".join(self.names[:-1]) + " and " + self.names[-1]
+        what = self.foreign.get(spelled.lower())
+        if what is not None:
+            return f"{problem}: {spelled} is {what}; {self.kind} rules use {listed}"
+        return f"{problem}: {self.kind} rules use {listed}"
+
+
+_HTTP_MATCHERS = (
+    "Host",
+    "HostRegexp",
+    "Path",
+    "PathPrefix",
+    "PathRegexp",
+    "Method",
+    "Header",
+    "HeaderRegexp",
+    "Headers",
+    "HeadersRegexp",
+    "Query",
+    "QueryRegexp",
+)
+
+TCP_MATCHERS = MatcherSet(
+    "TCP",
+    MATCHER_NAMES,
+    "HostSNI(`example.com`)",
+    {name.lower(): "an HTTP matcher" for name in _HTTP_MATCHERS},
 )
 
 # Go accepts nesting up to 100,000 levels; a recursive-descent parser in Python cannot, and no
@@ -69,13 +111,13 @@ class AnyOf:
 Node: TypeAlias = MatcherCall | AllOf | AnyOf
 
 
-def parse(rule: str) -> Node:
+def parse(rule: str, matchers: MatcherSet = TCP_MATCHERS) -> Node:
     """Parse ``rule`` into a tree with negations on the leaves; raise RuleError.
 
-    Only the syntax and the matcher names are checked here; argument counts and values are
-    the matchers' business (Traefik's ParseHostSNI relies on that split).
+    Only the syntax and the matcher names (those of ``matchers``) are checked here; argument
+    counts and values are the matchers' business (Traefik's ParseHostSNI relies on that split).
     """
-    return _Parser(rule).parse_rule()
+    return _Parser(rule, matchers).parse_rule()
 
 
 def negate(node: Node) -> Node:
@@ -96,10 +138,11 @@ def host_sni_args(node: Node) -> tuple[str, ...]:
 class _Parser:
     """Recursive descent over Go's precedence: ``||`` < ``&&`` < unary ``!`` < call/paren."""
 
-    __slots__ = ("depth", "pos", "rule", "tokens")
+    __slots__ = ("depth", "matchers", "pos", "rule", "tokens")
 
-    def __init__(self, rule: str) -> None:
+    def __init__(self, rule: str, matchers: MatcherSet) -> None:
         self.rule = rule
+        self.matchers = matchers
         self.tokens = tokenize(rule)
         self.pos = 0
         self.depth = 0
@@ -176,9 +219,9 @@ class _Parser:
         if token.kind is TokenKind.STRING:
             raise self.error(
                 token,
-                "a string is not a matcher: write a matcher call such as HostSNI(`example.com`)",
+                f"a string is not a matcher: write a matcher call such as {self.matchers.example}",
             )
-        raise self.unexpected(token, "a matcher such as HostSNI(`example.com`), '!' or '('")
+        raise self.unexpected(token, f"a matcher such as {self.matchers.example}, '!' or '('")
 
     def expect_closing(self, opening: Token) -> None:
         token = self.advance()
@@ -189,9 +232,9 @@ class _Parser:
         spelled = name_token.value
         if self.peek().kind is not TokenKind.LPAREN:
             raise self.unexpected(self.peek(), f"'(' after {spelled}")
-        name = _SPELLINGS.get(spelled)
+        name = self.matchers.canonical.get(spelled)
         if name is None:
-            raise self.error(name_token, _unknown_matcher(spelled))
+            raise self.error(name_token, self.matchers.unknown(spelled))
         opening = self.advance()
         args: list[str] = []
         offsets: list[int] = []
@@ -219,21 +262,6 @@ class _Parser:
 def _flat(kind: type[AllOf | AnyOf], node: Node) -> list[Node]:
     """The operands ``node`` contributes to a chain of ``kind``; keeps chains one level deep."""
     return list(node.operands) if isinstance(node, kind) else [node]
-
-
-def _unknown_matcher(spelled: str) -> str:
-    problem = f"unsupported function {spelled}"
-    for name in MATCHER_NAMES:
-        if spelled.lower() == name.lower():
-            spellings = _SPELLINGS_OF[name]
-            return f"{problem}: {name} can only be spelled {', '.join(spellings)}"
-    if spelled in _HTTP_MATCHERS or spelled.lower() in {m.lower() for m in _HTTP_MATCHERS}:
-        return f"{problem}: {spelled} is an HTTP matcher; TCP rules use {_list_matchers()}"
-    return f"{problem}: TCP rules use {_list_matchers()}"
-
-
-def _list_matchers() -> str:
-    return ", ".join(MATCHER_NAMES[:-1]) + " and " + MATCHER_NAMES[-1]
 
 
 def _bad_argument(token: Token, matcher: str) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from switchyard.rules.matchers import ConnMeta, Predicate, build_matcher
-from switchyard.rules.parser import AllOf, AnyOf, MatcherCall, Node, host_sni_args, parse
+from switchyard.rules.combine import compile_tree
+from switchyard.rules.matchers import Predicate, build_matcher
+from switchyard.rules.parser import AnyOf, MatcherCall, Node, host_sni_args, parse
 
 
 class Rule:
@@ -70,56 +71,10 @@ def host_sni_values(text: str) -> list[str]:
 
 
 def _compile(node: Node, text: str, v2: bool) -> Predicate:
-    if isinstance(node, MatcherCall):
-        leaf = build_matcher(node, text, v2)
-        return _negation(leaf) if node.negated else leaf
-    operands = [_compile(operand, text, v2) for operand in node.operands]
-    return _all_of(operands) if isinstance(node, AllOf) else _any_of(operands)
+    def leaf(call: MatcherCall) -> Predicate:
+        return build_matcher(call, text, v2)
 
-
-def _negation(leaf: Predicate) -> Predicate:
-    def negated(meta: ConnMeta) -> bool:
-        return not leaf(meta)
-
-    return negated
-
-
-def _all_of(operands: list[Predicate]) -> Predicate:
-    if len(operands) == 2:
-        first, second = operands
-
-        def both(meta: ConnMeta) -> bool:
-            return first(meta) and second(meta)
-
-        return both
-    chain = tuple(operands)
-
-    def all_of(meta: ConnMeta) -> bool:
-        for operand in chain:
-            if not operand(meta):
-                return False
-        return True
-
-    return all_of
-
-
-def _any_of(operands: list[Predicate]) -> Predicate:
-    if len(operands) == 2:
-        first, second = operands
-
-        def either(meta: ConnMeta) -> bool:
-            return first(meta) or second(meta)
-
-        return either
-    chain = tuple(operands)
-
-    def any_of(meta: ConnMeta) -> bool:
-        for operand in chain:
-            if operand(meta):
-                return True
-        return False
-
-    return any_of
+    return compile_tree(node, leaf)
 
 
 def _is_catch_all(tree: Node) -> bool:
