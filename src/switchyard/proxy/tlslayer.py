@@ -18,8 +18,8 @@ from switchyard.tls.terminator import TLSTerminator
 class TLSLayer:
     """One client's TLS session over its transport, with its own handshake deadline."""
 
-    __slots__ = ("_on_error", "_on_peer_closed", "_on_plaintext", "_on_ready", "_timer",
-                 "_tls", "_transport", "closing")
+    __slots__ = ("_on_error", "_on_peer_closed", "_on_plaintext", "_on_ready", "_peer_closed",
+                 "_timer", "_tls", "_transport", "closing")
 
     def __init__(self, transport: asyncio.Transport, context: ssl.SSLContext, *,
                  on_plaintext: Callable[[bytes], None], on_ready: Callable[[], None],
@@ -32,6 +32,7 @@ class TLSLayer:
         self._on_error = on_error
         self._timer: asyncio.TimerHandle | None = None
         self.closing = False  # our close_notify is sent: nothing more may be written
+        self._peer_closed = False  # the client's close_notify has been passed on
 
     @property
     def handshake_done(self) -> bool:
@@ -76,7 +77,8 @@ class TLSLayer:
             self._on_ready()
         if plaintext:
             self._on_plaintext(plaintext)
-        if tls.peer_closed and not self.closing:
+        if tls.peer_closed and not self._peer_closed:
+            self._peer_closed = True
             self._on_peer_closed()
 
     # -- what the next stage writes to, in place of the client's transport ------------

@@ -1,0 +1,205 @@
+"""The routing decision: `explain` and the data plane must give the same answer.
+
+The data plane here is the real `ClientConnection`, fed real ClientHello bytes
+through a transport that only records what it is asked to do: no socket, so
+hypothesis can try many routing tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from switchyard.build import Runtime, build_runtime
+from switchyard.config.loader import load_dynamic_from_dict, static_from_dict
+from switchyard.config.static import StaticConfig
+from switchyard.explain import explain
+from switchyard.observability.record import CloseReason, Phase
+from switchyard.proxy.connection import ClientConnection
+from switchyard.proxy.decision import Action, ChallengeResponder, decide
+from switchyard.routing.table import RoutingTable
+from switchyard.rules import ConnMeta
+from tests.unit.test_clienthello import python_hello
+
+STATIC = {"entryPoints": {"ep": {"address": ":443"}}}
+
+
+class RecordingTransport:
+    """Stands in for the client's transport: remembers writes and whether it was closed."""
+
+    def __init__(self, peer: tuple[str, int]) -> None:
+        self.peer = peer
+        self.written = bytearray()
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": self.peer, "sockname": ("127.0.0.1", 443)}.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class Host:
+    """The entry point as a connection sees it."""
+
+    def __init__(self, table: RoutingTable) -> None:
+        self.name = "ep"
+        self.table = table
+        self.access_log = None
+        self.acme_resolvers: Sequence[ChallengeResponder] = ()
+
+    def proxy_trust(self, client_ip: str) -> bool | None:
+        return None
+
+    def opened(self, conn: ClientConnection) -> None:
+        pass
+
+    def closed(self, conn: ClientConnection) -> None:
+        pass
+
+
+def build(dynamic: dict[str, Any]) -> tuple[StaticConfig, Runtime]:
+    static, issues = static_from_dict(STATIC, "test")
+    assert not issues
+    config, issues = load_dynamic_from_dict(dynamic, "test")
+    return static, build_runtime(static, {"file": config})
+
+
+def data_plane(runtime: Runtime, client_ip: str, first_bytes: bytes) -> ClientConnection:
+    """Run a real ClientConnection up to its decision (dialling is where it stops here)."""
+    async def run() -> ClientConnection:
+        conn = ClientConnection(Host(runtime.tables["ep"]))
+        conn.connection_made(RecordingTransport((client_ip, 50000)))  # type: ignore[arg-type]
+        if conn.record.phase is not Phase.DIALING:
+            conn.data_received(first_bytes)
+        if conn.record.reason is None:
+            conn.close(CloseReason.SHUTDOWN)  # stop the dial: the decision is what we compare
+        return conn
+    return asyncio.run(run())
+
+
+def hello(sni: str | None, alpn: tuple[str, ...]) -> bytes:
+    return python_hello(sni, alpn)
+
+
+# -- generated routing tables -------------------------------------------------------------
+
+RULES = ["HostSNI(`a.example.com`)", "HostSNI(`b.example.com`)", "HostSNI(`*`)",
+         "HostSNI(`*.example.com`)", "ClientIP(`10.0.0.0/8`)", "HostSNI(`a.example.com`) && ALPN(`h2`)",
+         "!ClientIP(`192.0.2.0/24`)", "HostSNIRegexp(`^b`) || ClientIP(`192.0.2.7`)"]
+TLS_KINDS = [None, {"passthrough": True}, {}, {"options": "nosuch"}, {"options": "h1only"}]
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> dict[str, Any]:
+    routers = {}
+    for index in range(draw(st.integers(1, 5))):
+        router: dict[str, Any] = {"rule": draw(st.sampled_from(RULES)),
+                                  "service": draw(st.sampled_from(["up", "empty", "split"])),
+                                  "entryPoints": ["ep"]}
+        tls = draw(st.sampled_from(TLS_KINDS))
+        if tls is not None:
+            router["tls"] = tls
+        middlewares = draw(st.lists(st.sampled_from(["office", "none-allowed", "two"]),
+                                    max_size=2, unique=True))
+        if middlewares:
+            router["middlewares"] = middlewares
+        if draw(st.booleans()):
+            router["priority"] = draw(st.integers(-2, 40))
+        routers[f"r{index}"] = router
+    return {"tcp": {
+        "routers": routers,
+        "middlewares": {"office": {"ipAllowList": {"sourceRange": ["10.0.0.0/8"]}},
+                        "none-allowed": {"inFlightConn": {"amount": 0}},
+                        "two": {"inFlightConn": {"amount": 2}}},
+        "services": {"up": {"loadBalancer": {"servers": [{"address": "127.0.0.1:9"},
+                                                         {"address": "127.0.0.1:10"}]}},
+                     "empty": {"loadBalancer": {"servers": []}},
+                     "split": {"weighted": {"services": [{"name": "up", "weight": 0},
+                                                         {"name": "empty", "weight": 1}]}}},
+    }, "tls": {"options": {"h1only": {"alpnProtocols": ["http/1.1"], "sniStrict": True}}}}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dynamic=configs(),
+       client_ip=st.sampled_from(["10.1.2.3", "192.0.2.7", "198.51.100.9"]),
+       tls=st.booleans(),
+       sni=st.sampled_from([None, "a.example.com", "b.example.com", "c.example.com"]),
+       alpn=st.sampled_from([(), ("h2",), ("h2", "http/1.1"), ("x-custom",)]))
+def test_explain_says_what_the_data_plane_does(dynamic: dict[str, Any], client_ip: str,
+                                                tls: bool, sni: str | None,
+                                                alpn: tuple[str, ...]) -> None:
+    static, runtime = build(dynamic)
+    said = explain(runtime, static, "ep", client_ip, tls=tls, sni=sni if tls else None,
+                   alpn=alpn if tls else ())
+    done = data_plane(runtime, client_ip, hello(sni, alpn) if tls else b"plain bytes")
+    record = done.record
+    if said.action == "forward":
+        assert record.reason is CloseReason.SHUTDOWN  # it got as far as dialling
+        assert (record.router, record.server) == (said.router, said.server)
+    else:
+        assert record.reason is not None and record.reason.value == said.close_reason
+        assert record.router == (said.router or "")
+
+
+def test_broken_tls_options_are_a_tls_config_close_in_both() -> None:
+    static, runtime = build({"tcp": {
+        "routers": {"broken-opts": {"rule": "HostSNI(`x.example.com`)", "service": "up",
+                                    "entryPoints": ["ep"], "tls": {"options": "nosuch"}}},
+        "services": {"up": {"loadBalancer": {"servers": [{"address": "127.0.0.1:9"}]}}}}})
+    said = explain(runtime, static, "ep", "10.0.0.1", tls=True, sni="x.example.com")
+    assert said.action == "refuse" and said.close_reason == "tls_config"
+    assert said.router == "broken-opts@file"
+    assert not said.outcome.startswith("routed")
+    done = data_plane(runtime, "10.0.0.1", hello("x.example.com", ()))
+    assert done.record.reason is CloseReason.TLS_CONFIG
+    assert done.transport is not None and done.transport.is_closing()
+
+
+def test_decision_refuses_with_the_first_refusing_middleware_and_lists_those_reached() -> None:
+    _, runtime = build({"tcp": {
+        "routers": {"r": {"rule": "HostSNI(`*`)", "service": "up", "entryPoints": ["ep"],
+                          "middlewares": ["office", "none"]}},
+        "middlewares": {"office": {"ipAllowList": {"sourceRange": ["10.0.0.0/8"]}},
+                        "none": {"inFlightConn": {"amount": 0}}},
+        "services": {"up": {"loadBalancer": {"servers": [{"address": "127.0.0.1:9"}]}}}}})
+    table = runtime.tables["ep"]
+    outside = decide(table, ConnMeta(None, (), "192.0.2.1", False))
+    assert outside.reason is CloseReason.REJECTED
+    assert [m.name for m, _ in outside.verdicts] == ["office@file"]
+    inside = decide(table, ConnMeta(None, (), "10.0.0.1", False))
+    assert [(m.name, r is None) for m, r in inside.verdicts] == [("office@file", True),
+                                                                  ("none@file", False)]
+
+
+def test_explain_peeks_at_the_balancer_without_moving_it() -> None:
+    _, runtime = build(yaml.safe_load("""
+tcp:
+  routers: {r: {rule: "HostSNI(`*`)", service: up, entryPoints: [ep]}}
+  services: {up: {loadBalancer: {servers: [{address: "127.0.0.1:9"}, {address: "127.0.0.1:10"}]}}}
+"""))
+    table = runtime.tables["ep"]
+    meta = ConnMeta(None, (), "10.0.0.1", False)
+    from switchyard.proxy.decision import peek
+    looked = [decide(table, meta, choose=peek).server for _ in range(3)]
+    assert looked[0] is looked[1] is looked[2]
+    picked = [decide(table, meta).server for _ in range(2)]
+    assert picked[0] is looked[0] and picked[1] is not picked[0]
+    assert decide(table, meta).action is Action.FORWARD
