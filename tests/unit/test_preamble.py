@@ -12,7 +12,7 @@ from switchyard.proxy import preamble as pre
 from switchyard.proxy.proxyproto import build_v2
 from switchyard.tls.clienthello import MAX_RECORDS
 from switchyard.tls.postgres import SSL_REQUEST
-from tests.unit.test_clienthello import handshake_of, python_hello, reframe
+from tests.unit.test_clienthello import python_hello, reframe
 
 CLIENT = ("192.0.2.10", 40000)
 
