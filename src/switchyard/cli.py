@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from switchyard import __version__, eventloop
-from switchyard.config.loader import ConfigLoadError, load_static, static_from_dict
-from switchyard.config.static import StaticConfig
+from switchyard.config.loader import (
+    ConfigIssue,
+    ConfigLoadError,
+    config_files,
+    config_sections,
+    key_locations,
+    load_dynamic,
+    load_static,
+    static_from_dict,
+)
+from switchyard.config.static import FileProvider, Providers, StaticConfig
 from switchyard.observability.logsetup import configure_logging
 
 if TYPE_CHECKING:
@@ -46,34 +57,27 @@ def parse_dotted_flags(args: list[str]) -> dict[str, Any]:
     return tree
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        existing = next((k for k in merged if k.lower() == key.lower()), key)
-        if isinstance(value, dict) and isinstance(merged.get(existing), dict):
-            merged[existing] = _merge(merged[existing], value)
-        else:
-            merged[existing] = value
-    return merged
+def read_static_config(configfile: str | None,
+                       flags: list[str]) -> tuple[StaticConfig, list[ConfigIssue]]:
+    """The static config from a file and/or flags, and what is wrong in them.
+
+    Raises ClickException with the reason when the configuration is unusable.
+    """
+    try:
+        overrides = parse_dotted_flags(flags)
+        if configfile:
+            return load_static(configfile, overrides)
+        return static_from_dict(overrides, "flags")
+    except ConfigLoadError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def load_static_config(configfile: str | None, flags: list[str]) -> StaticConfig:
     """The static config from a file and/or flags; exits with a message when it is unusable."""
-    try:
-        raw: dict[str, Any] = {}
-        if configfile:
-            static, issues = load_static(configfile)
-            for issue in issues:
-                click.echo(f"{issue.severity}: {issue.source}: {issue.path}: {issue.message}", err=True)
-            if not flags:
-                return static
-            raw = static.model_dump(by_alias=True, exclude_unset=True)
-        static, issues = static_from_dict(_merge(raw, parse_dotted_flags(flags)), "flags")
-        for issue in issues:
-            click.echo(f"{issue.severity}: {issue.source}: {issue.path}: {issue.message}", err=True)
-        return static
-    except ConfigLoadError as exc:
-        raise click.ClickException(str(exc)) from exc
+    static, issues = read_static_config(configfile, flags)
+    for issue in issues:
+        click.echo(f"{issue.severity}: {issue.source}: {issue.path}: {issue.message}", err=True)
+    return static
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -118,75 +122,237 @@ def run(ctx: click.Context, configfile: str | None, workers: int) -> None:
         raise click.ClickException(f"cannot start: {exc}") from exc
 
 
-def _runtime_for(configfile: str) -> tuple[StaticConfig, Runtime]:
-    """Static config and a runtime built from every provider, as `run` would start with."""
+class _Captured(logging.Handler):
+    """Keeps what start-up logs, for `check` to print with the rest."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _load_runtime(static: StaticConfig) -> tuple[Runtime, list[logging.LogRecord]]:
+    """A runtime built from every provider as `run` starts with, and what start-up logged."""
     from switchyard.build import build_runtime
     from switchyard.server import Switchyard
 
-    # Problems are printed by the command itself; the builder's log lines would repeat them.
-    configure_logging("FATAL")
-    static = load_static_config(configfile, [])
+    captured = _Captured()
+    logger = logging.getLogger("switchyard")
+    logger.handlers[:], logger.propagate = [captured], False
+    logger.setLevel(logging.WARNING)
     try:
-        configs, issues = Switchyard(static).load_configs()
+        server = Switchyard(static)
+        configs, issues = server.load_configs()
     except ConfigLoadError as exc:
         for issue in exc.issues:
             click.echo(str(issue), err=True)
         raise click.ClickException(str(exc)) from exc
-    return static, build_runtime(static, configs, issues)
+    finally:
+        # Problems are printed by the command itself; the builder's log lines would repeat them.
+        configure_logging("FATAL")
+    return build_runtime(static, configs, issues, resolvers=server.resolvers), captured.records
 
 
-def _definitions(static: StaticConfig) -> dict[tuple[str, str], tuple[str, int | None]]:
-    """(section, qualified name) -> (file, line) where the file provider defines it."""
-    from switchyard.config.loader import _config_files, _read_document
+def _runtime_for(configfile: str) -> tuple[StaticConfig, Runtime]:
+    """Static config and a runtime built from every provider, as `run` would start with."""
+    static = load_static_config(configfile, [])
+    return static, _load_runtime(static)[0]
 
-    file_cfg = static.providers.file
-    if file_cfg is None:
-        return {}
-    paths = _config_files(file_cfg.directory) if file_cfg.directory else (
-        [file_cfg.filename] if file_cfg.filename else [])
-    found: dict[tuple[str, str], tuple[str, int | None]] = {}
-    for path in paths:
+
+class _UncheckedResolver:
+    """A certificate resolver a router names, taken as declared (no static config says)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def certificates(self) -> list[tuple[bytes, bytes]]:
+        return []
+
+
+# Where routers that name no entry point land when no static configuration is given.
+_ANY_ENTRY_POINT = "(default)"
+
+
+def _standalone(path: str) -> tuple[StaticConfig, Runtime]:
+    """A dynamic file checked on its own: entry points and resolvers are taken as named."""
+    from switchyard.build import build_runtime
+
+    configure_logging("FATAL")
+    try:
+        config, issues = load_dynamic(filename=path)
+    except ConfigLoadError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
+        raise click.ClickException(str(exc)) from exc
+    routers = config.tcp.routers.values()
+    names = {name for router in routers for name in router.entry_points}
+    if not names or any(not router.entry_points for router in routers):
+        names.add(_ANY_ENTRY_POINT)
+    static, _ = static_from_dict(
+        {"entryPoints": {name: {"address": ":0"} for name in sorted(names)}}, "check")
+    resolvers = {router.tls.cert_resolver: _UncheckedResolver(router.tls.cert_resolver)
+                 for router in routers if router.tls is not None and router.tls.cert_resolver}
+    return static, build_runtime(static, {"file": config}, issues, resolvers=resolvers)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """One line of `check` output."""
+
+    source: str
+    line: int | None
+    severity: str
+    text: str  # "key.path: message"
+
+    def __str__(self) -> str:
+        at = self.source if self.line is None else f"{self.source}:{self.line}"
+        return f"{at}: {self.severity}: {self.text}"
+
+
+class _Locator:
+    """Finds the file and line where a key is defined: the static file, the file provider's."""
+
+    def __init__(self, static_source: str, file_provider: FileProvider | None) -> None:
+        self.static_source = static_source
+        self._static: dict[tuple[str | int, ...], int | None] = {}
+        self._files: list[tuple[str, dict[tuple[str | int, ...], int | None]]] = []
         try:
-            document = _read_document(path)
+            if static_source.endswith((".yml", ".yaml", ".toml")):
+                self._static = key_locations(static_source)
+            if file_provider is not None:
+                for path in config_files(file_provider.filename, file_provider.directory):
+                    self._files.append((path, key_locations(path)))
         except ConfigLoadError:
-            continue  # already reported by the provider
-        tcp = document.data.get("tcp")
-        for section in ("routers", "services", "middlewares"):
-            elements = tcp.get(section) if isinstance(tcp, dict) else None
-            for name in elements if isinstance(elements, dict) else ():
-                # A name defined in several files belongs to the first one (loader rule).
-                found.setdefault((section, f"{name}@file"), (
-                    path, document.lines.get(("tcp", section, str(name).lower()))))
-    return found
+            pass  # the loader has reported it already
+
+    def element(self, provider: str, path: str) -> tuple[str, int | None]:
+        """(file, line) of `path` (e.g. "tcp.routers.db") as `provider` defines it."""
+        key = tuple(part.lower() for part in path.split("."))
+        if provider == "file":
+            # A name defined in several files belongs to the first one (loader rule).
+            for source, locations in self._files:
+                if key in locations:
+                    return source, locations[key]
+        return provider, None
+
+    def static(self, path: str) -> tuple[str, int | None]:
+        """(static file, line) of `path`, e.g. "entryPoints.web"."""
+        return self.static_source, self._static.get(tuple(p.lower() for p in path.split(".")))
 
 
-@main.command()
-@click.option("-c", "--configfile", "--configFile", type=click.Path(dir_okay=False), required=True)
-def check(configfile: str) -> None:
-    """Load the configuration, print every problem with file:line, exit 1 if anything is disabled."""
-    static, runtime = _runtime_for(configfile)
-    where = _definitions(static)
-    problems: list[tuple[str, int, str]] = []
+def _tls_severity(problem: str) -> str:
+    """Stores and generated certificates Traefik ignores too warn; a certificate left out errs."""
+    if problem.endswith("ignored") or ".defaultGeneratedCert:" in problem:
+        return "warning"
+    return "error"
+
+
+_SECTIONS = {"router": "tcp.routers", "service": "tcp.services", "middleware": "tcp.middlewares"}
+
+
+def _check_problems(static: StaticConfig, runtime: Runtime, locate: _Locator,
+                    static_issues: list[ConfigIssue],
+                    logged: list[logging.LogRecord]) -> list[_Problem]:
+    """Every problem `check` reports, each at the file and line it comes from."""
+    from switchyard.diagnostics import diagnose
+
+    problems = [_Problem(i.source, i.line, i.severity, f"{i.path}: {i.message}")
+                for i in static_issues]
+    for record in logged:
+        severity = "error" if record.levelno >= logging.ERROR else "warning"
+        problems.append(_Problem(locate.static_source, None, severity, record.getMessage()))
+    if not static.entry_points:
+        problems.append(_Problem(locate.static_source, None, "error", (
+            "entryPoints: no entry point configured: add entryPoints.<name>.address to the "
+            "static config or --entryPoints.<name>.address=:PORT")))
     for issue in runtime.issues:
-        problems.append((issue.source, issue.line or 0, str(issue)))
-    for section, group in (("routers", runtime.routers), ("services", runtime.services),
-                           ("middlewares", runtime.middlewares)):
+        source, line = issue.source, issue.line
+        if line is None and issue.path.startswith(("tcp.", "tls.")):
+            source, line = locate.element(issue.source, issue.path)
+        problems.append(_Problem(source, line, issue.severity, f"{issue.path}: {issue.message}"))
+    for problem in runtime.tls_problems:
+        source, line = locate.element("file", problem.partition(": ")[0])
+        problems.append(_Problem("tls" if line is None else source, line,
+                                 _tls_severity(problem), problem))
+    for kind, group in (("router", runtime.routers), ("service", runtime.services),
+                        ("middleware", runtime.middlewares)):
         for element in group.values():
-            source, line = where.get((section, element.name), (element.provider, None))
-            path = f"tcp.{section}.{element.name.rpartition('@')[0]}"
+            path = f"{_SECTIONS[kind]}.{element.name.rpartition('@')[0]}"
+            source, line = locate.element(element.provider, path)
             severity = "error" if element.status == "disabled" else "warning"
-            at = source if line is None else f"{source}:{line}"
             for error in element.errors:
-                text = f'{at}: {severity}: {path}: {element.kind} "{element.name}": {error}'
-                problems.append((source, line or 0, text))
-    for _, _, text in sorted(problems):
-        click.echo(text)
+                problems.append(_Problem(source, line, severity,
+                                         f'{path}: {element.kind} "{element.name}": {error}'))
+    for finding in diagnose(runtime, static):
+        if finding.kind == "entryPoint":
+            path = f"entryPoints.{finding.name}"
+            source, line = locate.static(path)
+        else:
+            name, _, provider = finding.name.rpartition("@")
+            path = f"{_SECTIONS[finding.kind]}.{name}"
+            source, line = locate.element(provider, path)
+        problems.append(_Problem(source, line, "warning", f"{path}: {finding}"))
+    return problems
+
+
+CHECK_HELP = """Give the static configuration with -c and/or Traefik-style flags, as for `run`:
+--entryPoints.tcp.address=:9000 --providers.file.filename=dynamic.yml. A dynamic file
+given first (switchyard check dynamic.yml) is checked on its own, or against the entry
+points and resolvers of the static configuration when one is given too."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+              epilog=CHECK_HELP, options_metavar="[DYNAMIC_FILE] [-c STATIC_FILE] [FLAGS]")
+@click.option("-c", "--configfile", "--configFile", type=click.Path(dir_okay=False),
+              help="Static configuration (traefik.yml / traefik.toml).")
+@click.pass_context
+def check(ctx: click.Context, configfile: str | None) -> None:
+    """Print every configuration problem with file:line; exit 1 if anything is disabled."""
+    flags = list(ctx.args)
+    # A leading argument that is not a flag is a dynamic file; later ones are flag values.
+    dynamic = flags.pop(0) if flags and not flags[0].startswith("-") else None
+    if not (configfile or flags or dynamic):
+        raise click.UsageError("give the static configuration (-c traefik.yml and/or flags "
+                               "such as --entryPoints.tcp.address=:9000), or a dynamic file: "
+                               "switchyard check dynamic.yml")
+    if dynamic and not (configfile or flags):
+        try:
+            static_keys, _ = config_sections(dynamic)
+        except ConfigLoadError as exc:
+            raise click.ClickException(str(exc)) from exc
+        if static_keys:
+            # It is (also) a static configuration: check it as `run -c` reads it.
+            configfile, dynamic = dynamic, None
+    static_issues: list[ConfigIssue] = []
+    logged: list[logging.LogRecord] = []
+    standalone = dynamic is not None and not (configfile or flags)
+    if dynamic is not None and standalone:
+        static, runtime = _standalone(dynamic)
+        locate = _Locator(dynamic, FileProvider(filename=dynamic))
+    else:
+        static, static_issues = read_static_config(configfile, flags)
+        if dynamic is not None:
+            static = static.model_copy(update={"providers": Providers(
+                file=FileProvider(filename=dynamic, watch=False))})
+        runtime, logged = _load_runtime(static)
+        locate = _Locator(configfile or "flags", static.providers.file)
+    problems = _check_problems(static, runtime, locate, static_issues, logged)
+    for problem in sorted(problems, key=lambda p: (p.source, p.line or 0, p.text)):
+        click.echo(str(problem))
     disabled = [e for group in (runtime.routers, runtime.services, runtime.middlewares)
                 for e in group.values() if e.status == "disabled"]
-    broken = disabled or any(i.severity == "error" for i in runtime.issues)
+    broken = bool(disabled) or any(p.severity == "error" for p in problems)
+    warnings = sum(1 for p in problems if p.severity == "warning")
+    if standalone:
+        click.echo(f"note: {dynamic} was checked without a static configuration, so entry "
+                   "point and certificate resolver names were taken as they are; add "
+                   "-c traefik.yml to check them too")
+    verdict = "errors found" if broken else "configuration OK" + (
+        f" with {warnings} warning{'s' if warnings != 1 else ''}" if warnings else "")
     click.echo(f"{len(runtime.routers)} routers, {len(runtime.services)} services, "
-               f"{len(runtime.middlewares)} middlewares: "
-               + ("errors found" if broken else "configuration OK"))
+               f"{len(runtime.middlewares)} middlewares: {verdict}")
     sys.exit(1 if broken else 0)
 
 
@@ -201,23 +367,82 @@ def check(configfile: str) -> None:
 @click.option("--tls/--no-tls", "tls", default=None,
               help="Whether the client starts with a TLS ClientHello "
                    "[default: TLS when --sni or --alpn is given].")
+@click.option("--postgres", is_flag=True,
+              help="The client sends a Postgres SSLRequest before its ClientHello.")
+@click.option("--offline", is_flag=True,
+              help="Answer from the configuration alone; do not ask the running instance.")
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
 def explain(configfile: str, entrypoint: str, client_ip: str, sni: str | None,
-            alpn: tuple[str, ...], tls: bool | None, as_json: bool) -> None:
-    """Which router would take such a connection, why, and what would happen next."""
+            alpn: tuple[str, ...], tls: bool | None, postgres: bool, offline: bool,
+            as_json: bool) -> None:
+    """Which router would take such a connection, why, and what would happen next.
+
+    When the configuration enables the API, the running instance is asked, so
+    server health and open connections are the ones it routes with now.
+    """
     import json
 
-    from switchyard.explain import ExplainError, render_text
+    from switchyard.explain import ExplainError, Explanation, render_text
     from switchyard.explain import explain as explain_connection
 
     static, runtime = _runtime_for(configfile)
-    try:
-        found = explain_connection(runtime, static, entrypoint, client_ip,
-                                   tls=bool(sni or alpn) if tls is None else tls,
-                                   sni=sni, alpn=alpn)
-    except ExplainError as exc:
-        raise click.UsageError(str(exc)) from exc
+    wants_tls = bool(sni or alpn or postgres) if tls is None else tls
+    found: Explanation | None = None
+    note = "offline: answered from the configuration alone" if offline else ""
+    api = None if offline else _api_address(static)
+    if api is not None:
+        found, note = _ask_instance(api, entrypoint, client_ip, wants_tls, sni, alpn, postgres)
+    if found is None:
+        try:
+            found = explain_connection(runtime, static, entrypoint, client_ip, tls=wants_tls,
+                                       sni=sni, alpn=alpn, postgres=postgres)
+        except ExplainError as exc:
+            raise click.UsageError(str(exc)) from exc
+    if note:
+        click.echo(f"note: {note}", err=True)
     click.echo(json.dumps(found.as_json(), indent=2) if as_json else render_text(found))
+
+
+def _api_address(static: StaticConfig) -> str | None:
+    """http://host:port of the API a running instance of this configuration serves, if any."""
+    from switchyard.addresses import host_port
+    from switchyard.config.static import parse_entry_point_address
+    from switchyard.internal import internal_services
+
+    for name, services in internal_services(static).items():
+        if "api" in services:
+            ep = static.entry_points.get(name)
+            host, port, _ = parse_entry_point_address(ep.address if ep else ":8080")
+            return f"http://{host_port(host if host not in ('', '0.0.0.0', '::') else '127.0.0.1', port)}"
+    return None
+
+
+def _ask_instance(api: str, entrypoint: str, client_ip: str, tls: bool, sni: str | None,
+                  alpn: tuple[str, ...], postgres: bool) -> tuple[Any, str]:
+    """The running instance's own explanation, or None and why it could not be had."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from switchyard.explain import Explanation
+
+    query = urllib.parse.urlencode(
+        [("entryPoint", entrypoint), ("clientIP", client_ip), ("tls", str(tls).lower()),
+         ("postgres", str(postgres).lower()), *(("sni", sni),) * bool(sni),
+         *(("alpn", a) for a in alpn)])
+    url = f"{api}/api/explain?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as answer:  # our own API, on loopback
+            return Explanation.from_json(json.load(answer)), ""
+    except urllib.error.HTTPError as exc:
+        if exc.code == 400:
+            raise click.UsageError(json.load(exc).get("message", str(exc))) from exc
+        problem = f"HTTP {exc.code}"
+    except (OSError, ValueError, KeyError) as exc:
+        problem = str(getattr(exc, "reason", exc))
+    return None, (f"the running instance did not answer at {api} ({problem}): answered from "
+                  "the configuration alone, so server health and open connections are unknown")
 
 
 @main.command()

@@ -342,12 +342,20 @@ def render_text(found: Explanation) -> str:
         if found.service is not None:
             lines.append("Service:")
             lines += _service_lines(found.service, "  ")
-    lines += ["", f"Result: {found.outcome}"]
+    lines.append("")
+    if found.server is not None:
+        lines.append(f"Server picked: {found.server}" + (
+            "" if found.live else " (the first in rotation; a running instance may be further on)"))
+    if found.close_reason is not None:
+        lines.append(f"The access log would say: reason={found.close_reason}")
+    lines.append(f"Result: {found.outcome}")
     return "\n".join(lines)
 
 
 def _connection_line(found: Explanation) -> str:
     parts = ["TLS" if found.tls else "non-TLS"]
+    if found.postgres:
+        parts[0] = "Postgres SSLRequest, then TLS"
     if found.tls:
         parts.append(f'SNI "{found.sni}"' if found.sni else "no SNI")
         if found.alpn:

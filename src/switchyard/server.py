@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from switchyard.build import Runtime, build_runtime
@@ -15,13 +15,23 @@ from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.config.static import StaticConfig, parse_entry_point_address
 from switchyard.internal import internal_services
 from switchyard.observability.accesslog import AccessLog
-from switchyard.providers.base import Provider, ProviderUpdate
+from switchyard.providers.base import (
+    Backoff,
+    Provider,
+    ProviderUpdate,
+    WatchLost,
+    describe_error,
+)
 from switchyard.providers.registry import build_providers
+from switchyard.proxy.decision import ChallengeResponder
 from switchyard.proxy.entrypoint import EntryPoint, IncomingProxyProtocol
 from switchyard.services import LoadBalancer
 from switchyard.services.healthcheck import HealthMonitor
 
 log = logging.getLogger("switchyard")
+
+#: A provider watch that ran this many seconds before failing starts its backoff afresh.
+WATCH_HEALTHY_AFTER = 60.0
 
 
 def describe_change(old: Runtime, new: Runtime) -> str:
@@ -116,6 +126,11 @@ class Switchyard:
         self._building = False
         self.stopping = False
         self._last_apply = 0.0
+
+    def challenges(self, entrypoint: str) -> Sequence[ChallengeResponder]:
+        """The ACME resolvers answering TLS-ALPN-01 hellos on `entrypoint`."""
+        found = self.entrypoints.get(entrypoint)
+        return found.acme_resolvers if found is not None else ()
 
     # -- configuration ----------------------------------------------------
 
@@ -246,12 +261,28 @@ class Switchyard:
                 self._watchers.append(loop.create_task(resolver.run()))
 
     async def _watch(self, provider: Provider) -> None:
-        try:
-            await provider.watch(self.publish)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception('provider "%s" stopped watching', provider.name)
+        """Keep the provider's watch running: one that raises is started again, with backoff."""
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(first=0.5, cap=10.0)
+        while True:
+            started = loop.time()
+            try:
+                await provider.watch(self.publish)
+                return  # the source cannot change (watching is off)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if loop.time() - started > WATCH_HEALTHY_AFTER:
+                    backoff.reset()  # it had been fine for a while: a new incident
+                delay = backoff.next_delay()
+                log.error('provider "%s": watching failed, restarting it in %.1f s',
+                          provider.name, delay, exc_info=not isinstance(error, WatchLost))
+                self.publish(ProviderUpdate(provider.name, None, error=(
+                    f"watching stopped ({describe_error(error)}); it restarts in {delay:.1f} s "
+                    "and changes made meanwhile are read then")))
+            await asyncio.sleep(delay)
+            # Whatever changed while nobody watched; this also clears the error above.
+            self.publish(await loop.run_in_executor(None, provider.load))
 
     @property
     def internal_servers(self) -> list[Any]:

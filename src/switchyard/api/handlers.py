@@ -353,6 +353,7 @@ class APIHandlers:
             get(f"{api}/tcp/middlewares", self.middlewares),
             get(f"{api}/tcp/middlewares/{{name:.+}}", self.middleware),
             get(f"{api}/tcp/connections", self.connections),
+            get(f"{api}/explain", self.explain),
         ]
 
     @staticmethod
@@ -406,6 +407,28 @@ class APIHandlers:
         if status is None:
             return _not_found(f"middleware not found: {name}")
         return web.json_response(middleware_item(status))
+
+    # -- explain, with this instance's live state (not in Traefik) -----------
+
+    async def explain(self, request: web.Request) -> web.Response:
+        """`switchyard explain` against the runtime this instance routes with right now."""
+        from switchyard.explain import ExplainError, explain
+
+        query = request.query
+        flag = {"true": True, "1": True, "false": False, "0": False, "": False}
+        try:
+            tls_text, pg_text = query.get("tls", "").lower(), query.get("postgres", "").lower()
+            if tls_text not in flag or pg_text not in flag:
+                raise ExplainError("tls and postgres take true or false")
+            entrypoint = query.get("entryPoint", "")
+            found = explain(self.app.runtime, self.app.static, entrypoint,
+                            query.get("clientIP", ""), tls=flag[tls_text],
+                            sni=query.get("sni") or None, alpn=query.getall("alpn", []),
+                            postgres=flag[pg_text],
+                            challenges=self.app.challenges(entrypoint), live=True)
+        except ExplainError as exc:
+            return web.json_response({"message": str(exc)}, status=400)
+        return web.json_response(found.as_json())
 
     # -- live connections (not in Traefik) --------------------------------
 
