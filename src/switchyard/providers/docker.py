@@ -23,11 +23,12 @@ from switchyard.config.dynamic import (
 )
 from switchyard.config.dynamic import ServersTransport as TransportConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
-from switchyard.providers.base import ProviderUpdate
+from switchyard.providers.base import ProviderUpdate, describe_error
 from switchyard.providers.flatkeys import ci_get, normalize_name, parse_bool
 from switchyard.providers.kv import (
     RemoteProvider,
     Session,
+    SourceUnreadable,
     StoreUnavailable,
 )
 from switchyard.providers.labels import decode_labels, validate_labels
@@ -448,11 +449,16 @@ class _EngineSession:
         listed = await self.get("/containers/json")
         containers = []
         for entry in listed if isinstance(listed, list) else []:
+            path = f"/containers/{entry.get('Id') if isinstance(entry, dict) else None}/json"
             try:
-                inspected = await self.get(f"/containers/{entry['Id']}/json")
+                inspected = await self.get(path)
             except StoreUnavailable:
                 continue  # gone between the list and the inspect; its "destroy" event follows
-            containers.append(Container.from_inspect(inspected))
+            try:
+                containers.append(Container.from_inspect(inspected))
+            except (AttributeError, KeyError, TypeError, ValueError) as error:
+                raise SourceUnreadable(f"GET {path}: not a container as the Docker Engine API "
+                                       f"describes it ({describe_error(error)})") from None
         return containers
 
     async def next_change(self, timeout: float | None) -> bool:

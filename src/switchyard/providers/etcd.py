@@ -17,6 +17,7 @@ from switchyard.providers.kv import (
     Session,
     StoreUnavailable,
     kv_provider,
+    strict_text,
 )
 
 __all__ = ["EtcdOptions", "etcd_provider", "prefix_range_end"]
@@ -117,8 +118,13 @@ class _EtcdSession:
             raise StoreUnavailable(str(error) or type(error).__name__) from error
         pairs: dict[str, str] = {}
         for item in reply.get("kvs", []):
-            key = base64.b64decode(item.get("key", "")).decode("utf-8", "replace")
-            pairs[key] = base64.b64decode(item.get("value", "")).decode("utf-8", "replace")
+            try:
+                raw_key = base64.b64decode(item.get("key", ""), validate=True)
+                raw_value = base64.b64decode(item.get("value", ""), validate=True)
+            except (AttributeError, TypeError, ValueError) as error:
+                raise StoreUnavailable(f"/v3/kv/range: not an etcd answer: {error}") from None
+            key = strict_text(raw_key, f"key {raw_key!r}")
+            pairs[key] = strict_text(raw_value, f'key "{key}"')
         return pairs
 
     async def next_change(self, timeout: float | None) -> bool:

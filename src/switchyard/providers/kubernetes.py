@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError
 
 from switchyard.config.dynamic import Domain, DynamicConfig, ProxyProtocol, StrList, TraefikModel
 from switchyard.config.loader import ConfigIssue, ConfigLoadError, load_dynamic_from_dict
-from switchyard.providers.base import ProviderUpdate, Publish
+from switchyard.providers.base import ProviderUpdate, Publish, WatchLost, load_guarded
 from switchyard.providers.flatkeys import normalize_name
 
 __all__ = [
@@ -127,9 +127,27 @@ def _manifest_files(directory: str) -> list[str]:
     return found
 
 
+def _string_map(metadata: Mapping[str, Any], key: str, origin: str,
+                issues: list[ConfigIssue]) -> dict[str, str]:
+    value = metadata.get(key) or {}
+    if not isinstance(value, dict):
+        issues.append(ConfigIssue(origin, f"metadata.{key}", f"expected a mapping of {key}, "
+                                  f"got {_describe(value)}; ignored", "warning"))
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, list):
+        return "a list"
+    return "text" if isinstance(value, str) else f"the value {json.dumps(value, default=str)}"
+
+
 def _items(document: Any) -> list[Any]:
     if isinstance(document, dict) and str(document.get("kind", "")).endswith("List"):
-        return list(document.get("items") or [])
+        items = document.get("items") or []
+        # Anything but a list holds no objects; each non-object item is reported by _manifest.
+        return items if isinstance(items, list) else [items]
     return [] if document is None else [document]
 
 
@@ -147,8 +165,8 @@ def _manifest(item: Any, origin: str, issues: list[ConfigIssue]) -> Manifest | N
     return Manifest(
         kind=str(item["kind"]), api_version=str(item.get("apiVersion", "")),
         namespace=str(metadata.get("namespace") or "default"), name=str(metadata["name"]),
-        labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
-        annotations={str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()},
+        labels=_string_map(metadata, "labels", origin, issues),
+        annotations=_string_map(metadata, "annotations", origin, issues),
         body=item, origin=origin,
     )
 
@@ -641,10 +659,10 @@ class KubernetesCRDProvider:
     name: str = NAME
 
     def load(self) -> ProviderUpdate:
-        try:
-            manifests, issues = read_manifests(self.options.manifests)
-        except ConfigLoadError as error:
-            return ProviderUpdate(self.name, None, list(error.issues), str(error))
+        return load_guarded(self.name, self.options.manifests, self._load)
+
+    def _load(self) -> ProviderUpdate:
+        manifests, issues = read_manifests(self.options.manifests)
         config, found = config_from_manifests(manifests, self.options)
         return ProviderUpdate(self.name, config, issues + found)
 
@@ -657,6 +675,9 @@ class KubernetesCRDProvider:
         # A file is watched through its directory: tools replace files by rename.
         target = path if os.path.isdir(path) else os.path.dirname(path)
         async for changes in awatch(target, debounce=50, step=20, recursive=True):
+            if any(os.path.abspath(p) == target for _, p in changes) and not os.path.isdir(target):
+                # inotify drops a removed directory's watch; the server starts a new one.
+                raise WatchLost(f"{target} was removed; watching resumes once it exists again")
             if target != path and not any(os.path.abspath(p) == path for _, p in changes):
                 continue
             log.info("change detected in %s", self.options.manifests)

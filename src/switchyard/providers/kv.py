@@ -11,11 +11,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from switchyard.config.dynamic import DynamicConfig
 from switchyard.config.loader import ConfigIssue, load_dynamic_from_dict
-from switchyard.providers.base import ProviderUpdate, Publish
+from switchyard.providers.base import Backoff, ProviderUpdate, Publish, describe_error
 from switchyard.providers.flatkeys import canonical, decode, kv_path
 
-__all__ = ["Backoff", "RemoteProvider", "Session", "StoreUnavailable", "config_from_pairs",
-           "kv_provider", "raise_if_cancelled", "run_sync"]
+__all__ = ["RemoteProvider", "Session", "SourceUnreadable", "StoreUnavailable",
+           "config_from_pairs", "kv_provider", "raise_if_cancelled", "run_sync", "strict_text"]
 
 log = logging.getLogger("switchyard.providers.kv")
 
@@ -30,6 +30,27 @@ MAX_BURST = 0.5
 
 class StoreUnavailable(Exception):
     """The store cannot be reached or stopped answering; the message says which and why."""
+
+
+class SourceUnreadable(Exception):
+    """The store answered, but what it holds cannot be decoded; the message names the key."""
+
+
+def strict_text(data: bytes | str, key: str) -> str:
+    """``data`` as UTF-8; SourceUnreadable naming ``key`` (and the first bad byte) otherwise.
+
+    A value is never decoded with replacement characters: a garbled rule or entry point
+    list would silently become another, so the whole snapshot is refused instead and the
+    last good configuration keeps serving.
+    """
+    if isinstance(data, str):
+        return data  # a client that decoded already
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SourceUnreadable(
+            f'{key}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); '
+            "write the value as UTF-8 text") from None
 
 
 def config_from_pairs(
@@ -55,23 +76,6 @@ class Session(Protocol[T_co]):
 
     async def close(self) -> None:
         """Release the connection; never raises."""
-
-
-class Backoff:
-    """Exponential delays between reconnection attempts, capped, reset by a success."""
-
-    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
-        self.first = first
-        self.cap = cap
-        self.current = first
-
-    def next_delay(self) -> float:
-        delay = self.current
-        self.current = min(self.cap, self.current * 2)
-        return delay
-
-    def reset(self) -> None:
-        self.current = self.first
 
 
 def raise_if_cancelled() -> None:
@@ -115,19 +119,30 @@ class RemoteProvider(Generic[T]):
         return run_sync(self._load_once)
 
     async def _load_once(self) -> ProviderUpdate:
+        session: Session[T] | None = None
         try:
             session = await self.open()
-        except StoreUnavailable as error:
-            return self._unavailable(error)
-        try:
-            return self.to_update(await session.read())
-        except StoreUnavailable as error:
-            return self._unavailable(error)
+            return self._update(await session.read())
+        except Exception as error:  # noqa: BLE001 - load() never raises: it is the update
+            return self._failed(error)
         finally:
-            await session.close()
+            if session is not None:
+                await session.close()
 
-    def _unavailable(self, error: StoreUnavailable) -> ProviderUpdate:
-        return ProviderUpdate(self.name, None, error=f"{self.source}: {error}")
+    def _update(self, state: T) -> ProviderUpdate:
+        """``to_update(state)``; an exception in decoding is this snapshot's error, not ours."""
+        try:
+            return self.to_update(state)
+        except Exception as error:
+            log.debug("%s: decoding raised", self.source, exc_info=True)
+            return self._failed(error)
+
+    def _failed(self, error: Exception) -> ProviderUpdate:
+        if isinstance(error, StoreUnavailable | SourceUnreadable):
+            reason = str(error)
+        else:
+            reason = f"unexpected error ({describe_error(error)}); retrying"
+        return ProviderUpdate(self.name, None, error=f"{self.source}: {reason}")
 
     async def watch(self, publish: Publish) -> None:
         if not self.watch_changes:
@@ -138,7 +153,7 @@ class RemoteProvider(Generic[T]):
         while True:
             try:
                 session = await self.open()
-            except StoreUnavailable as error:
+            except Exception as error:  # noqa: BLE001 - StoreUnavailable, or a library's surprise
                 down = self._outage(error, down, publish)
                 await asyncio.sleep(backoff.next_delay())
                 continue
@@ -149,12 +164,20 @@ class RemoteProvider(Generic[T]):
             try:
                 # Subscribed before this first read, so no change can fall between the two.
                 while True:
-                    state = await session.read()
-                    if last is None or state != last:
-                        publish(self.to_update(state))
-                        last = state
+                    try:
+                        state = await session.read()
+                    except SourceUnreadable as error:
+                        # The store is fine; what it holds is not. Wait for the next write.
+                        publish(self._failed(error))
+                        last = None
+                    else:
+                        if last is None or state != last:
+                            publish(self._update(state))
+                            last = state
                     await self._settle(session)
-            except StoreUnavailable as error:
+            except Exception as error:  # noqa: BLE001 - see below
+                # A dropped connection (StoreUnavailable) or a client library's surprise:
+                # either way the session is not trusted any more, so reconnect.
                 down = self._outage(error, down, publish)
                 last = None  # publish on return even if unchanged, to clear the error
             finally:
@@ -173,10 +196,12 @@ class RemoteProvider(Generic[T]):
             if not changed:
                 return
 
-    def _outage(self, error: StoreUnavailable, down: bool, publish: Publish) -> bool:
+    def _outage(self, error: Exception, down: bool, publish: Publish) -> bool:
+        if not isinstance(error, StoreUnavailable):
+            log.debug("%s: the session failed", self.source, exc_info=error)
         if not down:
             # Once per outage: the server logs it, counts it and keeps the last good config.
-            publish(self._unavailable(error))
+            publish(self._failed(error))
         return True
 
 

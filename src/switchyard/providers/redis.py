@@ -21,6 +21,7 @@ from switchyard.providers.kv import (
     StoreUnavailable,
     kv_provider,
     raise_if_cancelled,
+    strict_text,
 )
 
 __all__ = ["RedisOptions", "redis_provider"]
@@ -55,6 +56,10 @@ def _glob_escape(text: str) -> str:
     return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 @dataclass
 class _Connector:
     options: RedisOptions
@@ -67,7 +72,9 @@ class _Connector:
             client = aioredis.Redis(
                 host=host.strip("[]") or "127.0.0.1", port=int(port or 6379), db=self.options.db,
                 username=self.options.username or None, password=self.options.password or None,
-                socket_connect_timeout=_TIMEOUT, socket_timeout=_TIMEOUT, decode_responses=True,
+                # Bytes, decoded here: redis-py's own decoding raises mid-reply on a value
+                # that is not UTF-8, which would leave the connection half read.
+                socket_connect_timeout=_TIMEOUT, socket_timeout=_TIMEOUT, decode_responses=False,
                 # Fail fast: reconnecting is the provider's job, with its own backoff.
                 retry=Retry(NoBackoff(), 0),
             )
@@ -90,8 +97,9 @@ class _Connector:
     async def _notifications_on(self, client: aioredis.Redis) -> bool:
         """Turn on keyspace notifications (K plus all kinds, A) without dropping other flags."""
         try:
-            current = str((await client.config_get("notify-keyspace-events")).get(
-                "notify-keyspace-events", ""))
+            reply = await client.config_get("notify-keyspace-events")
+            current = "".join(_text(value) for key, value in reply.items()
+                              if _text(key) == "notify-keyspace-events")
             if "K" not in current or "A" not in current:
                 await client.config_set("notify-keyspace-events", "".join(sorted(
                     set(current) | {"K", "A"})))
@@ -113,14 +121,15 @@ class _RedisSession:
 
     async def read(self) -> dict[str, str]:
         try:
-            keys = [str(key) async for key in self.client.scan_iter(
+            keys: list[bytes] = [key async for key in self.client.scan_iter(
                 match=_glob_escape(self.prefix) + "*", count=1000)]
             pairs: dict[str, str] = {}
             for start in range(0, len(keys), 1000):
                 chunk = keys[start:start + 1000]
                 for key, value in zip(chunk, await self.client.mget(chunk), strict=True):
                     if value is not None:  # a key of another type, or deleted meanwhile
-                        pairs[key] = str(value)
+                        name = strict_text(key, f"key {key!r}")
+                        pairs[name] = strict_text(value, f'key "{name}"')
             return pairs
         except (RedisError, OSError) as error:
             raise StoreUnavailable(str(error) or type(error).__name__) from error
