@@ -550,7 +550,10 @@ experimental:
 
 def test_real_world_traefik_yml_with_http_only_keys_loads_cleanly(tmp_path: Path) -> None:
     config, issues = load_static(str(_write(tmp_path, "traefik.yml", REAL_WORLD_STATIC)))
-    assert issues == []
+    # No unknown keys; only what Switchyard accepts and does not implement is said.
+    assert [(i.path, i.severity) for i in issues] == [
+        ("experimental", "warning"), ("entryPoints.websecure.http3", "warning")]
+    assert all("not implemented by Switchyard" in i.message for i in issues)
     assert config.default_entry_points() == ["websecure"]
     websecure = config.entry_points["websecure"]
     assert websecure.transport.responding_timeouts.read_timeout == 30.0
@@ -653,3 +656,135 @@ def test_unparsable_static_file_raises(tmp_path: Path) -> None:
     path = _write(tmp_path, "traefik.yml", "entryPoints:\n  web:\n    address: ':80\n")
     with pytest.raises(ConfigLoadError, match=str(path)):
         load_static(str(path))
+
+
+# --- static and dynamic sections in one file, flags over a file ----------------------------
+
+COMBINED = """
+log:
+  level: DEBUG
+entryPoints:
+  tcp:
+    address: ":8093"
+api:
+  insecure: true
+providers:
+  file:
+    filename: "{self}"
+tcp:
+  routers:
+    to-a:
+      rule: "HostSNI(`*`)"
+      service: a
+  services:
+    a:
+      loadBalancer:
+        servers: [{{address: "127.0.0.1:8081"}}]
+"""
+
+
+def test_a_file_holding_static_and_dynamic_sections_loads_without_unknown_keys(
+        tmp_path: Path) -> None:
+    path = tmp_path / "traefik.yml"
+    path.write_text(COMBINED.format(self=path))
+
+    static, static_issues = load_static(str(path))
+    dynamic, dynamic_issues = load_dynamic(filename=str(path))
+
+    assert (static_issues, dynamic_issues) == ([], [])
+    assert list(static.entry_points) == ["tcp"]
+    assert list(dynamic.tcp.routers) == ["to-a"]
+
+
+def test_a_combined_file_named_by_a_flag_loads_without_unknown_keys(tmp_path: Path) -> None:
+    path = tmp_path / "fixture.toml"
+    path.write_text('[entryPoints.tcp]\naddress = ":8093"\n[providers.file]\nwatch = true\n'
+                    '[tcp.routers.r]\nrule = "HostSNI(`*`)"\nservice = "s"\n')
+
+    _, static_issues = load_static(str(path), {"providers": {"file": {"filename": str(path)}}})
+    _, dynamic_issues = load_dynamic(filename=str(path))
+
+    assert (static_issues, dynamic_issues) == ([], [])
+
+
+def test_dynamic_sections_the_file_provider_does_not_read_are_said_to_be_ignored(
+        tmp_path: Path) -> None:
+    path = _write(tmp_path, "traefik.yml", """
+        entryPoints:
+          tcp: {address: ":9000"}
+        providers:
+          file: {filename: other.yml}
+        tcp:
+          routers: {}
+        """)
+    _, [issue] = load_static(str(path))
+    assert (issue.path, issue.severity, issue.line) == ("tcp", "warning", 5)
+    assert "providers.file does not read" in issue.message
+    assert f"set providers.file.filename to {path}" in issue.message
+
+
+def test_a_dynamic_file_given_as_the_static_one_is_refused_with_the_way_to_check_it(
+        tmp_path: Path) -> None:
+    path = _write(tmp_path, "dynamic.yml", "tcp:\n  routers: {}\ntls:\n  options: {}\n")
+    with pytest.raises(ConfigLoadError) as caught:
+        load_static(str(path))
+    assert "this looks like a dynamic configuration (tcp, tls)" in str(caught.value)
+    assert f'"switchyard check {path}"' in str(caught.value)
+
+
+def test_static_keys_in_a_dynamic_file_are_said_to_belong_to_the_static_file(
+        tmp_path: Path) -> None:
+    path = _write(tmp_path, "dynamic.yml", "entryPoints:\n  web: {address: ':80'}\ntcp: {}\n")
+    _, [issue] = load_dynamic(filename=str(path))
+    assert (issue.path, issue.severity, issue.line) == ("entryPoints", "warning", 1)
+    assert issue.message.startswith("entryPoints is static configuration and is ignored in a "
+                                    "dynamic file: move it to the static file")
+
+
+def test_flags_override_the_file_and_each_problem_names_where_it_came_from(
+        tmp_path: Path) -> None:
+    path = _write(tmp_path, "traefik.yml", "entryPoints:\n  web:\n    address: ':80'\n"
+                                           "    bogus: 1\n")
+    config, issues = load_static(str(path), {"entryPoints": {
+        "web": {"address": ":81"}, "ssh": {"address": ":22", "adress": ":23"}}})
+    assert config.entry_points["web"].address == ":81"
+    assert [(i.source, i.path, i.line) for i in issues] == [
+        (str(path), "entryPoints.web.bogus", 4), ("flags", "entryPoints.ssh.adress", None)]
+    with pytest.raises(ConfigLoadError) as caught:
+        load_static(str(path), {"entryPoints": {"ssh": {"reusePort": "true"}}})
+    assert [(i.source, i.path) for i in caught.value.issues] == [
+        ("flags", "entryPoints.ssh.address")]
+
+
+def test_static_keys_switchyard_does_not_implement_are_said(tmp_path: Path) -> None:
+    path = _write(tmp_path, "traefik.yml", """
+        entryPoints:
+          web:
+            address: ":80"
+            http2: {maxConcurrentStreams: 10}
+        tracing: {}
+        hostResolver: {cnameFlattening: true}
+        experimental: {}
+        core: {defaultRuleSyntax: v2}
+        providers:
+          consul: {endpoints: ["127.0.0.1:8500"]}
+        """)
+    _, issues = load_static(str(path))
+    assert [(i.path, i.line) for i in issues] == [
+        ("tracing", 5), ("hostResolver", 6), ("core.defaultRuleSyntax", 8),
+        ("entryPoints.web.http2", 4), ("providers.consul", 10)]
+    assert all(i.severity == "warning" and "not implemented by Switchyard" in i.message
+               for i in issues)
+    assert "set ruleSyntax: v2 on each router" in issues[2].message
+
+
+def test_default_rule_syntax_v3_and_an_empty_experimental_section_change_nothing() -> None:
+    _, issues = static_from_dict({"core": {"defaultRuleSyntax": "v3"}, "experimental": {}},
+                                 "flags")
+    assert issues == []
+
+
+def test_a_file_provider_without_filename_or_directory_is_said_to_read_nothing() -> None:
+    _, [issue] = static_from_dict({"providers": {"file": {"watch": True}}}, "flags")
+    assert (issue.path, issue.severity) == ("providers.file", "warning")
+    assert "no dynamic configuration is read; set providers.file.filename" in issue.message

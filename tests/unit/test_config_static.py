@@ -6,7 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from switchyard.config.static import (
+    UNIMPLEMENTED_PROVIDERS,
     EntryPoint,
+    Providers,
     StaticConfig,
     TCPServersTransport,
     parse_entry_point_address,
@@ -181,3 +183,12 @@ def test_static_keys_match_case_insensitively() -> None:
         {"ENTRYPOINTS": {"web": {"Address": ":80", "asdefault": True}}}
     )
     assert config.entry_points["web"].as_default is True
+
+
+@pytest.mark.parametrize("provider", UNIMPLEMENTED_PROVIDERS)
+def test_providers_said_to_be_unimplemented_really_build_nothing(provider: str) -> None:
+    from switchyard.providers.registry import build_providers
+
+    key = next(alias for alias in Providers.known_keys() if alias.lower() == provider)
+    config = StaticConfig.model_validate({"providers": {key: {"x": 1}}})
+    assert build_providers(config) == []

@@ -7,7 +7,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_args, get_origin
 
 import yaml
@@ -15,11 +15,15 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from switchyard.config.dynamic import DynamicConfig, TraefikModel
-from switchyard.config.static import StaticConfig
+from switchyard.config.static import StaticConfig, unimplemented_keys
 
 __all__ = [
+    "DYNAMIC_SECTIONS",
     "ConfigIssue",
     "ConfigLoadError",
+    "config_files",
+    "config_sections",
+    "key_locations",
     "load_dynamic",
     "load_dynamic_from_dict",
     "load_static",
@@ -60,10 +64,20 @@ class ConfigLoadError(Exception):
 # --- public API --------------------------------------------------------------------------
 
 
-def load_static(path: str) -> tuple[StaticConfig, list[ConfigIssue]]:
-    """Load a static configuration file; any invalid value is fatal, unknown keys are warnings."""
+def load_static(
+    path: str, overrides: Mapping[str, Any] | None = None
+) -> tuple[StaticConfig, list[ConfigIssue]]:
+    """Load a static configuration file; any invalid value is fatal, unknown keys are warnings.
+
+    ``overrides`` (Traefik-style flags as a nested mapping) replace the file's values key by
+    key before validation, and problems in them are reported with the source "flags".
+    Dynamic sections (``tcp``, ``tls``, ...) in the file are left to the file provider: they
+    are read when ``providers.file`` names this file, and reported as ignored otherwise.
+    """
     document = _read_document(path)
-    return _static(document.data, _Reader(path, document.lines, document.issues))
+    _STATIC_FILES.add(os.path.realpath(path))
+    reader = _Reader(path, document.lines, document.issues, overrides or {}, document.data)
+    return _static(_overlay(document.data, overrides or {}), reader)
 
 
 def static_from_dict(raw: Mapping[str, Any], source: str) -> tuple[StaticConfig, list[ConfigIssue]]:
@@ -71,9 +85,60 @@ def static_from_dict(raw: Mapping[str, Any], source: str) -> tuple[StaticConfig,
     return _static(raw, _Reader(source, {}, []))
 
 
+def config_sections(path: str) -> tuple[list[str], list[str]]:
+    """The top-level keys of a configuration file: (static ones, dynamic ones), as written."""
+    data = _read_document(path).data
+    return ([key for key in data if StaticConfig.alias_for(key) is not None],
+            [key for key in data if key.lower() in DYNAMIC_SECTIONS])
+
+
+def key_locations(path: str) -> dict[tuple[str | int, ...], int | None]:
+    """Every key path of a configuration file (lower-cased) and its line (None in TOML)."""
+    document = _read_document(path)
+    found: dict[tuple[str | int, ...], int | None] = {}
+
+    def walk(node: object, at: _Path) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                child = (*at, str(key).lower())
+                found[child] = document.lines.get(child)
+                walk(value, child)
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                found[(*at, index)] = document.lines.get((*at, index))
+                walk(item, (*at, index))
+
+    walk(document.data, ())
+    return found
+
+
+def config_files(filename: str = "", directory: str = "") -> list[str]:
+    """The files the file provider reads for these settings, in the order it reads them."""
+    if directory:
+        return _config_files(directory)
+    return [filename] if filename else []
+
+
+#: Top-level sections of a dynamic configuration, lower-cased.
+DYNAMIC_SECTIONS = ("http", "tcp", "udp", "tls")
+
+# Files this process loaded as its static configuration: the dynamic sections of such a file
+# are expected next to static ones (a Traefik integration fixture holds both).
+_STATIC_FILES: set[str] = set()
+
+
 def _static(raw: Mapping[str, Any], reader: _Reader) -> tuple[StaticConfig, list[ConfigIssue]]:
+    dynamic = [key for key in raw if key.lower() in DYNAMIC_SECTIONS]
+    static_raw = {key: value for key, value in raw.items() if key not in dynamic}
+    if dynamic and not static_raw:
+        raise ConfigLoadError(
+            f"{reader.source}: this looks like a dynamic configuration ({', '.join(dynamic)}), "
+            "not a static one: it has no entryPoints, providers or other static key. Check it "
+            f'on its own with "switchyard check {reader.source}"; to run it, pass the static '
+            "file with -c and name this one in providers.file.filename"
+        )
     try:
-        config = StaticConfig.model_validate(raw)
+        config = StaticConfig.model_validate(static_raw)
     except ValidationError as error:
         fatal = [reader.validation_issue((), detail) for detail in _details(error)]
         listing = "\n".join(f"  {issue}" for issue in fatal)
@@ -81,7 +146,66 @@ def _static(raw: Mapping[str, Any], reader: _Reader) -> tuple[StaticConfig, list
             f"{reader.source}: invalid static configuration:\n{listing}", fatal
         ) from None
     reader.unknown_keys(config, ())
+    for path, message in unimplemented_keys(static_raw):
+        reader.issue("warning", path, message)
+    file_provider = config.providers.file
+    if file_provider is not None and not (file_provider.filename or file_provider.directory):
+        reader.issue(
+            "warning",
+            ("providers", "file"),
+            "neither filename nor directory is set, so no dynamic configuration is read; set "
+            "providers.file.filename (or --providers.file.filename=FILE)",
+        )
+    reads_itself = file_provider is not None and _names_file(
+        file_provider.filename, file_provider.directory, reader.source
+    )
+    for key in dynamic if not reads_itself else ():
+        reader.issue(
+            "warning",
+            (key,),
+            f"the {key} section is dynamic configuration and is ignored here, because "
+            f"providers.file does not read {reader.source}: move it to the dynamic file, or "
+            f"set providers.file.filename to {reader.source}",
+        )
     return config, reader.issues
+
+
+def _names_file(filename: str, directory: str, path: str) -> bool:
+    """Whether the file provider with these settings reads ``path``."""
+    if not os.path.exists(path):
+        return False
+    target = os.path.realpath(path)
+    if filename and os.path.realpath(filename) == target:
+        return True
+    if directory:
+        root = os.path.realpath(directory)
+        return os.path.commonpath([root, target]) == root
+    return False
+
+
+def _overlay(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` applied key by key; keys match case-insensitively."""
+    merged = dict(base)
+    for key, value in override.items():
+        existing = next((k for k in merged if k.lower() == key.lower()), key)
+        if isinstance(value, Mapping) and isinstance(merged.get(existing), Mapping):
+            merged[existing] = _overlay(merged[existing], value)
+        else:
+            merged[existing] = value
+    return merged
+
+
+def _depth(tree: Mapping[str, Any], path: _Path) -> int:
+    """How many leading parts of ``path`` ``tree`` holds (keys matched case-insensitively)."""
+    node: object = tree
+    for depth, part in enumerate(path):
+        if not isinstance(node, Mapping):
+            return depth
+        key = next((k for k in node if str(k).lower() == str(part).lower()), None)
+        if key is None:
+            return depth
+        node = node[key]
+    return len(path)
 
 
 def load_dynamic(
@@ -242,7 +366,40 @@ def _config_files(directory: str) -> list[str]:
 def _read_dynamic_file(path: str) -> tuple[_Reader, DynamicConfig]:
     document = _read_document(path)
     reader = _Reader(path, document.lines, document.issues)
-    return reader, reader.container(DynamicConfig, document.data, ())
+    data = document.data
+    static_keys = [key for key in data if StaticConfig.alias_for(key) is not None]
+    if static_keys:
+        data = {key: value for key, value in data.items() if key not in static_keys}
+        if not _holds_static_config(document.data, path):
+            for key in static_keys:
+                reader.issue(
+                    "warning",
+                    (key,),
+                    f"{key} is static configuration and is ignored in a dynamic file: move it "
+                    "to the static file (the one given with -c)",
+                )
+    return reader, reader.container(DynamicConfig, data, ())
+
+
+def _holds_static_config(data: Mapping[str, Any], path: str) -> bool:
+    """Whether a file read as dynamic configuration is also the static one (Traefik fixtures)."""
+    if os.path.realpath(path) in _STATIC_FILES:
+        return True
+    settings = _lookup(data, "providers", "file")
+    if not isinstance(settings, Mapping):
+        return False
+    filename, directory = _lookup(settings, "filename"), _lookup(settings, "directory")
+    return _names_file(str(filename or ""), str(directory or ""), path)
+
+
+def _lookup(data: Mapping[str, Any], *keys: str) -> Any:
+    """``data[k1][k2]...`` with keys matched case-insensitively; None when absent."""
+    node: Any = data
+    for key in keys:
+        if not isinstance(node, Mapping):
+            return None
+        node = next((value for k, value in node.items() if str(k).lower() == key), None)
+    return node
 
 
 # --- validation --------------------------------------------------------------------------
@@ -255,9 +412,19 @@ class _Reader:
     source: str
     lines: Mapping[_Path, int]
     issues: list[ConfigIssue]
+    # Flags applied over the file (``document``): a problem at a key they set, or below one
+    # only they set, is theirs, not the file's.
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    document: Mapping[str, Any] = field(default_factory=dict)
 
     def issue(self, severity: str, path: _Path, message: str) -> ConfigIssue:
-        issue = ConfigIssue(self.source, _format_path(path), message, severity, self._line(path))
+        given = _depth(self.overrides, path)
+        if given and given >= _depth(self.document, path):
+            issue = ConfigIssue("flags", _format_path(path), message, severity)
+        else:
+            issue = ConfigIssue(
+                self.source, _format_path(path), message, severity, self._line(path)
+            )
         self.issues.append(issue)
         return issue
 

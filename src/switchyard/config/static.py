@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from switchyard.config.durations import Duration
-from switchyard.config.dynamic import StrList, TraefikModel
+from switchyard.config.dynamic import StrList, TraefikModel, TransportTLS
 
 __all__ = [
     "API",
     "INTERNAL_ENTRY_POINT",
+    "UNIMPLEMENTED_PROVIDERS",
     "AccessLog",
     "EntryPoint",
     "EntryPointProxyProtocol",
@@ -26,6 +29,7 @@ __all__ = [
     "StaticConfig",
     "TCPServersTransport",
     "parse_entry_point_address",
+    "unimplemented_keys",
 ]
 
 #: Traefik's internal entry point (API, dashboard, ping); never a default for routers.
@@ -233,7 +237,7 @@ class TCPServersTransport(TraefikModel):
     dial_keep_alive: Duration = 15.0
     # Traefik drops this when building default@internal (spec 1.4); kept to mirror the schema.
     termination_delay: Duration = 0.1
-    tls: dict[str, Any] | None = None
+    tls: TransportTLS | None = None
 
 
 class StaticConfig(TraefikModel):
@@ -272,3 +276,90 @@ class StaticConfig(TraefikModel):
             and entry_point.protocol != "udp"
             and name != INTERNAL_ENTRY_POINT
         )
+
+
+def _present(value: object) -> bool:
+    return value is not None
+
+
+def _not_empty(value: object) -> bool:
+    return bool(value)
+
+
+#: Providers Traefik has and Switchyard does not read (``providers.<key>``, lower-cased).
+UNIMPLEMENTED_PROVIDERS = (
+    "swarm", "kubernetesingress", "kubernetesingressnginx", "kubernetesgateway", "rest",
+    "consulcatalog", "nomad", "ecs", "consul", "zookeeper", "http", "plugin",
+)
+
+@dataclass(frozen=True)
+class _Unimplemented:
+    """A static key Switchyard accepts because Traefik has it, but does not act on."""
+
+    path: tuple[str, ...]  # lower-cased; "*" for any name
+    message: str
+    matters: Callable[[object], bool] = _present
+
+
+_UNIMPLEMENTED = (
+    _Unimplemented(("tracing",), "tracing is not implemented by Switchyard: no spans are "
+                   "sent; remove the section (the access log and metrics describe every "
+                   "connection)"),
+    _Unimplemented(("experimental",), "experimental features (plugins, ...) are not "
+                   "implemented by Switchyard; remove the section", _not_empty),
+    _Unimplemented(("hostresolver",), "hostResolver is not implemented by Switchyard: "
+                   "backend names are resolved by the system resolver; remove the section",
+                   _not_empty),
+    _Unimplemented(("core", "defaultrulesyntax"), "core.defaultRuleSyntax is not implemented "
+                   "by Switchyard: routers without ruleSyntax use v3; set ruleSyntax: v2 on "
+                   "each router that needs the v2 syntax", lambda value: value == "v2"),
+    _Unimplemented(("spiffe",), "SPIFFE is not implemented by Switchyard; remove the section "
+                   "and verify backends with serversTransports tls.rootCAs and peerCertSANs"),
+    _Unimplemented(("ocsp",), "OCSP stapling is not implemented by Switchyard; remove the "
+                   "section"),
+    _Unimplemented(("entrypoints", "*", "http2"), "HTTP/2 settings are not implemented by "
+                   "Switchyard (it relays TCP); remove them"),
+    _Unimplemented(("entrypoints", "*", "http3"), "HTTP/3 is not implemented by Switchyard "
+                   "(it runs over UDP); remove it"),
+    _Unimplemented(("log", "otlp"), "log export over OTLP is not implemented by Switchyard; "
+                   "remove it (log.filePath and log.format: json work)"),
+    *(_Unimplemented(("log", name.lower()), f"log.{name} is not implemented by Switchyard: "
+                     "it does not rotate its log; remove it and rotate log.filePath with "
+                     "logrotate (copytruncate)", _not_empty)
+      for name in ("maxSize", "maxAge", "maxBackups", "compress")),
+    *(_Unimplemented(("accesslog", name.lower()), f"accessLog.{name} is not implemented by "
+                     "Switchyard: every connection is logged with every field; remove it")
+      for name in ("filters", "fields", "otlp")),
+    *(_Unimplemented(("metrics", name.lower()), f"metrics.{name} is not implemented by "
+                     "Switchyard; remove it (metrics.prometheus works)")
+      for name in ("datadog", "statsD", "influxDB2", "otlp")),
+    *(_Unimplemented(("providers", name), "this provider is not implemented by Switchyard "
+                     "and reads nothing; remove it (file, docker, kubernetesCRD, redis and "
+                     "etcd are implemented)", _not_empty if name == "plugin" else _present)
+      for name in UNIMPLEMENTED_PROVIDERS),
+)
+
+
+def unimplemented_keys(raw: Mapping[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Every key of a raw static configuration that Switchyard accepts but ignores.
+
+    Yields the key path as written and why it has no effect, e.g.
+    ``(("tracing",), "tracing is not implemented ...")``. Matching is case-insensitive.
+    """
+    for key in _UNIMPLEMENTED:
+        for path, value in _walk(raw, key.path, ()):
+            if key.matters(value):
+                yield path, key.message
+
+
+def _walk(node: object, pattern: tuple[str, ...],
+          path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], object]]:
+    if not pattern:
+        yield path, node
+        return
+    if not isinstance(node, Mapping):
+        return
+    head, rest = pattern[0], pattern[1:]
+    for key, value in node.items():
+        if head in ("*", str(key).lower()):
+            yield from _walk(value, rest, (*path, str(key)))
