@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from switchyard.config.static import StaticConfig
 
@@ -28,3 +29,12 @@ def internal_services(static: StaticConfig) -> dict[str, set[str]]:
                      "traefik")
         found.setdefault(name, set()).add("metrics")
     return found
+
+
+class InternalServer(Protocol):
+    """One entry point serving Switchyard's own HTTP services."""
+
+    @property
+    def port(self) -> int: ...
+
+    async def close(self) -> None: ...

@@ -7,13 +7,12 @@ import logging
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from switchyard.build import Runtime, build_runtime
 from switchyard.config.dynamic import DynamicConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.config.static import StaticConfig, parse_entry_point_address
-from switchyard.internal import internal_services
+from switchyard.internal import InternalServer, internal_services
 from switchyard.observability.accesslog import AccessLog
 from switchyard.providers.base import (
     Backoff,
@@ -27,6 +26,7 @@ from switchyard.proxy.decision import ChallengeResponder
 from switchyard.proxy.entrypoint import EntryPoint, IncomingProxyProtocol
 from switchyard.services import LoadBalancer
 from switchyard.services.healthcheck import HealthMonitor
+from switchyard.tls.resolver import CertificateResolver
 
 log = logging.getLogger("switchyard")
 
@@ -72,7 +72,7 @@ class Switchyard:
                                       " is not defined: add it to entryPoints")
             host, port, _ = parse_entry_point_address(address)
             self.internal[name] = (host, port, services)
-        self._internal_servers: list[Any] = []
+        self._internal_servers: list[InternalServer] = []
         for name, ep in static.entry_points.items():
             if name in internal:
                 continue
@@ -110,11 +110,12 @@ class Switchyard:
         self.last_reload_failure = 0.0
         self._stopping: asyncio.Event | None = None
         self._watchers: list[asyncio.Task[None]] = []
-        self.resolvers: dict[str, Any] = {}
+        self.resolvers: dict[str, CertificateResolver] = {}
         if static.certificates_resolvers:
             from switchyard.tls.acme import build_resolvers  # heavy: only when configured
 
-            self.resolvers, problems = build_resolvers(static.certificates_resolvers)
+            built, problems = build_resolvers(static.certificates_resolvers)
+            self.resolvers = dict(built)
             for problem in problems:
                 log.warning("certificatesResolvers: %s", problem)
         for name, entrypoint in self.entrypoints.items():
@@ -285,7 +286,7 @@ class Switchyard:
             self.publish(await loop.run_in_executor(None, provider.load))
 
     @property
-    def internal_servers(self) -> list[Any]:
+    def internal_servers(self) -> list[InternalServer]:
         """The running API / ping / metrics servers (each has `.port`)."""
         return list(self._internal_servers)
 

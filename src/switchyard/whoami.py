@@ -6,6 +6,8 @@ import asyncio
 import ssl
 from typing import cast
 
+from switchyard.addresses import host_port
+
 
 class WhoamiProtocol(asyncio.Protocol):
     """Greets each connection with its name and the client address it sees, then echoes."""
@@ -35,7 +37,7 @@ class WhoamiProtocol(asyncio.Protocol):
 
 def greeting(name: str, peer: object) -> bytes:
     host, port = (peer[0], peer[1]) if isinstance(peer, tuple) else ("?", 0)
-    address = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    address = host_port(str(host), port)
     return f"Hostname: {name}\nRemoteAddr: {address}\n".encode()
 
 

