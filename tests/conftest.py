@@ -39,7 +39,8 @@ def _isolated_switchyard_logger() -> Iterator[None]:
     """
     import logging
 
-    logger = logging.getLogger("switchyard")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
+    loggers = [logging.getLogger(name) for name in ("switchyard", "asyncio")]
+    saved = [(list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
     yield
-    logger.handlers[:], logger.level, logger.propagate = saved
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:], logger.level, logger.propagate = handlers, level, propagate

@@ -8,6 +8,8 @@ import signal
 import sys
 from collections.abc import Callable
 
+from switchyard.observability.logsetup import tag_worker
+
 log = logging.getLogger("switchyard")
 
 
@@ -15,12 +17,14 @@ def run_workers(count: int, serve: Callable[[int], None]) -> int:
     """Fork `count` workers that each call `serve(index)`; return the exit status.
 
     The parent only supervises: it passes SIGTERM/SIGINT/SIGHUP on to every
-    worker and exits once all have exited (non-zero if any failed).
+    worker and exits once all have exited (non-zero if any failed). Every line a
+    worker logs carries its index (`worker=N`, or a "worker" field in JSON).
     """
     children: dict[int, int] = {}
     for index in range(count):
         pid = os.fork()
         if pid == 0:
+            tag_worker(index)
             status = 0
             try:
                 serve(index)

@@ -30,12 +30,15 @@ tcp:
     try:
         wait_for_port(port)
         deadline = time.monotonic() + 10
-        listening = 0
+        listening: list[str] = []
         assert proc.stderr is not None
-        while listening < 2 and time.monotonic() < deadline:
-            if "listening on" in proc.stderr.readline():
-                listening += 1
-        assert listening == 2, "both workers should bind the shared port"
+        while len(listening) < 2 and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if "listening on" in line:
+                listening.append(line)
+        assert len(listening) == 2, "both workers should bind the shared port"
+        # Every log line says which worker wrote it.
+        assert sorted(line.split()[2] for line in listening) == ["worker=0", "worker=1"]
         for _ in range(20):
             with connect(port) as conn:
                 assert greeting_name(conn) == "app"
