@@ -31,7 +31,7 @@ class ConnMeta:
 
 Predicate = Callable[[ConnMeta], bool]
 # A compiled regexp's search: a match object or None.
-_Search = Callable[[bytes], object]
+Search = Callable[[bytes], object]
 
 ACME_TLS_ALPN = "acme-tls/1"
 
@@ -224,18 +224,29 @@ def _host_sni_regexp_v2(templates: Sequence[str]) -> Predicate:
     return _regexp_search(tuple(compiled))
 
 
-def _compile_regexp(pattern: str, shown: str, index: int) -> _Search:
-    if _BACKSLASH_C.search(pattern):
-        raise _Invalid(f"invalid value for HostSNIRegexp: `{shown}`: \\C is not supported", index)
+def _compile_regexp(pattern: str, shown: str, index: int) -> Search:
     try:
-        # Bytes in, bytes matched: SNIs may carry surrogate escapes that UTF-8 cannot encode.
+        return compile_go_regexp(pattern)
+    except ValueError as exc:
+        raise _Invalid(f"invalid value for HostSNIRegexp: `{shown}`: {exc}", index) from None
+
+
+def compile_go_regexp(pattern: str) -> Search:
+    """``pattern`` compiled with Go's regexp syntax (RE2); its unanchored search over bytes.
+
+    ValueError says why the pattern is refused. Bytes in, bytes matched: SNIs and request
+    fields may carry surrogate escapes that UTF-8 cannot encode.
+    """
+    if _BACKSLASH_C.search(pattern):
+        raise ValueError("\\C is not supported")
+    try:
         regexp = re2.compile(pattern.encode("utf-8", "surrogateescape"), _RE2_OPTIONS)
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
-        raise _Invalid(f"invalid value for HostSNIRegexp: `{shown}`: {reason}", index) from None
-    search: _Search = regexp.search
+        raise ValueError(str(reason)) from None
+    search: Search = regexp.search
     return search
 
 
@@ -249,7 +260,7 @@ def regexp_set(patterns: Sequence[str]) -> Any:
     return found
 
 
-def _regexp_search(searches: Sequence[_Search]) -> Predicate:
+def _regexp_search(searches: Sequence[Search]) -> Predicate:
     if len(searches) == 1:
         (search,) = searches
 

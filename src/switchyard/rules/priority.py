@@ -20,3 +20,11 @@ def default_priority(text: str) -> int:
         return -1
     # surrogatepass: text that is not valid Unicode still has a length, it just never parses.
     return len(text.encode("utf-8", "surrogatepass"))
+
+
+def default_http_priority(text: str) -> int:
+    """An HTTP router's priority when none is configured: the rule's length in UTF-8 bytes.
+
+    Unlike TCP there is no catch-all exception: ``Host(`*`)`` is 9, like any 9-byte rule.
+    """
+    return len(text.encode("utf-8", "surrogatepass"))
