@@ -282,3 +282,23 @@ def test_the_provider_watches_the_manifest_directory(tmp_path: Path) -> None:
             time.sleep(0.05)
     finally:
         loop.stop()
+
+
+def test_an_ingress_route_left_out_for_its_ingress_class_is_said(tmp_path: Path) -> None:
+    classed = ingress("b", route("HostSNI(`b`)"), spec="  ingressClassName: internal\n")
+
+    config, issues = build(tmp_path, classed, BACKEND)
+    assert config.tcp.routers == {}
+    [issue] = issues
+    assert (issue.source.split(": ")[-1], issue.path, issue.severity) == (
+        "IngressRouteTCP default/b", "spec.ingressClassName", "warning")
+    assert issue.message == (
+        'IngressRouteTCP left out: its ingress class is "internal", this provider reads none '
+        'or "traefik" (providers.kubernetesCRD.ingressClass is not set); set '
+        "providers.kubernetesCRD.ingressClass: internal to route it")
+
+    config, issues = build(tmp_path, ingress("a"), BACKEND, ingress_class="internal")
+    assert config.tcp.routers == {}
+    assert [i.message for i in issues] == [
+        'IngressRouteTCP left out: its ingress class is none, this provider reads "internal"; '
+        "set spec.ingressClassName: internal to route it"]

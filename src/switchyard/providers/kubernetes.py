@@ -385,10 +385,23 @@ def _ingress_route_tcp(
         return []
     options = cluster.options
     ingress_class = spec.ingress_class_name
+    where = "spec.ingressClassName"
     if ingress_class is None:
         ingress_class = crd.annotations.get(_INGRESS_CLASS_ANNOTATION, "")
+        where = f"metadata.annotations.{_INGRESS_CLASS_ANNOTATION}"
     if not (options.ingress_class == ingress_class
             or (not options.ingress_class and ingress_class == "traefik")):
+        # Traefik skips it without a word; an object that silently routes nothing is the
+        # hardest thing to debug, so say why it is left out.
+        wanted = (f'"{options.ingress_class}"' if options.ingress_class
+                  else 'none or "traefik" (providers.kubernetesCRD.ingressClass is not set)')
+        have = f'"{ingress_class}"' if ingress_class else "none"
+        fix = (f"set providers.kubernetesCRD.ingressClass: {ingress_class}" if ingress_class
+               else f"set spec.ingressClassName: {options.ingress_class}")
+        issues.append(ConfigIssue(
+            crd.source, where if ingress_class else "spec.ingressClassName",
+            f"IngressRouteTCP left out: its ingress class is {have}, this provider reads "
+            f"{wanted}; {fix} to route it", "warning"))
         return []
     tls = spec.tls
     if tls is not None and not tls.passthrough and tls.secret_name:
