@@ -20,6 +20,7 @@ from switchyard.config.dynamic import ServersTransport as TransportConfig
 from switchyard.config.dynamic import TLSOptions as TLSOptionsModel
 from switchyard.config.loader import ConfigIssue
 from switchyard.config.static import StaticConfig
+from switchyard.diagnostics import diagnose
 from switchyard.middlewares.base import Middleware
 from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
@@ -35,6 +36,7 @@ from switchyard.services import (
 )
 from switchyard.services.healthcheck import HealthCheckSettings
 from switchyard.status import ElementStatus
+from switchyard.tls.backend import build_backend_context
 from switchyard.tls.certificates import (
     CertificateStore,
     build_certificate_store,
@@ -107,6 +109,7 @@ class _Builder:
     def __init__(self, static: StaticConfig, configs: Mapping[str, DynamicConfig],
                  previous: Runtime | None, resolvers: Mapping[str, Any]) -> None:
         self.static = static
+        self.configs = configs
         self.resolvers = resolvers
         self.entrypoints = {
             name: ep for name, ep in static.entry_points.items()
@@ -121,12 +124,19 @@ class _Builder:
         self.previous_services = previous.service_objects if previous else {}
         self._building: list[str] = []
         self.tls_options: dict[str, Any] = {}
+        self.tls_option_sources: dict[str, tuple[str, str]] = {}  # name -> (provider, key)
+        # What routers and services built, so what nothing uses can still be checked.
+        self.built_middlewares: set[str] = set()
+        self.used_transports: set[str] = set()
+        self.tls_dialed_transports: set[str] = set()
         certificates = []
         stores: dict[str, Any] = {}
         for provider, config in configs.items():
             for name, options in config.tls.options.items():
                 # `default` is one set of options whoever defines it (spec 1.6).
-                self.tls_options[name if name == "default" else f"{name}@{provider}"] = options
+                qualified = name if name == "default" else f"{name}@{provider}"
+                self.tls_options[qualified] = options
+                self.tls_option_sources[qualified] = (provider, name)
             certificates.extend(config.tls.certificates)
             stores.update(config.tls.stores)
         self.tls_options.setdefault("default", TLSOptionsModel())
@@ -209,6 +219,13 @@ class _Builder:
                 status.add_error(f"servers[{index}] skipped: {exc}", critical=False)
                 continue
             servers.append(Server(entry.address, host, port, tls=entry.tls))
+        if any(server.tls for server in servers):
+            problem = _backend_tls_problem(transport.tls, servers[0].host)
+            self.tls_dialed_transports.add(transport.name)
+            if problem:
+                # Every dial to these servers would fail; Traefik fails such a transport's
+                # build too (spec 1.4), so the service is not built.
+                raise BuildError(f'serversTransport "{transport.name}": tls.{problem}')
         health = None
         if lb.health_check is not None:
             hc = lb.health_check
@@ -247,13 +264,14 @@ class _Builder:
                     termination_delay=(static_transport.termination_delay
                                        if lb.termination_delay is None else delay),
                     proxy_protocol_version=version,
-                    tls=_static_transport_tls(static_transport.tls),
+                    tls=static_transport.tls,
                 )
             return ServersTransport(termination_delay=delay, proxy_protocol_version=version)
         qualified = qualify(reference, provider)
         config = self.transports.get(qualified)
         if config is None:
             raise BuildError(f'no transport configuration found for "{qualified}"')
+        self.used_transports.add(qualified)
         version = 0
         if config.proxy_protocol is not None:
             version = config.proxy_protocol.version
@@ -274,6 +292,7 @@ class _Builder:
         found = self.middleware_cfgs.get(qualified)
         if found is None:
             raise BuildError(f'middleware "{qualified}" does not exist')
+        self.built_middlewares.add(qualified)
         _, config = found
         status = self.runtime.middlewares[qualified]
         kinds = [k for k, v in (("inFlightConn", config.in_flight_conn),
@@ -324,7 +343,81 @@ class _Builder:
                 tls=RouteList([r for r in routes if r.tls]),
                 read_timeout=ep.transport.responding_timeouts.read_timeout,
             )
+        self._check_unused()
         return self.runtime
+
+    # -- what no router uses ----------------------------------------------
+
+    def _check_unused(self) -> None:
+        """Build what no working router uses on the side, so its problems are still said.
+
+        Statuses stay as Traefik shows them (an unreferenced broken service is `enabled`,
+        spec 8.1); the problems become warnings in `issues`, for the log and `check`.
+        """
+        probe: _Builder | None = None
+        for qualified, status in self.runtime.services.items():
+            if qualified in self.runtime.service_objects:
+                continue
+            probe = probe or _Builder(self.static, self.configs, None, self.resolvers)
+            try:
+                probe.service(qualified)
+            except BuildError:
+                pass
+            self._unused("service", qualified, status.provider, "tcp.services",
+                         probe.runtime.services[qualified].errors, bool(status.used_by))
+        for qualified, status in self.runtime.middlewares.items():
+            if qualified in self.built_middlewares:
+                continue
+            probe = probe or _Builder(self.static, self.configs, None, self.resolvers)
+            try:
+                probe.middleware(qualified)
+            except BuildError:
+                pass
+            self._unused("middleware", qualified, status.provider, "tcp.middlewares",
+                         probe.runtime.middlewares[qualified].errors, bool(status.used_by))
+        for qualified, (provider, key) in self.tls_option_sources.items():
+            if qualified in self._contexts:
+                continue
+            try:
+                compile_server_options(self.tls_options[qualified])
+            except (TLSOptionsError, ValueError) as exc:
+                self.runtime.issues.append(ConfigIssue(
+                    provider, f"tls.options.{key}",
+                    f'TLS options "{qualified}" are used by no TLS-terminating router; once '
+                    f"one uses them, its connections are closed: {exc}", "warning"))
+        for qualified, config in self.transports.items():
+            provider, name = qualified.rpartition("@")[2], qualified.rpartition("@")[0]
+            problems = []
+            if qualified not in self.used_transports and config.proxy_protocol is not None:
+                try:
+                    _check_proxy_version(config.proxy_protocol.version)
+                except BuildError as exc:
+                    problems.append(f"once a service uses it, the service fails: {exc}")
+            if qualified not in self.tls_dialed_transports:
+                problem = _backend_tls_problem(config.tls, "") if config.tls else ""
+                if problem:
+                    problems.append("once a server with tls: true dials through it, the "
+                                    f"service fails: tls.{problem}")
+            for problem in problems:
+                users = ("no service uses it" if qualified not in self.used_transports
+                         else "no server of its services has tls: true")
+                self.runtime.issues.append(ConfigIssue(
+                    provider, f"tcp.serversTransports.{name}",
+                    f'serversTransport "{qualified}": {users}; {problem}', "warning"))
+        if self._store is None and (self._tls_section.certificates or self._tls_section.stores):
+            # No router terminates TLS yet: load the certificates anyway, so a broken one is
+            # reported now rather than when the first terminating router arrives.
+            self._store = self._certificate_store()
+
+    def _unused(self, kind: str, qualified: str, provider: str, section: str,
+                errors: Sequence[str], referenced: bool) -> None:
+        why = ("the routers that use it are disabled" if referenced
+               else "no router uses it")
+        for error in errors:
+            self.runtime.issues.append(ConfigIssue(
+                provider, f"{section}.{qualified.rpartition('@')[0]}",
+                f'{kind} "{qualified}" is not built because {why}; once a router uses it: '
+                f"{error}", "warning"))
 
     def _router(self, name: str, provider: str, config: TCPRouter,
                 status: ElementStatus) -> list[tuple[str, Route]]:
@@ -451,8 +544,14 @@ class _Builder:
         assert config.tls is not None
         resolver = self.resolvers.get(config.tls.cert_resolver)
         if resolver is None:
-            status.add_error(f'the router uses a non-existent certificate resolver '
-                             f'"{config.tls.cert_resolver}"', critical=False)
+            if config.tls.cert_resolver in self.static.certificates_resolvers:
+                status.add_error(f'the certificate resolver "{config.tls.cert_resolver}" is '
+                                 "disabled (see the certificatesResolvers message at start-up); "
+                                 "no certificate is requested for this router", critical=False)
+            else:
+                status.add_error(f'the router uses a non-existent certificate resolver '
+                                 f'"{config.tls.cert_resolver}": declare it in the static '
+                                 "certificatesResolvers, or fix the name", critical=False)
             return
         domains = [(d.main, list(d.sans)) for d in config.tls.domains if d.main]
         names = [h for h in hosts if h != "*"]
@@ -475,15 +574,13 @@ class _Builder:
         return bool(self.tls_options[name].sni_strict)
 
 
-def _static_transport_tls(raw: Any) -> TransportTLS | None:
-    """The static `tcpServersTransport.tls` block (kept raw by the static model)."""
-    if not raw:
-        return None
+def _backend_tls_problem(tls: TransportTLS | None, host: str) -> str:
+    """Why a servers transport's TLS settings cannot dial a TLS server, or ""."""
     try:
-        return TransportTLS.model_validate(raw)
-    except ValueError as exc:
-        log.error("tcpServersTransport.tls ignored: %s", exc)
-        return None
+        build_backend_context(tls, host)
+    except (ValueError, ssl.SSLError) as exc:  # BackendTLSError is a ValueError
+        return str(exc)
+    return ""
 
 
 def _health_checked(service: Service) -> bool:
@@ -506,16 +603,21 @@ def build_runtime(static: StaticConfig, configs: Mapping[str, DynamicConfig],
     certificates, and what they hold joins the certificate store.
     """
     runtime = _Builder(static, configs, previous, resolvers or {}).build()
-    runtime.issues = list(issues)
+    runtime.issues = [*issues, *runtime.issues]
     for provider, config in configs.items():
-        for section, raw in (("http", config.http), ("udp", config.udp)):
-            if raw:
-                # A Traefik file often carries HTTP routers next to TCP ones: say
-                # plainly that they are not served, rather than dropping them silently.
-                runtime.issues.append(ConfigIssue(
-                    provider, section, f"the {section} section is ignored: Switchyard routes "
-                    "TCP only (HTTP routers as the fallback for unmatched connections are "
-                    "not implemented yet)", "warning"))
+        # A Traefik file often carries HTTP or UDP routers next to TCP ones: say plainly
+        # that they are not served, rather than dropping them silently.
+        if config.http:
+            runtime.issues.append(ConfigIssue(
+                provider, "http", "the http section is ignored: Switchyard routes "
+                "TCP only (HTTP routers as the fallback for unmatched connections are "
+                "not implemented yet)", "warning"))
+        if config.udp:
+            runtime.issues.append(ConfigIssue(
+                provider, "udp", "the udp section is ignored: Switchyard does not support UDP",
+                "warning"))
     for line in runtime.problems():
         log.warning("%s", line)
+    for finding in diagnose(runtime, static):
+        log.warning("%s", finding)
     return runtime

@@ -252,3 +252,150 @@ def test_http_section_is_reported_as_ignored_not_dropped_silently() -> None:
     assert runtime.routers["r@file"].status == "enabled"
     assert [(i.path, i.severity) for i in runtime.issues] == [("http", "warning")]
     assert "http section is ignored" in runtime.issues[0].message
+
+
+def test_udp_section_is_reported_as_unsupported() -> None:
+    runtime = build('tcp: {}\nudp:\n  routers:\n    dns: {service: x}\n')
+    [issue] = runtime.issues
+    assert (issue.path, issue.severity, issue.message) == (
+        "udp", "warning", "the udp section is ignored: Switchyard does not support UDP")
+
+
+# --- what no router uses is still checked ------------------------------------------------
+
+def unused_issues(runtime: Runtime) -> dict[str, str]:
+    return {i.path: i.message for i in runtime.issues if i.severity == "warning"}
+
+
+def test_an_unreferenced_broken_service_stays_enabled_and_is_reported() -> None:
+    runtime = build("""
+tcp:
+  services:
+    odd:
+      loadBalancer:
+        proxyProtocol: {version: 42}
+        servers: [{address: "127.0.0.1:1"}]
+""")
+    # Traefik's status model: a service no router builds shows enabled (spec 8.1).
+    assert (runtime.services["odd@file"].status, runtime.services["odd@file"].errors) == (
+        "enabled", [])
+    assert unused_issues(runtime) == {"tcp.services.odd": (
+        'service "odd@file" is not built because no router uses it; once a router uses '
+        "it: unknown proxyProtocol version: 42 (use 1 or 2)")}
+
+
+def test_a_service_whose_only_router_is_disabled_is_still_checked() -> None:
+    runtime = build("""
+tcp:
+  routers:
+    r: {rule: "HostSNI(`a`)", service: odd}
+  services:
+    odd:
+      loadBalancer: {servers: [{address: "nowhere"}]}
+""")
+    assert runtime.routers["r@file"].status == "disabled"
+    assert "the routers that use it are disabled" in unused_issues(runtime)["tcp.services.odd"]
+    assert "servers[0] skipped" in unused_issues(runtime)["tcp.services.odd"]
+
+
+def test_unreferenced_tls_options_middlewares_and_transports_are_checked() -> None:
+    runtime = build("""
+tcp:
+  middlewares:
+    empty: {ipAllowList: {sourceRange: []}}
+  serversTransports:
+    spiffe:
+      tls: {spiffe: {ids: ["spiffe://example.org/db"]}}
+    pp:
+      proxyProtocol: {version: 3}
+tls:
+  options:
+    bad: {cipherSuites: [foobar]}
+""")
+    found = unused_issues(runtime)
+    assert runtime.middlewares["empty@file"].status == "enabled"
+    assert "sourceRange is empty" in found["tcp.middlewares.empty"]
+    assert found["tls.options.bad"].startswith(
+        'TLS options "bad@file" are used by no TLS-terminating router; once one uses them, '
+        'its connections are closed: cipherSuites: unknown cipher suite "foobar"')
+    assert found["tcp.serversTransports.spiffe"] == (
+        'serversTransport "spiffe@file": no service uses it; once a server with tls: true '
+        "dials through it, the service fails: tls.spiffe: SPIFFE is not supported; use rootCAs "
+        "with peerCertSANs for URI identities")
+    assert "unknown proxyProtocol version: 3" in found["tcp.serversTransports.pp"]
+
+
+def test_a_transport_that_cannot_dial_tls_disables_the_service_of_tls_servers() -> None:
+    runtime = build("""
+tcp:
+  routers:
+    r: {rule: "HostSNI(`*`)", service: db}
+    plain: {rule: "HostSNI(`*`) && ClientIP(`10.0.0.0/8`)", service: plain}
+  services:
+    db:
+      loadBalancer:
+        serversTransport: spiffe
+        servers: [{address: "10.0.0.1:5432", tls: true}]
+    plain:
+      loadBalancer:
+        serversTransport: spiffe
+        servers: [{address: "10.0.0.2:5432"}]
+  serversTransports:
+    spiffe:
+      tls: {spiffe: {ids: ["spiffe://example.org/db"]}}
+""")
+    assert runtime.services["db@file"].status == "disabled"
+    assert runtime.services["db@file"].errors == [
+        ('serversTransport "spiffe@file": tls.spiffe: SPIFFE is not supported; use rootCAs '
+        "with peerCertSANs for URI identities")]
+    assert runtime.routers["r@file"].status == "disabled"
+    # Plain servers never use the transport's TLS: they dial as Traefik's would.
+    assert runtime.routers["plain@file"].status == "enabled"
+
+
+def test_certificates_are_loaded_even_when_no_router_terminates_tls() -> None:
+    runtime = build("""
+tcp: {}
+tls:
+  stores:
+    other: {}
+""")
+    assert runtime.tls_problems == [("tls.stores.other: only the 'default' store is used; "
+                                    "store ignored")]
+
+
+class _Resolver:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def certificates(self) -> list[tuple[bytes, bytes]]:
+        return []
+
+
+RESOLVED = """
+tcp:
+  routers:
+    site: {rule: "HostSNI(`a.example`)", service: svc, tls: {certResolver: le}}
+""" + SERVICE
+
+
+def test_a_declared_certificate_resolver_is_not_reported() -> None:
+    settings, _ = static_from_dict({"entryPoints": {"ep": {"address": ":0"}},
+                                    "certificatesResolvers": {"le": {"acme": {}}}}, "test")
+    config, _ = load_dynamic_from_dict(yaml.safe_load(RESOLVED), "test")
+    runtime = build_runtime(settings, {"file": config}, resolvers={"le": _Resolver("le")})
+    assert runtime.routers["site@file"].errors == []
+    assert runtime.acme_requests == [("le", [("a.example", [])])]
+
+
+def test_an_undeclared_or_disabled_certificate_resolver_is_reported() -> None:
+    undeclared = build(RESOLVED)
+    assert errors(undeclared, "site@file") == [
+        ('the router uses a non-existent certificate resolver "le": declare it in the static '
+        "certificatesResolvers, or fix the name")]
+    settings, _ = static_from_dict({"entryPoints": {"ep": {"address": ":0"}},
+                                    "certificatesResolvers": {"le": {"acme": {}}}}, "test")
+    config, _ = load_dynamic_from_dict(yaml.safe_load(RESOLVED), "test")
+    disabled = build_runtime(settings, {"file": config})
+    assert "is disabled (see the certificatesResolvers message" in errors(
+        disabled, "site@file")[0]
