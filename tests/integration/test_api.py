@@ -215,10 +215,10 @@ def test_pagination_sets_next_page_and_rejects_bad_pages(api: Api) -> None:
     assert status == 200 and len(first) == 2 and headers["X-Next-Page"] == "2"
     status, headers, last = api.get("/api/tcp/routers?per_page=2&page=3")
     assert [r["name"] for r in last] == ["team/db@file"] and headers["X-Next-Page"] == "1"
-    assert api.get("/api/tcp/routers?page=4&per_page=2")[2] == {
-        "message": "invalid request: page: 4, per_page: 2"}
+    assert api.get("/api/tcp/routers?page=4&per_page=2")[2]["message"].startswith(
+        "invalid request: page: 4, per_page: 2;")  # Traefik's words, then what to write
     assert api.get("/api/tcp/routers?per_page=abc")[:1] == (400,)
-    assert api.get("/api/tcp/routers?page=0")[2] == {"message": "invalid request: page: 0"}
+    assert api.get("/api/tcp/routers?page=0")[2]["message"].startswith("invalid request: page: 0;")
 
 
 def test_sort_by_priority_descending_breaks_ties_by_name(api: Api) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -31,7 +32,9 @@ _ALWAYS_WRITTEN = frozenset({"passthrough"})
 
 _DEFAULT_PER_PAGE = 100
 _NEXT_PAGE_HEADER = "X-Next-Page"
-_GO_INT = re.compile(r"[+-]?[0-9]+")
+# Go's strconv.Atoi: an optional sign and ASCII digits, nothing else (no spaces, no "_").
+_GO_INT = re.compile(r"([+-]?)([0-9]+)")
+_GO_INT_MAX = 2**63 - 1  # Traefik's int on the 64-bit platforms it ships for
 
 
 # --- Go-shaped JSON ----------------------------------------------------------------------
@@ -240,7 +243,7 @@ _EMPTY_SECTION = {"total": 0, "warnings": 0, "errors": 0}
 
 
 class BadRequest(Exception):
-    """A query Traefik answers with 400; the message is Traefik's."""
+    """A query Traefik answers with 400; the message starts as Traefik's, then says what to do."""
 
 
 class ListQuery:
@@ -285,21 +288,49 @@ class ListQuery:
     def page_of(self, items: list[Item]) -> web.Response:
         start = (self.page - 1) * self.per_page
         if start != 0 and start >= len(items):
-            raise BadRequest(f"invalid request: page: {self.page}, per_page: {self.per_page}")
+            last = max(1, -(-len(items) // self.per_page))
+            raise BadRequest(f"invalid request: page: {self.page}, per_page: {self.per_page}; "
+                             f"there {_count(len(items))} at {self.per_page} per page, so page "
+                             + (f"must be from 1 to {last}" if last > 1 else "must be 1"))
         next_page = self.page + 1 if self.page * self.per_page < len(items) else 1
         return web.json_response(items[start:start + self.per_page],
                                  headers={_NEXT_PAGE_HEADER: str(next_page)})
+
+
+def _count(items: int) -> str:
+    return "are no items" if items == 0 else ("is 1 item" if items == 1 else f"are {items} items")
 
 
 def _positive_int(query: Mapping[str, str], key: str, default: int) -> int:
     raw = query.get(key, "")
     if not raw:
         return default
-    # Go's strconv.Atoi: an optional sign and ASCII digits, nothing else.
-    value = int(raw) if _GO_INT.fullmatch(raw) else 0
-    if value <= 0:
-        raise BadRequest(f"invalid request: {key}: {value}")
+    value, in_range = go_atoi(raw)
+    if not in_range or value <= 0:
+        shown = raw if len(raw) <= 24 else f"{raw[:20]}... ({len(raw)} characters)"
+        raise BadRequest(f"invalid request: {key}: {value}; {key} must be a whole number from "
+                         f"1 to {_GO_INT_MAX}, got {json.dumps(shown)}")
     return value
+
+
+def go_atoi(text: str) -> tuple[int, bool]:
+    """Go's strconv.Atoi: (value, True), or (what Go returns with its error, False).
+
+    Go returns 0 for text that is not a number and the nearest int64 limit for one out of
+    range. Digits are counted before converting, so thousands of them cost no more than
+    twenty (Python's int() refuses more than 4,300 digits, and is quadratic below that).
+    """
+    found = _GO_INT.fullmatch(text)
+    if found is None:
+        return 0, False
+    sign, digits = found.groups()
+    digits = digits.lstrip("0") or "0"
+    negative = sign == "-"
+    limit = _GO_INT_MAX + 1 if negative else _GO_INT_MAX
+    magnitude = int(digits) if len(digits) <= 19 else limit + 1
+    if magnitude > limit:
+        return (-limit if negative else limit), False
+    return (-magnitude if negative else magnitude), True
 
 
 _ROUTER_SORT: dict[str, Callable[[Item], Any]] = {
