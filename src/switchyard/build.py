@@ -34,7 +34,7 @@ from switchyard.services import (
     Service,
     WeightedService,
 )
-from switchyard.services.healthcheck import HealthCheckSettings
+from switchyard.services.loadbalancer import HealthCheckSettings
 from switchyard.status import ElementStatus
 from switchyard.tls.backend import build_backend_context
 from switchyard.tls.certificates import (
@@ -48,6 +48,7 @@ from switchyard.tls.options import (
     compile_server_options,
     resolve_router_options,
 )
+from switchyard.tls.resolver import CertificateSource
 
 log = logging.getLogger("switchyard.config")
 
@@ -107,7 +108,7 @@ class Runtime:
 
 class _Builder:
     def __init__(self, static: StaticConfig, configs: Mapping[str, DynamicConfig],
-                 previous: Runtime | None, resolvers: Mapping[str, Any]) -> None:
+                 previous: Runtime | None, resolvers: Mapping[str, CertificateSource]) -> None:
         self.static = static
         self.configs = configs
         self.resolvers = resolvers
@@ -596,7 +597,7 @@ def _check_proxy_version(version: int) -> None:
 
 def build_runtime(static: StaticConfig, configs: Mapping[str, DynamicConfig],
                   issues: Sequence[ConfigIssue] = (), previous: Runtime | None = None,
-                  resolvers: Mapping[str, Any] | None = None) -> Runtime:
+                  resolvers: Mapping[str, CertificateSource] | None = None) -> Runtime:
     """Compile every provider's config; invalid elements are disabled, the rest runs.
 
     `resolvers` are the ACME certificate resolvers by name: routers ask them for

@@ -11,6 +11,7 @@ import click
 
 from switchyard import __version__, eventloop
 from switchyard.config.loader import (
+    DYNAMIC_SECTIONS,
     ConfigIssue,
     ConfigLoadError,
     config_files,
@@ -269,7 +270,7 @@ def _check_problems(static: StaticConfig, runtime: Runtime, locate: _Locator,
             "static config or --entryPoints.<name>.address=:PORT")))
     for issue in runtime.issues:
         source, line = issue.source, issue.line
-        if line is None and issue.path.startswith(("tcp.", "tls.")):
+        if line is None and issue.path.partition(".")[0].lower() in DYNAMIC_SECTIONS:
             source, line = locate.element(issue.source, issue.path)
         problems.append(_Problem(source, line, issue.severity, f"{issue.path}: {issue.message}"))
     for problem in runtime.tls_problems:
@@ -330,7 +331,7 @@ def check(ctx: click.Context, configfile: str | None) -> None:
     standalone = dynamic is not None and not (configfile or flags)
     if dynamic is not None and standalone:
         static, runtime = _standalone(dynamic)
-        locate = _Locator(dynamic, FileProvider(filename=dynamic))
+        locate = _Locator("(no static config)", FileProvider(filename=dynamic))
     else:
         static, static_issues = read_static_config(configfile, flags)
         if dynamic is not None:
