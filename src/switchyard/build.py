@@ -357,8 +357,8 @@ class _Builder:
         """
         probe: _Builder | None = None
         for qualified, status in self.runtime.services.items():
-            if qualified in self.runtime.service_objects:
-                continue
+            if qualified in self.runtime.service_objects or status.errors:
+                continue  # built, or its build failed and said why
             probe = probe or _Builder(self.static, self.configs, None, self.resolvers)
             try:
                 probe.service(qualified)
@@ -401,7 +401,7 @@ class _Builder:
                                     f"service fails: tls.{problem}")
             for problem in problems:
                 users = ("no service uses it" if qualified not in self.used_transports
-                         else "no server of its services has tls: true")
+                         else "no service that was built dials TLS through it")
                 self.runtime.issues.append(ConfigIssue(
                     provider, f"tcp.serversTransports.{name}",
                     f'serversTransport "{qualified}": {users}; {problem}', "warning"))

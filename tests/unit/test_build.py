@@ -298,6 +298,21 @@ tcp:
     assert "servers[0] skipped" in unused_issues(runtime)["tcp.services.odd"]
 
 
+def test_a_service_that_failed_for_its_router_is_reported_once() -> None:
+    runtime = build("""
+tcp:
+  routers:
+    r: {rule: "HostSNI(`*`)", service: odd}
+  services:
+    odd:
+      loadBalancer:
+        proxyProtocol: {version: 42}
+        servers: [{address: "127.0.0.1:1"}]
+""")
+    assert runtime.services["odd@file"].status == "disabled"
+    assert unused_issues(runtime) == {}
+
+
 def test_unreferenced_tls_options_middlewares_and_transports_are_checked() -> None:
     runtime = build("""
 tcp:
