@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 
 __all__ = [
     "Headers",
@@ -18,6 +17,7 @@ __all__ = [
     "split_host_port",
 ]
 
+_UNSET = object()
 # Go's url.ParseQuery gives up (an empty result) at this many '&' (urlmaxqueryparams).
 MAX_QUERY_SEPARATORS = 10_000
 
@@ -323,7 +323,7 @@ def parse_query(query: str) -> dict[str, tuple[str, ...]]:
     return {key: tuple(values) for key, values in found.items()}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False)
 class RequestMeta:
     """What HTTP rules see of one request (Go's http.Request as Traefik's muxer gets it).
 
@@ -341,18 +341,37 @@ class RequestMeta:
     query: str = ""
     client_ip: str = ""
     tls: bool = False
+    # Caches of the derived fields; a miss is _UNSET (routing_path may be None).
+    _host: object = field(default=_UNSET, init=False, repr=False)
+    _routing_path: object = field(default=_UNSET, init=False, repr=False)
+    _query_params: object = field(default=_UNSET, init=False, repr=False)
 
-    @cached_property
+    @property
     def canonical_host(self) -> str:
         """``host`` as ``Host`` rules compare it (see ``canonical_host``)."""
-        return canonical_host(self.host)
+        found = self._host
+        if found is _UNSET:
+            found = canonical_host(self.host)
+            object.__setattr__(self, "_host", found)
+        assert isinstance(found, str)
+        return found
 
-    @cached_property
+    @property
     def routing_path(self) -> str | None:
         """``path`` as path rules compare it (see ``routing_path``)."""
-        return routing_path(self.path)
+        found = self._routing_path
+        if found is _UNSET:
+            found = routing_path(self.path)
+            object.__setattr__(self, "_routing_path", found)
+        assert found is None or isinstance(found, str)
+        return found
 
-    @cached_property
+    @property
     def query_params(self) -> dict[str, tuple[str, ...]]:
         """``query`` as ``Query`` rules see it (see ``parse_query``)."""
-        return parse_query(self.query)
+        found = self._query_params
+        if found is _UNSET:
+            found = parse_query(self.query)
+            object.__setattr__(self, "_query_params", found)
+        assert isinstance(found, dict)
+        return found
