@@ -299,6 +299,6 @@ def test_an_ingress_route_left_out_for_its_ingress_class_is_said(tmp_path: Path)
 
     config, issues = build(tmp_path, ingress("a"), BACKEND, ingress_class="internal")
     assert config.tcp.routers == {}
-    assert [i.message for i in issues] == [
+    assert [i.message for i in issues] == [(
         'IngressRouteTCP left out: its ingress class is none, this provider reads "internal"; '
-        "set spec.ingressClassName: internal to route it"]
+        "set spec.ingressClassName: internal to route it")]
