@@ -82,13 +82,16 @@ def _routes(runtime: Runtime) -> Iterator[Diagnostic]:
     seen: set[tuple[str, str]] = set()
     for table in runtime.tables.values():
         for route in (*table.tls.routes, *table.plain.routes):
-            for finding in _route(route):
+            status = runtime.routers.get(route.name)
+            options = status.config.tls.options if status and status.config.tls else ""
+            for finding in _route(route, options):
                 if (finding.code, route.name) not in seen:
                     seen.add((finding.code, route.name))
                     yield finding
 
 
-def _route(route: Route) -> Iterator[Diagnostic]:
+def _route(route: Route, options: str) -> Iterator[Diagnostic]:
+    """What a route contradicts; ``options`` is the TLS options name its router gives."""
     balancers = list(_load_balancers(route.service))
     if route.passthrough:
         tls_servers = [server.address for lb in balancers for server in lb.servers if server.tls]
@@ -111,7 +114,8 @@ def _route(route: Route) -> Iterator[Diagnostic]:
             f'"{route.service_name}": a client that offers h2 (browsers, curl --http2) agrees '
             "on HTTP/2 with Switchyard, and a backend that does not speak HTTP/2 gives it an "
             "empty reply. If the backend speaks HTTP/1.1 only, set alpnProtocols: [http/1.1] "
-            "in the router's TLS options (tls.options)",
+            + (f'in tls.options.{options.partition("@")[0]}' if options and options != "default"
+               else "in tls.options.default (or give the router TLS options of its own)"),
             related=(route.service_name,))
     for lb in balancers:
         transport = lb.transport
@@ -150,7 +154,7 @@ def _entry_points(runtime: Runtime, static: StaticConfig) -> Iterator[Diagnostic
             yield Diagnostic(
                 "server-first-wait", "entryPoint", name,
                 f'has TLS routers ({shown}) and the plain router "{route.name}" '
-                f"({route.rule.text}), which could take a connection before it sends anything: "
+                f"({route.rule.text}), which matches before the client sends a byte: "
                 "with TLS routers present, Switchyard must read a client's first bytes to tell "
                 "TLS from plain, so a server-first client (SMTP, MySQL, SSH: it waits for the "
                 f"server to speak) hears nothing and {waits}. Give that router an entry "

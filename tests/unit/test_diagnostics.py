@@ -68,7 +68,19 @@ tcp:
     assert codes([found]) == [("default-alpn-h2", "site@file")]
     assert found.related == ("plain@file",)
     assert "curl --http2" in found.message
-    assert "set alpnProtocols: [http/1.1]" in found.message
+    assert found.message.endswith("set alpnProtocols: [http/1.1] in tls.options.default (or "
+                                  "give the router TLS options of its own)")
+
+    [named] = diagnostics("""
+tcp:
+  routers:
+    site: {rule: "HostSNI(`site`)", service: plain, tls: {options: modern}}
+""" + SERVICES + """
+tls:
+  options:
+    modern: {minVersion: VersionTLS13}
+""")
+    assert named.message.endswith("set alpnProtocols: [http/1.1] in tls.options.modern")
 
 
 def test_tls_options_on_a_passthrough_router_are_said_to_be_ignored() -> None:
