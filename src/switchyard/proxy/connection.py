@@ -261,7 +261,7 @@ class ClientConnection(asyncio.Protocol):
         route = decision.route
         assert route is not None
         header = proxy_header(transport, (self.record.client_ip, self.record.client_port),
-                              self._local())
+                              self._local)
         # A STARTTLS passed through: the backend must answer its own SSLRequest.
         postgres = self.record.postgres and route.tls_context is None
         try:

@@ -24,12 +24,15 @@ class BackendRefused(Exception):
 
 
 def proxy_header(transport: ServersTransport, client: tuple[str, int],
-                 local: tuple[str, int]) -> bytes:
-    """The PROXY header announcing the client to the backend, if the transport wants one."""
+                 local: Callable[[], tuple[str, int]]) -> bytes:
+    """The PROXY header announcing the client to the backend, if the transport wants one.
+
+    `local` is asked only then: looking the address up costs a system call.
+    """
     version = transport.proxy_protocol_version
     if not version:
         return b""
-    return (build_v1 if version == 1 else build_v2)(client, local)
+    return (build_v1 if version == 1 else build_v2)(client, local())
 
 
 class _Deadline:
