@@ -9,7 +9,7 @@ class InFlightConn:
     """Refuses a client IP's connection once `amount` of its connections are open.
 
     As in Traefik the key is the client IP string and `amount <= 0` refuses
-    every connection (spec 5.2). The counters live in the object, so the
+    every connection. The counters live in the object, so the
     builder decides how widely one instance is shared.
     """
 

@@ -9,7 +9,7 @@ from switchyard.middlewares.base import Admissible
 
 
 class IPAllowList:
-    """Refuses connections whose client IP is outside `sourceRange` (spec 5.3)."""
+    """Refuses connections whose client IP is outside `sourceRange` (IPv4 and IPv4-mapped alike)."""
 
     __slots__ = ("_checker", "kind", "name", "source_range")
 

@@ -102,7 +102,8 @@ class RoutingTable:
     tls: RouteList
     read_timeout: float = 60.0
 
-    # Route before reading when only plain TCP routes exist (spec 4.2).
+    # Route before reading when only plain TCP routes exist, so server-first
+    # protocols work (Traefik's early path).
     early_path: bool = field(init=False)
 
     def __post_init__(self) -> None:

@@ -39,7 +39,7 @@ async def probe(server: Server, settings: HealthCheckSettings,
                     await writer.drain()
                 if settings.expect:
                     # Read until we have as many bytes as expected (Traefik does one
-                    # read, so a reply split over two segments fails there: spec 11.23).
+                    # read, so a reply split over two segments fails there; see docs/compatibility.md).
                     got = await reader.readexactly(len(settings.expect))
                     if got != settings.expect:
                         return f"expected {settings.expect!r}, got {got!r}"

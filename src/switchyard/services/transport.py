@@ -14,7 +14,7 @@ class ServersTransport:
     name: str = "default@internal"
     dial_timeout: float = 30.0
     dial_keep_alive: float = 15.0
-    # Traefik documents 100 ms but applies 0 without a transport (spec 6.4); we
+    # Traefik documents 100 ms but applies 0 without a transport; we
     # apply the documented value everywhere. Negative: never force-close.
     termination_delay: float = 0.1
     proxy_protocol_version: int = 0

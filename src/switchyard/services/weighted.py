@@ -19,7 +19,7 @@ class WeightedService:
 
     A child counts as UP while it has a server that can take a connection, so
     a dead child is skipped instead of failing the connection (Traefik only
-    learns that when health checks propagate status: spec 6.2).
+    learns that when health checks propagate status).
     """
 
     name: str

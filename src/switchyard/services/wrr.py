@@ -18,7 +18,7 @@ T = TypeVar("T", bound=Target)
 
 
 class WeightedRoundRobin(Generic[T]):
-    """The LVS interleaved WRR that Traefik uses (spec 6.2), made total.
+    """The LVS interleaved WRR that Traefik uses, made total.
 
     Traefik's loop spins forever when no UP target can ever reach the current
     weight (all weights negative, or only weight-0 targets UP while a positive

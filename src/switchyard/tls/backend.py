@@ -40,7 +40,7 @@ def build_backend_context(
 
     ``server_host`` is the host part of the server's address (IPv6 with or without brackets).
     With ``serverName`` set, it is the SNI and the name verified, as in Traefik. Without it, the
-    server's host is used: Traefik fails every such handshake (spec 6.5); verifying the address we
+    server's host is used: Traefik fails every such handshake (docs/compatibility.md); verifying the address we
     dial is the safe reading of what the user asked for. Python sends no SNI for an IP address
     and checks the certificate's IP SANs instead.
 

@@ -413,9 +413,9 @@ def resolve_router_options(options: str, provider: str, known: Collection[str]) 
     """The qualified name of the TLS options a terminating TLS router uses.
 
     An empty ``options`` means ``default``; a name without ``@`` is qualified with the router's
-    provider, except ``default`` (spec 1.6). Raises TLSOptionsError("unknown TLS options: <name>")
+    provider, except ``default``. Raises TLSOptionsError("unknown TLS options: <name>")
     when ``known`` (the qualified names of all options) lacks it; Traefik then still installs the
-    route, closing its connections (spec 4.9). Passthrough routers ignore their options.
+    route, closing its connections. Passthrough routers ignore their options.
     """
     name = options or DEFAULT_OPTIONS
     if name != DEFAULT_OPTIONS and "@" not in name:
