@@ -113,7 +113,11 @@ class HTTPRouteList(Generic[T]):
         return len(self.routes)
 
     def match(self, meta: RequestMeta) -> HTTPRoute[T] | None:
-        """The first route, by rank, whose rule matches; None means 404."""
+        """The first route, by rank, whose rule matches; None means 404.
+
+        Traefik answers 400 before routing a request whose path has a malformed escape
+        (``meta.routing_path`` is None); path rules never match such a request here.
+        """
         candidates = self._by_host.get(host_key(meta), ()) if self._by_host else ()
         index = 0
         count = len(candidates)
