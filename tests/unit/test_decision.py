@@ -8,6 +8,7 @@ hypothesis can try many routing tables.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,8 +23,8 @@ from switchyard.explain import explain
 from switchyard.observability.record import CloseReason, Phase
 from switchyard.proxy.connection import ClientConnection
 from switchyard.proxy.decision import Action, ChallengeResponder, decide
-from switchyard.routing.table import RoutingTable
-from switchyard.rules import ConnMeta
+from switchyard.routing.table import HTTPSRoute, RouteList, RoutingTable
+from switchyard.rules import ConnMeta, parse_rule
 from tests.unit.test_clienthello import python_hello
 
 STATIC = {"entryPoints": {"ep": {"address": ":443"}}}
@@ -203,3 +204,87 @@ tcp:
     picked = [decide(table, meta).server for _ in range(2)]
     assert picked[0] is looked[0] and picked[1] is not picked[0]
     assert decide(table, meta).action is Action.FORWARD
+
+
+# -- TLS dispatch between TCP routers and HTTPS routers (Traefik's order) -------------------
+
+
+def https_route(name: str, rule: str, priority: int = 0) -> HTTPSRoute:
+    return HTTPSRoute(name, parse_rule(rule), priority or len(rule))
+
+
+def with_https(table: RoutingTable, *routes: HTTPSRoute) -> RoutingTable:
+    ordered = sorted(routes, key=lambda r: -r.priority)
+    ranked = [dataclasses.replace(r, rank=i) for i, r in enumerate(ordered)]
+    return dataclasses.replace(table, https=RouteList(ranked), serves_http=True,
+                               default_https=https_route("default", "HostSNI(`*`)", -1))
+
+
+def tcp_table(routers: dict[str, dict[str, Any]]) -> RoutingTable:
+    for router in routers.values():
+        router.setdefault("service", "up")
+        router.setdefault("entryPoints", ["ep"])
+    _, runtime = build({"tcp": {"routers": routers, "services": {
+        "up": {"loadBalancer": {"servers": [{"address": "127.0.0.1:9"}]}}}}})
+    return runtime.tables["ep"]
+
+
+def tls(sni: str | None, client_ip: str = "10.0.0.1") -> ConnMeta:
+    return ConnMeta(sni, (), client_ip, True)
+
+
+def test_an_https_host_beats_a_tcp_router_for_the_same_name_whatever_the_priorities() -> None:
+    table = with_https(tcp_table({"db": {"rule": "HostSNI(`a.example.com`)", "priority": 9999,
+                                         "tls": {"passthrough": True}}}),
+                       https_route("web@file", "HostSNI(`a.example.com`)", 1))
+    found = decide(table, tls("a.example.com"))
+    assert found.action is Action.HTTP and found.https is not None
+    assert found.https.name == "web@file"
+
+
+def test_a_specific_tcp_route_beats_the_https_catch_all_which_beats_the_tcp_catch_all() -> None:
+    table = with_https(tcp_table({
+        "db": {"rule": "HostSNI(`db.example.com`)", "tls": {"passthrough": True}},
+        "rest": {"rule": "HostSNI(`*`)", "tls": {"passthrough": True}}}),
+        https_route("web@file", "HostSNI(`*`)", -1))
+    assert decide(table, tls("db.example.com")).route is not None
+    other = decide(table, tls("other.example.com"))
+    assert other.action is Action.HTTP and other.https is not None
+    assert other.https.name == "web@file"
+    only_tcp = dataclasses.replace(with_https(table), serves_http=True)
+    assert decide(only_tcp, tls("other.example.com")).route is not None
+
+
+def test_a_catch_all_with_a_client_ip_condition_is_not_a_catch_all() -> None:
+    table = with_https(tcp_table({"office": {"rule": "HostSNI(`*`) && ClientIP(`10.0.0.0/8`)",
+                                             "tls": {"passthrough": True}}}),
+                       https_route("web@file", "HostSNI(`*`)", -1))
+    found = decide(table, tls("x.example.com"))
+    assert found.route is not None and found.route.name == "office@file"
+
+
+def test_nothing_matches_tls_the_default_https_handler_takes_it() -> None:
+    table = with_https(tcp_table({"db": {"rule": "HostSNI(`db.example.com`)",
+                                         "tls": {"passthrough": True}}}))
+    found = decide(table, tls("nobody.example.com"))
+    assert found.action is Action.HTTP and found.https is not None
+    assert found.https.name == "default"
+
+
+def test_plain_bytes_no_tcp_router_matches_go_to_the_http_server() -> None:
+    table = with_https(tcp_table({"office": {"rule": "ClientIP(`10.0.0.0/8`)"}}))
+    assert decide(table, ConnMeta(None, (), "192.0.2.1", False)).action is Action.HTTP
+    assert decide(table, ConnMeta(None, (), "10.0.0.1", False)).route is not None
+
+
+def test_an_https_router_switches_the_early_path_off() -> None:
+    plain_only = tcp_table({"smtp": {"rule": "HostSNI(`*`)"}})
+    assert plain_only.early_path
+    assert not with_https(plain_only, https_route("web@file", "HostSNI(`a.example.com`)")).early_path
+    assert dataclasses.replace(plain_only, serves_http=True).early_path  # plain HTTP does not
+
+
+def test_after_a_postgres_ssl_request_only_tcp_tls_routers_are_consulted() -> None:
+    table = with_https(tcp_table({}), https_route("web@file", "HostSNI(`pg.example.com`)"))
+    found = decide(table, tls("pg.example.com"), postgres=True)
+    assert (found.action, found.reason) == (Action.REFUSE, CloseReason.NO_ROUTE)

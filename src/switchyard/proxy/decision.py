@@ -14,7 +14,7 @@ from typing import Protocol
 
 from switchyard.middlewares.base import Middleware
 from switchyard.observability.record import CloseReason
-from switchyard.routing.table import Route, RoutingTable
+from switchyard.routing.table import HTTPSRoute, Route, RoutingTable
 from switchyard.rules import ConnMeta
 from switchyard.rules.matchers import ACME_TLS_ALPN
 from switchyard.services import Server, ServersTransport, Service
@@ -29,6 +29,7 @@ class ChallengeResponder(Protocol):
 
 class Action(enum.Enum):
     FORWARD = "forward"  # dial the picked server and relay
+    HTTP = "http"  # hand it to the entry point's HTTP server (`https`: terminate TLS first)
     ACME = "acme"  # answer a TLS-ALPN-01 validation handshake, then close
     REFUSE = "refuse"  # close the connection
 
@@ -65,6 +66,7 @@ class Decision:
     # True when Switchyard itself must refuse (OpenSSL would go on without ALPN
     # where Go aborts); False when the handshake fails by itself (sniStrict's alert).
     refuse_handshake: bool = False
+    https: HTTPSRoute | None = None  # Action.HTTP over TLS: the domain whose options apply
 
 
 _NO_VERDICTS: tuple[tuple[Middleware, str | None], ...] = ()
@@ -97,12 +99,51 @@ def decide(table: RoutingTable, meta: ConnMeta, *, postgres: bool = False,
     """
     if meta.tls and challenges and not postgres and ACME_TLS_ALPN in meta.alpn:
         return _acme(meta.sni or "", challenges)
-    route = (table.tls if meta.tls else table.plain).match(meta)
-    if route is None:
-        what = f"TLS (SNI {meta.sni!r})" if meta.tls else "plain TCP"
-        return Decision(Action.REFUSE, reason=CloseReason.NO_ROUTE,
-                        detail=f"no router matches this {what} connection")
-    return admit(route, meta, choose)
+    if not meta.tls:
+        route = table.plain.match(meta)
+        if route is not None:
+            return admit(route, meta, choose)
+        if table.serves_http:
+            return _HTTP
+    elif postgres:
+        # After an SSLRequest only TLS routers are consulted: no HTTPS side.
+        route = table.tls.match(meta)
+        if route is not None:
+            return admit(route, meta, choose)
+    else:
+        return _dispatch_tls(table, meta, choose)
+    what = f"TLS (SNI {meta.sni!r})" if meta.tls else "plain TCP"
+    return Decision(Action.REFUSE, reason=CloseReason.NO_ROUTE,
+                    detail=f"no router matches this {what} connection")
+
+
+_HTTP = Decision(Action.HTTP)
+
+
+def _dispatch_tls(table: RoutingTable, meta: ConnMeta, choose: Chooser) -> Decision:
+    """Traefik's order for a TLS hello: an HTTPS router's own domain, a TCP router's own
+    name, the HTTPS catch-all, the TCP `HostSNI(*)`, then the default HTTPS handler."""
+    https = table.https.match(meta) if table.https else None
+    if https is not None and not https.rule.is_catch_all:
+        return _https(https)
+    route = table.tls.match(meta)
+    if route is not None and not route.rule.is_catch_all:
+        return admit(route, meta, choose)
+    if https is not None:
+        return _https(https)
+    if route is not None:
+        return admit(route, meta, choose)
+    if table.serves_http and table.default_https is not None:
+        return _https(table.default_https)
+    return Decision(Action.REFUSE, reason=CloseReason.NO_ROUTE,
+                    detail=f"no router matches this TLS (SNI {meta.sni!r}) connection")
+
+
+def _https(https: HTTPSRoute) -> Decision:
+    if https.tls_error:
+        return Decision(Action.REFUSE, reason=CloseReason.TLS_CONFIG, detail=https.tls_error,
+                        https=https)
+    return Decision(Action.HTTP, https=https)
 
 
 def _acme(server_name: str, challenges: Sequence[ChallengeResponder]) -> Decision:
@@ -146,7 +187,7 @@ def _verdicts(chain: Sequence[Middleware], client_ip: str
     return tuple(verdicts), None
 
 
-def handshake_refusal(route: Route, meta: ConnMeta) -> tuple[str, bool]:
+def handshake_refusal(route: Route | HTTPSRoute, meta: ConnMeta) -> tuple[str, bool]:
     """Why terminating TLS for this hello will fail, and whether Switchyard must refuse it."""
     if route.sni_strict and route.certificates is not None and (
             route.certificates.match(meta.sni) is None):

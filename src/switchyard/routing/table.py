@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from switchyard.middlewares.base import Middleware
 from switchyard.rules import ConnMeta, Rule
@@ -36,7 +36,38 @@ class Route:
     certificates: CertificateStore | None = None  # what the termination context serves
 
 
-class RouteList:
+@dataclass(frozen=True, slots=True, eq=False)
+class HTTPSRoute:
+    """A `Host` domain of HTTPS routers, as TLS dispatch sees it (Traefik's HTTPS-domain muxer).
+
+    Its rule is `HostSNI(domain)`, or `HostSNI(*)` for HTTPS routers without a
+    `Host`; the termination fields are those of the TLS options the domain's
+    routers resolve to, so a connection for it is terminated with them and then
+    served by the entry point's HTTP side.
+    """
+
+    name: str  # the HTTP routers the domain comes from
+    rule: Rule
+    priority: int
+    rank: int = 0
+    tls_context: ssl.SSLContext | None = None
+    tls_error: str = ""
+    tls_alpn: tuple[str, ...] = ()
+    sni_strict: bool = False
+    certificates: CertificateStore | None = None
+
+
+class Ranked(Protocol):
+    @property
+    def rule(self) -> Rule: ...
+    @property
+    def rank(self) -> int: ...
+
+
+R = TypeVar("R", bound=Ranked)
+
+
+class RouteList(Generic[R]):
     """Routes of one kind (plain or TLS) that answer "first match in rank order".
 
     Rules that are only exact `HostSNI` values live in a dict keyed by host, so
@@ -46,10 +77,10 @@ class RouteList:
 
     __slots__ = ("_exact", "_regexps", "_scan", "routes")
 
-    def __init__(self, routes: Sequence[Route]) -> None:
+    def __init__(self, routes: Sequence[R]) -> None:
         self.routes = tuple(routes)
-        self._exact: dict[str, Route] = {}
-        scan: list[Route] = []
+        self._exact: dict[str, R] = {}
+        scan: list[R] = []
         for route in self.routes:
             hosts = route.rule.exact_hosts
             if hosts is None:
@@ -63,7 +94,7 @@ class RouteList:
         # search per connection instead of one search per rule.
         patterns = [r.rule.sni_regexp for r in scan if r.rule.sni_regexp is not None]
         self._regexps: Any = regexp_set(patterns) if len(patterns) > 1 else None
-        slots: list[tuple[Route, int]] = []
+        slots: list[tuple[R, int]] = []
         index = 0
         for route in scan:
             in_set = self._regexps is not None and route.rule.sni_regexp is not None
@@ -74,7 +105,7 @@ class RouteList:
     def __bool__(self) -> bool:
         return bool(self.routes)
 
-    def match(self, meta: ConnMeta) -> Route | None:
+    def match(self, meta: ConnMeta) -> R | None:
         best = self._exact.get(meta.sni.lower()) if meta.sni else None
         hits: list[int] | None = None
         for route, in_set in self._scan:
@@ -98,16 +129,24 @@ class RoutingTable:
     """What one entry point needs to route a connection, swapped whole on reload."""
 
     entrypoint: str
-    plain: RouteList
-    tls: RouteList
+    plain: RouteList[Route]
+    tls: RouteList[Route]
     read_timeout: float = 60.0
+    # HTTPS routers' domains; an HTTPS router switches the early path off, as in Traefik.
+    https: RouteList[HTTPSRoute] = field(default_factory=lambda: RouteList(()))
+    # The entry point's HTTP server takes what no TCP router does: plaintext as
+    # HTTP, TLS terminated with `default_https` (the default options) when no
+    # HTTPS domain matches either.
+    serves_http: bool = False
+    default_https: HTTPSRoute | None = None
 
     # Route before reading when only plain TCP routes exist, so server-first
     # protocols work (Traefik's early path).
     early_path: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "early_path", bool(self.plain) and not self.tls)
+        object.__setattr__(self, "early_path",
+                           bool(self.plain) and not self.tls and not self.https)
 
 
 def sort_routes(routes: Sequence[Route]) -> list[Route]:
