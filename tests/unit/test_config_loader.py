@@ -788,3 +788,13 @@ def test_a_file_provider_without_filename_or_directory_is_said_to_read_nothing()
     _, [issue] = static_from_dict({"providers": {"file": {"watch": True}}}, "flags")
     assert (issue.path, issue.severity) == ("providers.file", "warning")
     assert "no dynamic configuration is read; set providers.file.filename" in issue.message
+
+
+def test_a_control_character_is_an_invalid_yaml_error_at_its_position(tmp_path: Path) -> None:
+    path = tmp_path / "dynamic.yml"
+    path.write_text("tcp:\n  routers: {}\n  \x18\n")
+    with pytest.raises(ConfigLoadError) as caught:
+        load_dynamic(filename=str(path))
+    assert str(caught.value) == (
+        f"{path}:3:3: invalid YAML: character U+0018 is not allowed in YAML; remove it (or "
+        "write it as an escape inside double quotes)")

@@ -284,8 +284,10 @@ def _read_document(path: str) -> _Document:
 
 
 def _parse_yaml(text: str, path: str) -> _Document:
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        # Inside the try: the reader rejects control characters (\x18) as soon as it is built.
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         lines: dict[_Path, int] = {}
         issues: list[ConfigIssue] = []
@@ -298,10 +300,18 @@ def _parse_yaml(text: str, path: str) -> _Document:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
         reason = "; ".join(part for part in (error.context, error.problem) if part)
         raise ConfigLoadError(f"{where}: invalid YAML: {reason}") from None
+    except yaml.reader.ReaderError as error:
+        before = text[: error.position]
+        where = f"{path}:{before.count(chr(10)) + 1}:{len(before) - before.rfind(chr(10))}"
+        raise ConfigLoadError(
+            f"{where}: invalid YAML: character U+{int(error.character):04X} is not allowed in "
+            "YAML; remove it (or write it as an escape inside double quotes)"
+        ) from None
     except yaml.YAMLError as error:
         raise ConfigLoadError(f"{path}: invalid YAML: {error}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return _Document(_string_keys(data), lines, issues)
 
 
