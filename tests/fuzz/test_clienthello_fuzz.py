@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import time
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,8 @@ BUILT = settings(max_examples=120, deadline=None, suppress_health_check=[HealthC
 
 # The input that grew one connection's memory without bound (issue 13), and its kin.
 EMPTY_RECORD = bytes.fromhex("1603010000")
+REGRESSIONS = [EMPTY_RECORD, EMPTY_RECORD * 1000, b"\x16\x03\x01\x00\x01\x01" * (MAX_RECORDS + 1),
+               b"\x16\x03\x01\xff\xff", b"\x16", b"\x80"]
 
 
 # -- building hellos ----------------------------------------------------------------------
@@ -102,23 +105,59 @@ def framing_complete(data: bytes) -> bool:
     return False
 
 
-# -- properties ---------------------------------------------------------------------------
+# -- properties, as plain checks the atheris entry point (fuzz/clienthello.py) shares -----
+
+
+def check_total(data: bytes) -> HelloResult:
+    result = read_client_hello(data)
+    assert isinstance(result, HelloResult)
+    assert (result.hello is not None) == (result.kind is HELLO)
+    assert bool(result.reason) == (result.kind is MALFORMED)
+    return result
+
+
+def check_stable(data: bytes, more: bytes) -> None:
+    """A verdict other than NEED_MORE does not change when more bytes follow."""
+    alone = read_client_hello(data)
+    if alone.kind is not NEED_MORE:
+        assert read_client_hello(data + more) == alone
+
+
+def check_segments(data: bytes, cuts: list[int]) -> None:
+    """Fed in segments (cut at ``cuts``) or at once, the verdict is the same."""
+    reader = ClientHelloReader()
+    previous = 0
+    for cut in sorted(c for c in cuts if c < len(data)):
+        reader.feed(data[previous:cut])
+        previous = cut
+    assert reader.feed(data[previous:]) == read_client_hello(data)
+
+
+def check_need_more_only_for_a_prefix(data: bytes) -> None:
+    if read_client_hello(data).kind is NEED_MORE:
+        assert not framing_complete(data)
+
+
+def check_one_input(data: bytes) -> None:
+    """Every property for one input: the body of the atheris entry point."""
+    check_total(data)
+    check_need_more_only_for_a_prefix(data)
+    split = len(data) // 2
+    check_stable(data[:split], data[split:])
+    check_segments(data, list(range(0, len(data), 1 + (data[0] if data else 0) % 7)))
+
+
+@pytest.mark.parametrize("data", REGRESSIONS)
+def test_issue_13_inputs_hold_every_property(data: bytes) -> None:
+    check_one_input(data)
 
 
 @FAST
 @given(anything)
 @example(EMPTY_RECORD)
 @example(EMPTY_RECORD * 1000)
-@example(b"\x16\x03\x01\x00\x01\x01" * (MAX_RECORDS + 1))
-@example(b"\x16\x03\x01\xff\xff")
-@example(b"\x16")
-@example(b"\x80")
 def test_the_reader_is_total(data: bytes) -> None:
-    result = read_client_hello(data)
-
-    assert isinstance(result, HelloResult)
-    assert (result.hello is not None) == (result.kind is HELLO)
-    assert bool(result.reason) == (result.kind is MALFORMED)
+    check_total(data)
 
 
 @FAST
@@ -126,11 +165,7 @@ def test_the_reader_is_total(data: bytes) -> None:
 @example(EMPTY_RECORD, EMPTY_RECORD * 50)
 @example(b"\x16\x03\x01\x00", b"\x00" + EMPTY_RECORD * 50)
 def test_a_verdict_does_not_change_when_more_bytes_follow(data: bytes, more: bytes) -> None:
-    alone = read_client_hello(data)
-    longer = read_client_hello(data + more)
-
-    if alone.kind is not NEED_MORE:
-        assert alone == longer
+    check_stable(data, more)
 
 
 @FAST
@@ -138,21 +173,14 @@ def test_a_verdict_does_not_change_when_more_bytes_follow(data: bytes, more: byt
 @example(EMPTY_RECORD * 20, [1, 2, 3, 4, 5, 6])
 def test_fed_in_segments_or_at_once_the_verdict_is_the_same(
         data: bytes, cuts: list[int]) -> None:
-    reader = ClientHelloReader()
-    previous = 0
-    for cut in sorted(c for c in cuts if c < len(data)):
-        reader.feed(data[previous:cut])
-        previous = cut
-
-    assert reader.feed(data[previous:]) == read_client_hello(data)
+    check_segments(data, cuts)
 
 
 @FAST
 @given(anything)
 @example(EMPTY_RECORD * 3)
 def test_need_more_only_while_the_records_cannot_yet_hold_a_hello(data: bytes) -> None:
-    if read_client_hello(data).kind is NEED_MORE:
-        assert not framing_complete(data)
+    check_need_more_only_for_a_prefix(data)
 
 
 @BUILT

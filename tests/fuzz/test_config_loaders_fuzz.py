@@ -106,40 +106,32 @@ def assert_only_config_load_error(load: Callable[[], Any], path: str) -> None:
                     f"ConfigLoadError: {error}")
 
 
-def _reader_error_escapes() -> bool:
-    with tempfile.TemporaryDirectory() as directory:
-        path = written(directory, "probe.yml", b"\x18")
-        try:
-            load_dynamic(filename=path)
-        except ConfigLoadError:
-            return False
-        except yaml.YAMLError:
-            return True
-    return False
+LOADERS: list[tuple[str, Callable[[str], Any]]] = [
+    ("dynamic.yml", lambda path: load_dynamic(filename=path)),
+    ("dynamic.toml", lambda path: load_dynamic(filename=path)),
+    ("traefik.yml", load_static),
+    ("traefik.toml", load_static),
+]
 
 
-# Known while it lasts, and only then: once the loader is fixed these run as plain tests.
-YAML_READER_BUG = pytest.mark.xfail(
-    _reader_error_escapes(), strict=True,
-    reason="config/loader.py _parse_yaml builds yaml.SafeLoader(text) before its try, so the "
-           "ReaderError a control character raises (\\x18, issue 13) escapes; build it inside")
-
-
-def yaml_case(name: str, strategy: st.SearchStrategy[bytes]) -> Any:
-    return pytest.param(name, strategy, marks=YAML_READER_BUG)
+def check_one_input(data: bytes, directory: str) -> None:
+    """The property for one input (the atheris entry point's body): byte 0 picks the loader."""
+    name, load = LOADERS[data[0] % len(LOADERS)] if data else LOADERS[0]
+    path = written(directory, name, data[1:])
+    assert_only_config_load_error(lambda: load(path), path)
 
 
 # (file name, strategy) pairs: the extension picks the parser.
 DYNAMIC_INPUTS = {
-    "yaml-bytes": yaml_case("dynamic.yml", raw_bytes),
-    "yaml-tokens": yaml_case("dynamic.yaml", yaml_ish),
-    "yaml-mutated": yaml_case("dynamic.yml", mutations(VALID_DYNAMIC_YAML)),
+    "yaml-bytes": ("dynamic.yml", raw_bytes),
+    "yaml-tokens": ("dynamic.yaml", yaml_ish),
+    "yaml-mutated": ("dynamic.yml", mutations(VALID_DYNAMIC_YAML)),
     "toml-bytes": ("dynamic.toml", raw_bytes),
     "toml-mutated": ("dynamic.toml", mutations(VALID_DYNAMIC_TOML)),
 }
 STATIC_INPUTS = {
-    "yaml-bytes": yaml_case("traefik.yml", raw_bytes),
-    "yaml-mutated": yaml_case("traefik.yml", mutations(VALID_STATIC_YAML)),
+    "yaml-bytes": ("traefik.yml", raw_bytes),
+    "yaml-mutated": ("traefik.yml", mutations(VALID_STATIC_YAML)),
     "toml-bytes": ("traefik.toml", raw_bytes),
     "toml-mutated": ("traefik.toml", mutations(VALID_STATIC_TOML)),
 }
@@ -153,6 +145,12 @@ def with_regressions(test: Callable[..., None]) -> Callable[..., None]:
     for content in REGRESSIONS:
         test = example(content=content)(test)
     return test
+
+
+@pytest.mark.parametrize("selector", range(len(LOADERS)))
+@pytest.mark.parametrize("content", [b"tcp: {}\n", b"[tcp]\n", b"", b"\xff\xfe"])
+def test_every_loader_takes_an_atheris_input(scratch: str, selector: int, content: bytes) -> None:
+    check_one_input(bytes([selector]) + content, scratch)
 
 
 @pytest.mark.parametrize("name,strategy", DYNAMIC_INPUTS.values(), ids=DYNAMIC_INPUTS.keys())
@@ -181,7 +179,6 @@ def test_a_static_file_loads_or_raises_config_load_error(
     check()
 
 
-@YAML_READER_BUG
 @FAST
 @given(st.lists(raw_bytes | mutations(VALID_DYNAMIC_YAML), min_size=1, max_size=3))
 @example([b"tcp: {}\n", b"\x18"])

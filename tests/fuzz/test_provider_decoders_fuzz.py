@@ -67,6 +67,25 @@ def test_store_bytes_are_text_or_an_error_naming_the_key(data: bytes) -> None:
         assert text.encode() == data
 
 
+def check_one_input(data: bytes) -> None:
+    """The decoders' properties for one input (the atheris entry point's body).
+
+    The bytes are read as ``key=value`` lines, the form of KV pairs and container labels.
+    """
+    pairs: dict[str, str] = {}
+    for index, line in enumerate(data.split(b"\n")):
+        key, _, value = line.partition(b"=")
+        try:
+            pairs[strict_text(key, f"line {index}")] = strict_text(value, f"line {index}")
+        except SourceUnreadable as error:
+            assert str(error).startswith(f"line {index}: not UTF-8 text")
+    config_from_pairs({f"traefik/{key}": value for key, value in pairs.items()}, "traefik", "kv")
+    config_from_labels({f"traefik.{key}": value for key, value in pairs.items()}, "container")
+    for text in (data.decode("latin-1"), *pairs):
+        value, in_range = go_atoi(text)
+        assert in_range or value in (0, 2**63 - 1, -(2**63))
+
+
 @pytest.fixture(scope="module")
 def scratch() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="switchyard-fuzz-") as directory:
@@ -141,3 +160,11 @@ def test_go_atoi_agrees_with_int_within_int64_and_clamps_outside(text: str) -> N
 def test_go_atoi_refuses_anything_but_a_sign_and_ascii_digits(text: str) -> None:
     if re.fullmatch(r"[+-]?[0-9]+", text) is None:
         assert go_atoi(text) == (0, False)
+
+
+@FAST
+@given(st.binary(max_size=200))
+@example(b"tcp/routers/r/rule=HostSNI(\xff`*`)\ntcp/routers/r/service=\x18")
+@example(b"tcp/routers/r/entrypoints/" + b"9" * 5000 + b"=ep")
+def test_key_value_lines_of_any_bytes_decode(data: bytes) -> None:
+    check_one_input(data)

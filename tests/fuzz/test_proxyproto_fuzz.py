@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
-from hypothesis import HealthCheck, example, given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from switchyard.proxy.proxyproto import (
@@ -41,49 +42,76 @@ same_family = (st.tuples(st.tuples(ipv4, ports), st.tuples(ipv4, ports))
                | st.tuples(st.tuples(ipv6, ports), st.tuples(ipv6, ports)))
 
 
-@FAST
-@given(anything)
-@example(b"PROXY")
-@example(b"PROXY " + b"A" * 200)
-@example(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n")
-@example(b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 2\r\n")
-@example(b"PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n")
-@example(V2_SIGNATURE + b"\x21\x11\xff\xff")
-@example(V2_SIGNATURE + b"\x21\x11\x00\x0c" + bytes(12))
-@example(V2_SIGNATURE + b"\x21\x11\x00\x0f" + bytes(12) + b"\x01\x00\x05")
-def test_the_reader_is_total(data: bytes) -> None:
-    result = read_proxy_header(data)
+REGRESSIONS = [
+    b"PROXY", b"PROXY " + b"A" * 200, b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
+    b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 2\r\n", b"PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n",
+    V2_SIGNATURE + b"\x21\x11\xff\xff", V2_SIGNATURE + b"\x21\x11\x00\x0c" + bytes(12),
+    V2_SIGNATURE + b"\x21\x11\x00\x0f" + bytes(12) + b"\x01\x00\x05",
+    b"PROXY UNKNOWN\r\nPROXY UNKNOWN\r\n", b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x00",
+]
 
+
+# -- properties, as plain checks the atheris entry point (fuzz/proxyproto.py) shares -----
+
+
+def check_total(data: bytes) -> ProxyResult:
+    result = read_proxy_header(data)
     assert isinstance(result, ProxyResult)
     assert (result.header is not None) == (result.kind is HEADER)
     assert bool(result.reason) == (result.kind is MALFORMED)
     if result.header is not None:
         assert 0 < result.header.length <= len(data)
+    return result
+
+
+def check_stable(data: bytes, more: bytes) -> None:
+    """A verdict other than NEED_MORE does not change when more bytes follow."""
+    alone = read_proxy_header(data)
+    if alone.kind is not NEED_MORE:
+        assert read_proxy_header(data + more) == alone
+
+
+def check_need_more_only_for_a_prefix(data: bytes) -> None:
+    """NEED_MORE only for a proper prefix no longer than the largest header it could start."""
+    if read_proxy_header(data).kind is not NEED_MORE:
+        return
+    if data.startswith(V1_SIGNATURE):
+        assert len(data) < V1_MAX_LENGTH and b"\n" not in data
+    elif data.startswith(V2_SIGNATURE):
+        assert len(data) < 16 or len(data) < 16 + int.from_bytes(data[14:16], "big")
+    else:
+        assert V1_SIGNATURE.startswith(data) or V2_SIGNATURE.startswith(data)
+
+
+def check_one_input(data: bytes) -> None:
+    """Every property for one input: the body of the atheris entry point."""
+    check_total(data)
+    check_need_more_only_for_a_prefix(data)
+    for split in range(0, len(data), 1 + len(data) // 8):
+        check_stable(data[:split], data[split:])
+
+
+@pytest.mark.parametrize("data", REGRESSIONS)
+def test_known_edge_inputs_hold_every_property(data: bytes) -> None:
+    check_one_input(data)
+
+
+@FAST
+@given(anything)
+def test_the_reader_is_total(data: bytes) -> None:
+    check_total(data)
 
 
 @FAST
 @given(anything, st.binary(min_size=1, max_size=200))
-@example(b"PROXY UNKNOWN\r\n", b"PROXY UNKNOWN\r\n")
-@example(b"\r\n\r\n\x00", b"\r\nQUIT\n\x21\x11\x00\x00")
 def test_a_verdict_does_not_change_when_more_bytes_follow(data: bytes, more: bytes) -> None:
-    alone = read_proxy_header(data)
-
-    if alone.kind is not NEED_MORE:
-        assert read_proxy_header(data + more) == alone
+    check_stable(data, more)
 
 
 @FAST
 @given(anything)
 def test_need_more_only_for_a_prefix_no_longer_than_the_largest_header(data: bytes) -> None:
-    result = read_proxy_header(data)
-
-    if result.kind is NEED_MORE:
-        if data.startswith(V1_SIGNATURE):
-            assert len(data) < V1_MAX_LENGTH and b"\n" not in data
-        elif data.startswith(V2_SIGNATURE):
-            assert len(data) < 16 or len(data) < 16 + int.from_bytes(data[14:16], "big")
-        else:
-            assert V1_SIGNATURE.startswith(data) or V2_SIGNATURE.startswith(data)
+    check_need_more_only_for_a_prefix(data)
 
 
 @FAST

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -59,41 +60,68 @@ connections = st.builds(
 )
 
 
+SOME_CONNECTIONS = [ConnMeta("a.example.com", ("h2",), "10.1.2.3", True),
+                    ConnMeta(None, (), "::1", False), ConnMeta("", ("acme-tls/1",), "x", True)]
+
+
 def parsed(text: str, syntax: str) -> Rule | None:
-    try:
-        return parse_rule(text, syntax)
-    except RuleError:
-        return None
-
-
-@FAST
-@given(rule_text, st.sampled_from(["v3", "v2", ""]))
-@example("HostSNI(`a\x18b`)", "v3")
-@example("HostSNI(`*`)\x18", "v3")
-@example("(" * 5000 + "HostSNI(`a`)" + ")" * 5000, "v3")
-@example("!" * 20000 + "HostSNI(`a`)", "v3")
-@example("HostSNIRegexp(`" + "(" * 1000 + ")" * 1000 + "`)", "v3")
-@example("HostSNIRegexp(`a{1000}{1000}`)", "v3")
-@example("HostSNIRegexp(`\\C`)", "v3")
-@example("ClientIP(`10.0.0.0/33`)", "v2")
-def test_any_text_parses_or_raises_rule_error(text: str, syntax: str) -> None:
+    """The rule, or None for a RuleError; any other exception fails the property."""
     try:
         rule = parse_rule(text, syntax)
     except RuleError as error:
         assert str(error)  # a message, with the rule and the position
-    else:
-        assert rule.text == text
+        return None
+    assert rule.text == text
+    return rule
 
 
-@FAST
-@given(rule_text, st.sampled_from(["v3", "v2"]))
-@example("Host(`a\x18b`)", "v3")
-@example("PathRegexp(`(`)", "v3")
-def test_any_text_parses_as_an_http_rule_or_raises_rule_error(text: str, syntax: str) -> None:
+def check_http_rule(text: str, syntax: str) -> None:
     try:
         parse_http_rule(text, syntax)
     except RuleError as error:
         assert str(error)
+
+
+def check_matches(rule: Rule, metas: list[ConnMeta]) -> None:
+    for meta in metas:
+        assert rule.matches(meta) in (True, False)
+        if rule.exact_hosts is not None and meta.sni:
+            # The routing table looks such rules up by host instead of running them.
+            assert rule.matches(meta) == (meta.sni.lower() in rule.exact_hosts), meta
+
+
+def check_one_input(data: bytes) -> None:
+    """Every property for one input (the atheris entry point's body): byte 0 picks the syntax."""
+    syntax = "v2" if data[:1] == b"2" else "v3"
+    text = data[1:].decode("utf-8", "replace")
+    rule = parsed(text, syntax)
+    if rule is not None:
+        check_matches(rule, SOME_CONNECTIONS)
+    check_http_rule(text, syntax)
+
+
+REGRESSIONS = ["HostSNI(`a\x18b`)", "HostSNI(`*`)\x18", "(" * 5000 + "HostSNI(`a`)" + ")" * 5000,
+               "!" * 20000 + "HostSNI(`a`)", "HostSNIRegexp(`" + "(" * 1000 + ")" * 1000 + "`)",
+               "HostSNIRegexp(`a{1000}{1000}`)", "HostSNIRegexp(`\\C`)", "ClientIP(`10.0.0.0/33`)",
+               "Host(`a\x18b`)", "PathRegexp(`(`)"]
+
+
+@pytest.mark.parametrize("text", REGRESSIONS)
+@pytest.mark.parametrize("syntax", ["3", "2"])
+def test_known_edge_rules_hold_every_property(text: str, syntax: str) -> None:
+    check_one_input(syntax.encode() + text.encode())
+
+
+@FAST
+@given(rule_text, st.sampled_from(["v3", "v2", ""]))
+def test_any_text_parses_or_raises_rule_error(text: str, syntax: str) -> None:
+    parsed(text, syntax)
+
+
+@FAST
+@given(rule_text, st.sampled_from(["v3", "v2"]))
+def test_any_text_parses_as_an_http_rule_or_raises_rule_error(text: str, syntax: str) -> None:
+    check_http_rule(text, syntax)
 
 
 @settings(FAST, max_examples=200)
@@ -101,10 +129,8 @@ def test_any_text_parses_as_an_http_rule_or_raises_rule_error(text: str, syntax:
 def test_a_parsed_rule_answers_true_or_false_for_any_connection(
         text: str, syntax: str, metas: list[ConnMeta]) -> None:
     rule = parsed(text, syntax)
-    if rule is None:
-        return
-    for meta in metas:
-        assert rule.matches(meta) in (True, False)
+    if rule is not None:
+        check_matches(rule, metas)
 
 
 host_alternatives = st.lists(
@@ -114,15 +140,11 @@ host_alternatives = st.lists(
 
 
 @FAST
-@given(host_alternatives | rule_like, st.lists(connections, min_size=1, max_size=4))
+@given(host_alternatives, st.lists(connections, min_size=1, max_size=4))
 @example("HostSNI(`a.example.com`) || HostSNI(`B.example.com`)",
          [ConnMeta("b.example.com", (), "10.1.2.3", True)])
 def test_an_indexed_rule_matches_exactly_its_exact_hosts(
         text: str, metas: list[ConnMeta]) -> None:
-    # The routing table looks such rules up by host instead of running them: same answer.
     rule = parsed(text, "v3")
-    if rule is None or rule.exact_hosts is None:
-        return
-    for meta in metas:
-        if meta.sni:
-            assert rule.matches(meta) == (meta.sni.lower() in rule.exact_hosts), meta
+    if rule is not None:
+        check_matches(rule, metas)

@@ -169,7 +169,7 @@ def test_an_unreadable_yaml_file_is_a_provider_error_and_the_next_good_edit_appl
     live.close()
 
 
-def test_the_x18_error_names_the_character(
+def test_the_x18_error_names_the_file_line_and_character(
         start: Callable[..., Running], backends: Backends, tmp_path: Path) -> None:
     dynamic = tmp_path / "dynamic.yml"
     dynamic.write_text(YAML_ROUTES.format(port=backends.whoami("first")))
@@ -178,7 +178,8 @@ def test_the_x18_error_names_the_character(
 
     dynamic.write_bytes(b"tcp:\n  routers: {}\n\x18\n")
 
-    assert_error_shown_while_the_last_good_config_serves(running, "file", "#x0018", failures)
+    assert_error_shown_while_the_last_good_config_serves(running, "file", f"{dynamic}:3:", failures)
+    assert "U+0018" in running.config_status()["providerErrors"]["file"]
 
 
 def test_a_control_character_in_a_toml_file_is_a_provider_error(
@@ -207,7 +208,8 @@ def test_one_unreadable_file_in_a_directory_keeps_the_whole_directory_at_its_las
 
     (directory / "extra.yml").write_bytes(b"\x18")
 
-    assert_error_shown_while_the_last_good_config_serves(running, "file", str(directory), failures)
+    assert_error_shown_while_the_last_good_config_serves(
+        running, "file", str(directory / "extra.yml"), failures)
     (directory / "extra.yml").write_text("tcp: {}\n")
     (directory / "routes.yml").write_text(YAML_ROUTES.format(port=second))
     wait_for(lambda: running.backend() == "second", "the edit after the broken one")
