@@ -1,0 +1,169 @@
+"""The entry point's X-Forwarded-* handling, as Traefik's forwardedHeaders applies it to requests.
+
+Before routing, Traefik drops every X-Forwarded-* header it manages (and X-Real-Ip) unless the
+peer is trusted (``forwardedHeaders.trustedIPs``) or ``insecure`` is set, then fills in what is
+missing: X-Real-Ip, X-Forwarded-Proto (``ws``/``wss`` for a WebSocket handshake), -Port, -Host,
+folds several X-Forwarded-For fields into one, always sets X-Forwarded-Server to the host name,
+and applies the Connection header (drops the fields it names, except the managed ones and those
+in ``forwardedHeaders.connection``; keeps Upgrade). The reverse proxy appends the client address
+to X-Forwarded-For afterwards (switchyard.http.rewrite).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+from switchyard.http.message import Headers
+from switchyard.ipcheck import IPChecker
+
+__all__ = ["MANAGED_HEADERS", "ForwardedHeaders", "apply_forwarded_headers", "is_managed_header"]
+
+#: The headers Traefik owns, lower-case.
+MANAGED_HEADERS = frozenset({
+    b"x-forwarded-proto", b"x-forwarded-scheme", b"x-forwarded-for", b"x-forwarded-host",
+    b"x-forwarded-port", b"x-forwarded-server", b"x-forwarded-uri", b"x-forwarded-method",
+    b"x-forwarded-prefix", b"x-forwarded-tls-client-cert", b"x-forwarded-tls-client-cert-info",
+    b"x-scheme", b"x-real-ip",
+})
+
+
+def is_managed_header(lower_name: bytes) -> bool:
+    """Whether a (lower-case) field name is one of Traefik's, underscores counting as dashes."""
+    if lower_name[:1] != b"x":
+        return False
+    return lower_name in MANAGED_HEADERS or (
+        b"_" in lower_name and lower_name.replace(b"_", b"-") in MANAGED_HEADERS)
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedHeaders:
+    """An entry point's ``forwardedHeaders`` settings (``trustedIPs``, ``insecure``, ``connection``)."""
+
+    trusted_ips: tuple[str, ...] = ()
+    insecure: bool = False
+    connection: tuple[str, ...] = ()  # Connection-listed fields to keep (Traefik's option)
+    hostname: str = field(default_factory=socket.gethostname)
+    _checker: IPChecker | None = field(init=False, repr=False, compare=False)
+    _kept: frozenset[bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Raises ValueError naming a bad entry, for the entry point's error message.
+        checker = IPChecker(self.trusted_ips) if self.trusted_ips else None
+        object.__setattr__(self, "_checker", checker)
+        object.__setattr__(self, "_kept", frozenset(
+            name.lower().encode("latin-1") for name in self.connection))
+
+    def trusts(self, client_ip: str) -> bool:
+        """Whether incoming X-Forwarded-* headers from ``client_ip`` are kept."""
+        return self.insecure or (self._checker is not None and self._checker.contains(client_ip))
+
+    @property
+    def kept_connection_headers(self) -> frozenset[bytes]:
+        return self._kept
+
+
+def apply_forwarded_headers(headers: Headers, *, trusted: bool, client_ip: str, tls: bool,
+                            hostname: bytes, kept: frozenset[bytes] = frozenset()) -> Headers:
+    """The request's fields after the entry point's forwarded-headers step (a new list)."""
+    out = Headers()
+    real_ip = proto = port = xf_host = host = connection = upgrade = None
+    forwarded_for: list[bytes] = []
+    for pair in headers:
+        name = pair[0]
+        lower = name.lower()
+        if lower[:1] == b"x":
+            if is_managed_header(lower):
+                if not trusted:
+                    continue
+                # Go's Get reads the canonical key only; underscore variants just pass.
+                if lower == b"x-forwarded-for":
+                    forwarded_for.append(pair[1])
+                    continue
+                if lower == b"x-real-ip":
+                    real_ip = real_ip if real_ip is not None else pair[1]
+                elif lower == b"x-forwarded-proto":
+                    proto = proto if proto is not None else pair[1]
+                elif lower == b"x-forwarded-port":
+                    port = port if port is not None else pair[1]
+                elif lower == b"x-forwarded-host":
+                    xf_host = xf_host if xf_host is not None else pair[1]
+                elif lower == b"x-forwarded-server":
+                    continue  # always replaced
+        elif lower == b"host":
+            host = host if host is not None else pair[1]
+        elif lower == b"connection":
+            connection = pair[1] if connection is None else connection + b"," + pair[1]
+            continue
+        elif lower == b"upgrade":
+            upgrade = upgrade if upgrade is not None else pair[1]
+        out.append(pair)
+    if not real_ip:
+        out.set(b"x-real-ip", client_ip.partition("%")[0].encode("latin-1"), b"X-Real-Ip")
+    if not proto:
+        websocket = (_first_value_lists(connection, b"upgrade")
+                     and _first_value_lists(upgrade, b"websocket"))
+        proto = (b"wss" if tls else b"ws") if websocket else (b"https" if tls else b"http")
+        out.set(b"x-forwarded-proto", proto, b"X-Forwarded-Proto")
+    if not port:
+        out.set(b"x-forwarded-port", _forwarded_port(host, proto, tls), b"X-Forwarded-Port")
+    if not xf_host and host:
+        out.set(b"x-forwarded-host", host, b"X-Forwarded-Host")
+    if forwarded_for:
+        out.append((b"X-Forwarded-For", b", ".join(forwarded_for)))
+    if hostname:
+        out.append((b"X-Forwarded-Server", hostname))
+    if connection is not None:
+        _apply_connection(out, connection, upgrade, kept)
+    elif upgrade is not None:
+        pass  # Upgrade without Connection: not an upgrade; the proxy drops it as hop-by-hop
+    return out
+
+
+def _first_value_lists(value: bytes | None, token: bytes) -> bool:
+    if value is None:
+        return False
+    return any(part.strip().lower() == token for part in value.split(b","))
+
+
+def _forwarded_port(host: bytes | None, proto: bytes, tls: bool) -> bytes:
+    if host:
+        # net.SplitHostPort: "[v6]:port", "name:port"; a bare v6 address or name has no port.
+        if host[:1] == b"[":
+            end = host.find(b"]")
+            if end > 0 and host[end + 1:end + 2] == b":" and host[end + 2:]:
+                return host[end + 2:]
+        elif host.count(b":") == 1:
+            port = host.rpartition(b":")[2]
+            if port:
+                return port
+    if proto in (b"https", b"wss") or tls:
+        return b"443"
+    return b"80"
+
+
+def _apply_connection(out: Headers, connection: bytes, upgrade: bytes | None,
+                      kept: frozenset[bytes]) -> None:
+    listed: list[bytes] = []
+    upgrading = False
+    for token in connection.split(b","):
+        name = token.strip().lower()
+        if not name:
+            continue
+        if name == b"upgrade":
+            upgrading = True
+        if is_managed_header(name):
+            continue
+        if name in kept:
+            listed.append(_canonical(name))
+            continue
+        out.remove(name)
+    if upgrading and upgrade:
+        listed.append(b"Upgrade")
+        out.set(b"upgrade", upgrade, b"Upgrade")
+    if listed:
+        out.append((b"Connection", b",".join(listed)))
+
+
+def _canonical(name: bytes) -> bytes:
+    return b"-".join(part[:1].upper() + part[1:] for part in name.split(b"-"))

@@ -1,0 +1,159 @@
+"""The Handler interface: how routers, middlewares and services take part in serving a request.
+
+A handler is called once per request, inside the event loop's callback, and must not block::
+
+    class Handler(Protocol):
+        def handle(self, exchange: Exchange) -> None: ...
+
+It answers now or later (after a backend replied) through ``exchange.writer``, a ResponseWriter::
+
+    writer.start(head: ResponseHead) -> None   # status + header fields, once
+    writer.write(chunk: bytes) -> None         # body bytes, any number of times
+    writer.end() -> None                       # the body is complete (keep-alive may go on)
+    writer.abort() -> None                     # the body cannot complete: close, never fake an end
+
+``exchange.respond(status, headers, body)`` does all three for a short answer. What else the
+Exchange offers a handler (see switchyard.http.exchange):
+
+* ``exchange.request``: the RequestHead (method, target, version, headers), changeable in place;
+  ``exchange.info``: the ConnectionInfo (entry point, client, TLS); ``exchange.router``,
+  ``exchange.service``, ``exchange.server``: names for the observation record.
+* the request body, pulled by whoever forwards it: ``exchange.has_body``,
+  ``exchange.read_body(consumer)`` with a BodyConsumer (``body_data(chunk)``, ``body_end()``,
+  ``body_aborted()``), and ``pause_body()`` / ``resume_body()`` for backpressure. Bytes that
+  arrive before anyone reads are held (bounded: the client is paused above a high-water mark).
+* response backpressure: ``exchange.set_producer(producer)`` with a Producer
+  (``pause_producing()``, ``resume_producing()``, ``stop_producing()``): the client connection
+  tells the producer when its transport is full and when the client has gone.
+* ``exchange.send_continue()`` (an interim ``100 Continue``), ``exchange.cork()/uncork()`` (batch
+  writes into one send) and ``exchange.upgrade(...)`` (hand both sockets to a byte relay after a
+  ``101``).
+
+Middlewares wrap a handler. They may:
+
+* inspect or change ``exchange.request`` and then call ``self.next.handle(exchange)``;
+* answer early without calling next (``exchange.respond(302, ...)``, 401, 403, 429);
+* change the response head or transform its body by replacing the writer before calling next::
+
+      exchange.writer = Compressing(exchange.writer)   # its start() edits the head and
+      self.next.handle(exchange)                       # drops Content-Length, write()
+                                                       # compresses, end() flushes
+
+Writers form a chain from the outermost middleware's down to the connection's own writer; every
+call goes down it synchronously, so backpressure still reaches the producer. After ``end()`` or
+``abort()`` a handler must not touch the exchange again; the connection then records the request
+(a RequestRecord handed to the entry point's observer) and goes on with the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from switchyard.http.exchange import Exchange
+    from switchyard.http.message import ResponseHead
+
+__all__ = [
+    "BodyConsumer",
+    "ConnectionInfo",
+    "Handler",
+    "Observer",
+    "Producer",
+    "RequestRecord",
+    "ResponseWriter",
+]
+
+
+class Handler(Protocol):
+    """Serves one request: answers through ``exchange.writer`` now or later, never blocks."""
+
+    def handle(self, exchange: Exchange) -> None: ...
+
+
+class ResponseWriter(Protocol):
+    """Where a response goes: the client connection, or a middleware wrapping it."""
+
+    def start(self, head: ResponseHead) -> None: ...
+    def write(self, chunk: bytes) -> None: ...
+    def end(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class BodyConsumer(Protocol):
+    """Takes a request body as it arrives (the reverse proxy's upstream connection)."""
+
+    def body_data(self, chunk: bytes) -> None: ...
+    def body_end(self) -> None: ...
+    def body_aborted(self) -> None: ...
+
+
+class Producer(Protocol):
+    """Produces a response body and can be paused (a backend connection); stop: client gone."""
+
+    def pause_producing(self) -> None: ...
+    def resume_producing(self) -> None: ...
+    def stop_producing(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """What the entry point knows about a client connection when it hands it to HTTP.
+
+    ``client_ip``/``client_port`` are after PROXY protocol; ``scheme`` is ``https`` when
+    Switchyard terminated TLS, with the negotiated details beside it.
+    """
+
+    entry_point: str
+    client_ip: str
+    client_port: int
+    local_ip: str = ""
+    local_port: int = 0
+    scheme: str = "http"
+    tls_server_name: str | None = None
+    tls_version: str | None = None
+    tls_alpn: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+
+class RequestRecord:
+    """One served request, for metrics and the access log (made only when an observer is set).
+
+    ``closed_by`` is ``""`` for a complete exchange, else ``"client"`` or ``"backend"`` (who went
+    away first); ``status`` is 0 when no response was started.
+    """
+
+    __slots__ = ("client_ip", "client_port", "closed_by", "duration", "entry_point", "method",
+                 "path", "protocol", "request_bytes", "response_bytes", "router", "server",
+                 "service", "status", "tls")
+
+    def __init__(self, *, entry_point: str, router: str, service: str, server: str, method: str,
+                 path: str, protocol: str, status: int, request_bytes: int, response_bytes: int,
+                 duration: float, client_ip: str, client_port: int, tls: bool,
+                 closed_by: str) -> None:
+        self.entry_point = entry_point
+        self.router = router
+        self.service = service
+        self.server = server
+        self.method = method
+        self.path = path
+        self.protocol = protocol
+        self.status = status
+        self.request_bytes = request_bytes
+        self.response_bytes = response_bytes
+        self.duration = duration
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.tls = tls
+        self.closed_by = closed_by
+
+    def __repr__(self) -> str:
+        return (f"RequestRecord({self.method} {self.path} -> {self.status}, "
+                f"router={self.router!r}, service={self.service!r}, closed_by={self.closed_by!r})")
+
+
+Observer = Callable[[RequestRecord], None]

@@ -1,0 +1,130 @@
+"""The reverse proxy handler: forwards a request to one server and streams the answer back."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from switchyard.http.responder import status_text_error
+from switchyard.http.rewrite import outgoing_target, request_headers_for_backend
+from switchyard.http.upstream import Failure, UpstreamConnection, UpstreamPool, UpstreamSettings
+
+if TYPE_CHECKING:
+    from switchyard.http.exchange import Exchange
+
+__all__ = ["ReverseProxy", "ServerURL", "parse_server_url"]
+
+
+class ServerURL:
+    """A ``servers[].url`` taken apart: scheme, host, port, ``Host`` value and path."""
+
+    __slots__ = ("authority", "host", "path", "port", "scheme", "url")
+
+    def __init__(self, url: str, scheme: str, host: str, port: int, authority: str,
+                 path: str) -> None:
+        self.url = url
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.authority = authority  # what Go sends as Host with passHostHeader false
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"ServerURL({self.url!r})"
+
+
+def parse_server_url(url: str) -> ServerURL:
+    """Split a server URL; raises ValueError with a message that names the URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f'server URL "{url}": scheme must be http or https')
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise ValueError(f'server URL "{url}": {exc}') from None
+    if not host:
+        raise ValueError(f'server URL "{url}": missing host')
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return ServerURL(url, parts.scheme, host, port, parts.netloc.rpartition("@")[2], parts.path)
+
+
+class ReverseProxy:
+    """Handler: sends each request to one server over pooled keep-alive connections.
+
+    ``pass_host_header`` false sends the server URL's host as Host; ``preserve_path`` puts the
+    server URL's path in front of the request path (otherwise Traefik ignores it). Response
+    bodies are written to the client as each piece arrives from the server (Traefik's
+    ``flushInterval: -1``; its 100 ms default only batches flushes, which our writes do anyway).
+    ``open_requests`` counts requests in flight, for balancing strategies.
+    """
+
+    __slots__ = ("_authority", "_path", "_preserve", "open_requests", "pass_host_header", "pool",
+                 "url")
+
+    def __init__(self, url: ServerURL, pool: UpstreamPool | None = None, *,
+                 settings: UpstreamSettings | None = None, pass_host_header: bool = True,
+                 preserve_path: bool = False) -> None:
+        self.url = url
+        self.pool = pool or UpstreamPool(url.host, url.port, settings or UpstreamSettings(),
+                                         tls=url.scheme == "https")
+        self.pass_host_header = pass_host_header
+        self._preserve = preserve_path
+        self._authority = url.authority.encode("latin-1")
+        self._path = url.path.encode("latin-1")
+        self.open_requests = 0
+
+    def handle(self, exchange: Exchange) -> None:
+        exchange.server = self.url.url
+        self.open_requests += 1
+        conn = self.pool.acquire()
+        if conn is not None:
+            self._send(conn, exchange)
+        else:
+            self._dial(exchange)
+
+    def _dial(self, exchange: Exchange) -> None:
+        def dialed(conn: UpstreamConnection | None, failure: Failure | None) -> None:
+            if exchange.finished:  # the client went away meanwhile
+                self.open_requests -= 1
+                if conn is not None:
+                    self.pool.release(conn)
+                return
+            if conn is None:
+                assert failure is not None
+                self.upstream_failed(exchange, failure, retry=False)
+            else:
+                self._send(conn, exchange)
+
+        self.pool.dial(dialed)
+
+    def _send(self, conn: UpstreamConnection, exchange: Exchange) -> None:
+        request = exchange.request
+        headers = request.headers
+        upgrade = headers.get(b"upgrade") if headers.has_token(b"connection", b"upgrade") else None
+        host = None if self.pass_host_header and headers.get(b"host") else self._authority
+        fields = request_headers_for_backend(headers, client_ip=exchange.info.client_ip,
+                                             host=host, upgrade=upgrade)
+        chunked = exchange.has_body and fields.get(b"content-length") is None
+        parts = [request.method, b" ", outgoing_target(request.target, self._path, self._preserve),
+                 b" HTTP/1.1\r\n"]
+        for name, value in fields:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"\r\n")
+        conn.send(exchange, self, b"".join(parts), chunked_body=chunked)
+
+    # -- RequestOwner -----------------------------------------------------------------------------
+
+    def upstream_done(self) -> None:
+        self.open_requests -= 1
+
+    def upstream_failed(self, exchange: Exchange, failure: Failure, retry: bool = True) -> None:
+        if exchange.finished:
+            self.open_requests -= 1
+            return
+        if retry and failure.retriable and not exchange.has_body:
+            # A kept-alive connection the server had just closed: Go's transport retries too.
+            self._dial(exchange)
+            return
+        self.open_requests -= 1
+        status_text_error(exchange, failure.status)

@@ -1,0 +1,462 @@
+"""Connections to backend servers: dialing (plain or TLS), keep-alive pools, one request at a time.
+
+An UpstreamConnection sends one request head, streams the request body as the client sends it
+(re-chunked when the client sent it chunked) and streams the response into the exchange's
+writer; then it goes back to its pool when both sides allow reuse. Backpressure runs both ways:
+a full backend socket pauses reading from the client, a full client socket pauses reading from
+the backend. It is callback-driven; only dialing a new connection runs as a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, cast
+
+import httptools
+
+from switchyard.config.dynamic import TransportTLS
+from switchyard.http.deadline import Deadline
+from switchyard.http.message import Headers, ResponseHead
+from switchyard.http.rewrite import response_headers_for_client
+from switchyard.tls.backend import build_backend_context, peer_cert_sans, verify_peer_sans
+
+if TYPE_CHECKING:
+    from switchyard.config.http import HTTPServersTransport
+    from switchyard.http.exchange import Exchange
+
+__all__ = ["DEFAULT_UPSTREAM_SETTINGS", "Failure", "UpstreamConnection", "UpstreamPool",
+           "UpstreamSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """A servers transport as the HTTP proxy applies it (the effective values).
+
+    ``max_idle_conns_per_host`` is the number kept (0: no reuse); Traefik's config value 0 means
+    Go's default 2, negative means none, and ``default@internal`` has 200 (see from_config).
+    """
+
+    name: str = "default@internal"
+    dial_timeout: float = 30.0
+    response_header_timeout: float = 0.0
+    idle_conn_timeout: float = 90.0
+    max_idle_conns_per_host: int = 200
+    tls: TransportTLS | None = None
+
+    @classmethod
+    def from_config(cls, name: str, config: HTTPServersTransport | None) -> UpstreamSettings:
+        """From ``http.serversTransports.<name>`` (None: Traefik's default transport)."""
+        if config is None:
+            return cls(name=name)
+        timeouts = config.forwarding_timeouts
+        idle = config.max_idle_conns_per_host
+        tls = TransportTLS(
+            server_name=config.server_name, insecure_skip_verify=config.insecure_skip_verify,
+            root_cas=list(config.root_cas), certificates=list(config.certificates),
+            peer_cert_uri=config.peer_cert_uri, peer_cert_sans=list(config.peer_cert_sans))
+        return cls(
+            name=name,
+            dial_timeout=timeouts.dial_timeout if timeouts else 30.0,
+            response_header_timeout=timeouts.response_header_timeout if timeouts else 0.0,
+            idle_conn_timeout=timeouts.idle_conn_timeout if timeouts else 90.0,
+            max_idle_conns_per_host=2 if idle == 0 else max(idle, 0),
+            tls=tls,
+        )
+
+
+DEFAULT_UPSTREAM_SETTINGS = UpstreamSettings()
+
+
+class Failure:
+    """Why a request got no response from its backend; ``status`` is what the client gets."""
+
+    __slots__ = ("reason", "retriable", "status")
+
+    def __init__(self, status: int, reason: str, retriable: bool = False) -> None:
+        self.status = status  # 502, or 504 for a timeout
+        self.reason = reason
+        self.retriable = retriable  # a reused connection failed before anything was sent back
+
+    def __repr__(self) -> str:
+        return f"Failure({self.status}, {self.reason!r})"
+
+
+class RequestOwner(Protocol):
+    """Who sent a request on an upstream connection (the ReverseProxy), told how it ended."""
+
+    def upstream_failed(self, exchange: Exchange, failure: Failure) -> None: ...
+    def upstream_done(self) -> None: ...
+
+
+class UpstreamPool:
+    """Idle keep-alive connections to one server under one servers transport, most recent first."""
+
+    __slots__ = ("_closed", "_context", "_idle", "_loop", "dialed", "host", "port", "settings",
+                 "tls")
+
+    def __init__(self, host: str, port: int, settings: UpstreamSettings = DEFAULT_UPSTREAM_SETTINGS,
+                 *, tls: bool = False) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.settings = settings
+        self._idle: list[UpstreamConnection] = []
+        self._closed = False
+        self._context: tuple[ssl.SSLContext, str | None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.dialed = 0  # connections opened so far, for tests and stats
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    def acquire(self) -> UpstreamConnection | None:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if conn.usable:
+                return conn
+        return None
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Keep ``conn`` for reuse, or close it when the pool is full or closed."""
+        if self._closed or len(self._idle) >= self.settings.max_idle_conns_per_host:
+            conn.close()
+            return
+        conn.idle(self.settings.idle_conn_timeout)
+        self._idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        try:
+            self._idle.remove(conn)
+        except ValueError:
+            pass
+
+    def close(self) -> None:
+        """Close idle connections and keep no more (the service went away on a reload)."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def dial(self, done: Callable[[UpstreamConnection | None, Failure | None], None]) -> None:
+        """Open a new connection; ``done(conn, None)`` or ``done(None, failure)`` follows."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self.dialed += 1
+        conn = UpstreamConnection(self, loop)
+        task = loop.create_task(self._connect(conn))
+        timeout = self.settings.dial_timeout
+        timer = loop.call_later(timeout, task.cancel) if timeout > 0 else None
+
+        def finished(task: asyncio.Task[None]) -> None:
+            if timer is not None:
+                timer.cancel()
+            if task.cancelled():
+                done(None, Failure(504, f"dial timeout after {timeout:g}s"))
+                return
+            error = task.exception()
+            if error is not None:
+                done(None, Failure(502, str(error) or type(error).__name__))
+            else:
+                done(conn, None)
+
+        task.add_done_callback(finished)
+
+    async def _connect(self, conn: UpstreamConnection) -> None:
+        loop = self._loop
+        assert loop is not None
+        if not self.tls:
+            await loop.create_connection(lambda: conn, self.host, self.port)
+            return
+        if self._context is None:
+            self._context = build_backend_context(self.settings.tls, self.host)
+        context, server_name = self._context
+        transport, _ = await loop.create_connection(
+            lambda: conn, self.host, self.port, ssl=context, server_hostname=server_name)
+        sans = peer_cert_sans(self.settings.tls)
+        if sans:
+            tls_object = transport.get_extra_info("ssl_object")
+            der = tls_object.getpeercert(True) if tls_object is not None else None
+            problem = verify_peer_sans(der or b"", sans)
+            if problem:
+                transport.abort()
+                raise ssl.SSLError(f"backend certificate refused: {problem}")
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection to a backend; carries one request and its response at a time."""
+
+    __slots__ = (
+        "_chunked_body", "_closed", "_deadline", "_exchange", "_got_bytes", "_head_request",
+        "_head_seen", "_headers", "_interim", "_owner", "_parser", "_pool", "_request_sent",
+        "_reused", "_started", "_switching", "_transport", "_until_close",
+    )
+
+    def __init__(self, pool: UpstreamPool, loop: asyncio.AbstractEventLoop) -> None:
+        self._pool = pool
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._deadline = Deadline(loop, self._expired)
+        self._exchange: Exchange | None = None
+        self._owner: RequestOwner | None = None
+        self._headers = Headers()
+        self._closed = False
+        self._reused = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._chunked_body = False
+        self._request_sent = False
+        self._started = False
+        self._interim = False
+        self._switching = False
+        self._head_request = False
+        self._head_seen = False
+        self._until_close = False
+        self._got_bytes = False
+
+    @property
+    def usable(self) -> bool:
+        transport = self._transport
+        return not self._closed and transport is not None and not transport.is_closing()
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def send(self, exchange: Exchange, owner: RequestOwner, head: bytes, *,
+             chunked_body: bool) -> None:
+        """Write ``head`` (request line and fields) and stream the body behind it."""
+        transport = self._transport
+        assert transport is not None
+        self._deadline.clear()
+        self._exchange = exchange
+        self._owner = owner
+        self._chunked_body = chunked_body
+        self._head_request = exchange.request.method == b"HEAD"
+        exchange.set_producer(self)
+        transport.write(head)
+        if exchange.has_body:
+            exchange.read_body(self)
+        else:
+            self._sent()
+
+    def idle(self, timeout: float) -> None:
+        self._reused = True
+        self._deadline.set(timeout)
+
+    def close(self) -> None:
+        self._closed = True
+        self._deadline.cancel()
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- BodyConsumer (the client's request body) -----------------------------------------------
+
+    def body_data(self, chunk: bytes) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        if self._chunked_body:
+            transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if len(chunk) < 16384
+                            else b"%x\r\n" % len(chunk))
+            if len(chunk) >= 16384:
+                transport.write(chunk)
+                transport.write(b"\r\n")
+        else:
+            transport.write(chunk)
+
+    def body_end(self) -> None:
+        if self._chunked_body and self._transport is not None and not self._closed:
+            self._transport.write(b"0\r\n\r\n")
+        self._sent()
+
+    def body_aborted(self) -> None:
+        self._abandon()
+
+    def _sent(self) -> None:
+        self._request_sent = True
+        timeout = self._pool.settings.response_header_timeout
+        if timeout > 0 and not self._started:
+            self._deadline.set(timeout)
+
+    # -- Producer (the response body towards the client) ----------------------------------------
+
+    def pause_producing(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.pause_reading()
+
+    def resume_producing(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.resume_reading()
+
+    def stop_producing(self) -> None:
+        self._abandon()
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not derive from asyncio.Transport; they offer its methods.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self._exchange
+        if exchange is None:
+            self.close()  # an idle backend has nothing to say; do not reuse it
+            return
+        self._got_bytes = True
+        exchange.cork()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._switch(data[exc.args[0]:])
+        except httptools.HttpParserError:
+            self._broken(Failure(502, "malformed response from the backend"))
+        finally:
+            exchange.uncork()
+        if self._head_seen:
+            self._head_seen = False
+            reusable = self._parser.should_keep_alive()
+            self._parser = httptools.HttpResponseParser(self)
+            self._complete(reusable=reusable)
+
+    def eof_received(self) -> bool:
+        return False  # connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._deadline.cancel()
+        self._pool.forget(self)
+        if self._exchange is None:
+            return
+        if self._started and self._until_close and not self._switching:
+            self._complete(reusable=False)  # the end of the connection is the end of the body
+            return
+        self._broken(Failure(502, "backend closed the connection" if exc is None else str(exc),
+                             retriable=self._reused and not self._got_bytes))
+
+    def pause_writing(self) -> None:
+        if self._exchange is not None:
+            self._exchange.pause_body()
+
+    def resume_writing(self) -> None:
+        if self._exchange is not None:
+            self._exchange.resume_body()
+
+    # -- httptools callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = Headers()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._started:
+            self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        exchange = self._exchange
+        if exchange is None:
+            return
+        status = self._parser.get_status_code()
+        if status < 200 and status != 101:
+            # Interim responses: 100 lets a waiting client send its body; others are dropped.
+            self._interim = True
+            if status == 100:
+                exchange.send_continue()
+            return
+        self._started = True
+        self._deadline.clear()
+        self._switching = status == 101
+        headers = response_headers_for_client(self._headers, switching=self._switching)
+        if not self._switching and not self._head_request and status not in (204, 304):
+            self._until_close = (headers.get(b"content-length") is None
+                                 and not self._parser_chunked())
+        exchange.writer.start(ResponseHead(status, headers))
+        if self._head_request:
+            # The parser cannot be told a HEAD response has no body: finish after this read.
+            self._head_seen = True
+
+    def on_body(self, chunk: bytes) -> None:
+        exchange = self._exchange
+        if self._head_seen:
+            self.close()  # a body after a HEAD response: the framing is lost
+        elif exchange is not None:
+            exchange.writer.write(chunk)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if self._switching or self._head_seen or self._exchange is None:
+            return
+        self._complete(reusable=self._parser.should_keep_alive())
+
+    # -- endings ----------------------------------------------------------------------------------
+
+    def _parser_chunked(self) -> bool:
+        return any(name.lower() == b"transfer-encoding" for name, _ in self._headers)
+
+    def _complete(self, *, reusable: bool) -> None:
+        exchange, owner = self._exchange, self._owner
+        self._exchange = self._owner = None
+        reusable = reusable and self._request_sent and not self._closed and not self._until_close
+        self._reset()
+        if exchange is None:
+            return
+        exchange.set_producer(None)
+        if self._transport is not None and not self._closed:
+            self._transport.resume_reading()
+        # Back to the pool before the client side goes on: its next request may want it.
+        if reusable:
+            self._pool.release(self)
+        else:
+            self.close()
+        if owner is not None:
+            owner.upstream_done()
+        exchange.writer.end()
+
+    def _broken(self, failure: Failure) -> None:
+        exchange, owner = self._exchange, self._owner
+        self._exchange = self._owner = None
+        started = self._started
+        self._reset()
+        self.close()
+        if exchange is None or owner is None:
+            return
+        exchange.set_producer(None)
+        if started:
+            owner.upstream_done()
+            exchange.writer.abort()  # a response cut short must not look complete
+        else:
+            owner.upstream_failed(exchange, failure)
+
+    def _abandon(self) -> None:
+        """The client went away: this connection's state is unknown, so it is not reused."""
+        owner = self._owner
+        self._exchange = self._owner = None
+        self._reset()
+        self.close()
+        if owner is not None:
+            owner.upstream_done()
+
+    def _expired(self) -> None:
+        if self._exchange is None:
+            self.close()  # idle too long
+            return
+        timeout = self._pool.settings.response_header_timeout
+        self._broken(Failure(504, f"no response header within {timeout:g}s"))
+
+    def _switch(self, rest: bytes) -> None:
+        exchange, owner = self._exchange, self._owner
+        transport = self._transport
+        self._exchange = self._owner = None
+        self._closed = True  # belongs to the tunnel now
+        self._deadline.cancel()
+        if owner is not None:
+            owner.upstream_done()
+        if exchange is None or transport is None:
+            return
+        exchange.set_producer(None)
+        exchange.upgrade(transport, rest)
