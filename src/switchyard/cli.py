@@ -245,7 +245,8 @@ class _Locator:
 
 def _tls_severity(problem: str) -> str:
     """Stores and generated certificates Traefik ignores too warn; a certificate left out errs."""
-    if problem.endswith("ignored") or ".defaultGeneratedCert:" in problem:
+    if any(mark in problem for mark in ("; store ignored", "; certificate ignored",
+                                        ".defaultGeneratedCert:")):
         return "warning"
     return "error"
 

@@ -395,7 +395,7 @@ def test_what_switchyard_accepts_but_ignores_is_said(tmp_path: Path) -> None:
             'router "db@file": tls.options "nowhere" is ignored: the router passes TLS through',
             ('middleware "office@file": ipWhiteList is deprecated (as in Traefik); rename it to '
             "ipAllowList"),
-            "tls.stores.internal: only the 'default' store is used; store ignored",
+            "tls.stores.internal: only the 'default' store is used, by Traefik's routers",
             "tls.stores.default.defaultGeneratedCert:",
             "udp: the udp section is ignored: Switchyard does not support UDP",
             "tracing: tracing is not implemented by Switchyard",

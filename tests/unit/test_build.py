@@ -375,8 +375,9 @@ tls:
   stores:
     other: {}
 """)
-    assert runtime.tls_problems == [("tls.stores.other: only the 'default' store is used; "
-                                    "store ignored")]
+    assert runtime.tls_problems == [("tls.stores.other: only the 'default' store is used, by "
+                                     "Traefik's routers as by Switchyard's; store ignored: move "
+                                     "its settings to tls.stores.default or remove it")]
 
 
 class _Resolver:

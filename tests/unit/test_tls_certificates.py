@@ -226,9 +226,10 @@ def test_certificate_outside_the_default_store_is_ignored_with_a_message(ca: tru
     assert problems == [
         (
             "tls.certificates[0]: stores internal do not include 'default', the only store "
-            "routers use; certificate ignored"
+            "routers use; certificate ignored: add 'default' to its stores or drop the stores key"
         ),
-        "tls.stores.internal: only the 'default' store is used; store ignored",
+        ("tls.stores.internal: only the 'default' store is used, by Traefik's routers as by "
+         "Switchyard's; store ignored: move its settings to tls.stores.default or remove it"),
     ]
 
 
@@ -284,8 +285,9 @@ def test_default_generated_cert_needs_an_acme_resolver_we_do_not_have() -> None:
     assert store.default is generated_default_certificate()
     assert problems == [
         (
-            "tls.stores.default.defaultGeneratedCert: needs an ACME resolver, which Switchyard "
-            "does not have; serving the generated default certificate"
+            "tls.stores.default.defaultGeneratedCert: is not implemented by Switchyard (the "
+            "default certificate is not obtained from a resolver); serving the generated "
+            "self-signed default certificate: set defaultCertificate to a certificate file instead"
         )
     ]
 

@@ -321,7 +321,8 @@ def build_certificate_store(tls: TLSSection) -> tuple[CertificateStore, list[str
         if DEFAULT_STORE not in stores:
             problems.append(
                 f"{where}: stores {', '.join(stores)} do not include {DEFAULT_STORE!r}, the only "
-                "store routers use; certificate ignored"
+                f"store routers use; certificate ignored: add {DEFAULT_STORE!r} to its stores or "
+                "drop the stores key"
             )
             continue
         try:
@@ -331,7 +332,9 @@ def build_certificate_store(tls: TLSSection) -> tuple[CertificateStore, list[str
     for name in tls.stores:
         if name != DEFAULT_STORE:
             problems.append(
-                f"tls.stores.{name}: only the {DEFAULT_STORE!r} store is used; store ignored"
+                f"tls.stores.{name}: only the {DEFAULT_STORE!r} store is used, by Traefik's "
+                f"routers as by Switchyard's; store ignored: move its settings to "
+                f"tls.stores.{DEFAULT_STORE} or remove it"
             )
     default = _default_certificate(tls.stores.get(DEFAULT_STORE), problems)
     return CertificateStore(loaded, default), problems
@@ -350,7 +353,8 @@ def _default_certificate(store: Store | None, problems: list[str]) -> LoadedCert
             )
     elif store is not None and store.default_generated_cert is not None:
         problems.append(
-            f"{where}.defaultGeneratedCert: needs an ACME resolver, which Switchyard does not "
-            "have; serving the generated default certificate"
+            f"{where}.defaultGeneratedCert: is not implemented by Switchyard (the default "
+            "certificate is not obtained from a resolver); serving the generated self-signed "
+            "default certificate: set defaultCertificate to a certificate file instead"
         )
     return generated_default_certificate()
