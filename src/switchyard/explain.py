@@ -9,6 +9,7 @@ from typing import Any
 
 from switchyard.build import Runtime
 from switchyard.config.static import StaticConfig
+from switchyard.diagnostics import diagnose
 from switchyard.internal import internal_services
 from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
@@ -109,6 +110,8 @@ class Explanation:
     server: str | None = None
     postgres: bool = False
     live: bool = False
+    # Contradictions `check` reports that bear on this connection (its entry point or router).
+    warnings: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """camelCase keys, like the REST API."""
@@ -135,7 +138,7 @@ class Explanation:
             middlewares=[MiddlewareVerdict(**m) for m in data["middlewares"]],
             service=service(data["service"]), outcome=data["outcome"], action=data["action"],
             close_reason=data["closeReason"], server=data["server"], postgres=data["postgres"],
-            live=data["live"])
+            live=data["live"], warnings=list(data.get("warnings", [])))
 
 
 def _camel_keys(value: Any) -> Any:
@@ -220,7 +223,17 @@ def explain(runtime: Runtime, static: StaticConfig, entrypoint: str, client_ip: 
         outcome=_outcome(decision, entrypoint, meta, verdicts),
         action=decision.action.value, close_reason=_close_reason(decision),
         server=decision.server.address if decision.server is not None else None,
-        postgres=postgres, live=live)
+        postgres=postgres, live=live,
+        warnings=_warnings(runtime, static, entrypoint, route.name if route else None))
+
+
+def _warnings(runtime: Runtime, static: StaticConfig, entrypoint: str,
+              router: str | None) -> list[str]:
+    """What `check` warns about this entry point or this router."""
+    return [str(found) for found in diagnose(runtime, static)
+            if found.entry_point == entrypoint
+            or (router is not None and not found.entry_point
+                and router in (found.name, *found.related))]
 
 
 def _close_reason(decision: Decision) -> str | None:
@@ -348,6 +361,9 @@ def render_text(found: Explanation) -> str:
             "" if found.live else " (the first in rotation; a running instance may be further on)"))
     if found.close_reason is not None:
         lines.append(f"The access log would say: reason={found.close_reason}")
+    if found.warnings:
+        lines.append("Warnings (as check reports them):")
+        lines += [f"  {warning}" for warning in found.warnings]
     lines.append(f"Result: {found.outcome}")
     return "\n".join(lines)
 

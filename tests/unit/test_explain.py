@@ -193,3 +193,12 @@ def test_questions_that_cannot_be_answered_say_what_to_change(
         entrypoint: str, client_ip: str, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ExplainError, match=message):
         run(entrypoint, client_ip, **kwargs)
+
+
+def test_explain_repeats_the_check_warnings_that_bear_on_the_connection() -> None:
+    plain = run("web", "192.0.2.1", tls=False)
+    assert plain.router == "plain-on-web@file"
+    assert any("server-first" in w and "plain-on-web@file" in w for w in plain.warnings)
+    assert "server-first" in render_text(plain)
+    smtp = run("raw", "10.1.0.7", tls=False)
+    assert not any("server-first" in w for w in smtp.warnings)  # no TLS router on "raw"
