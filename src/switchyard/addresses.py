@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def host_port(host: str, port: int) -> str:
+def host_port(host: str, port: int | str) -> str:
     """`host:port`, with an IPv6 host in brackets (`[::1]:8080`)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

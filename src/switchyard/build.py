@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchyard.addresses import split_host_port
 from switchyard.config.dynamic import (
     DynamicConfig,
     TCPMiddleware,
@@ -62,21 +63,6 @@ class BuildError(Exception):
 def qualify(reference: str, provider: str) -> str:
     """Traefik's name qualification: references without `@` belong to the referrer's provider."""
     return reference if "@" in reference else f"{reference}@{provider}"
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` into parts; ValueError when there is no usable port."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"address {address!r} is not host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"address {address!r}: put an IPv6 host in brackets, e.g. [::1]:8080")
-    number = int(port)
-    if number > 65535:
-        raise ValueError(f"address {address!r}: port {number} is out of range")
-    return host, number
 
 
 @dataclass
@@ -296,9 +282,7 @@ class _Builder:
         self.built_middlewares.add(qualified)
         _, config = found
         status = self.runtime.middlewares[qualified]
-        kinds = [k for k, v in (("inFlightConn", config.in_flight_conn),
-                                ("ipWhiteList", config.ip_white_list),
-                                ("ipAllowList", config.ip_allow_list)) if v is not None]
+        kinds = config.kinds
         if not kinds:
             raise BuildError(f'middleware "{qualified}" does not exist: it sets no type')
         if len(kinds) > 1:

@@ -150,13 +150,9 @@ def service_type(config: TCPService) -> str:
 
 
 def middleware_type(config: TCPMiddleware) -> str:
-    """Traefik's extractType: the first kind set, in Go field order (not the one that acts)."""
-    for kind, value in (("inflightconn", config.in_flight_conn),
-                        ("ipwhitelist", config.ip_white_list),
-                        ("ipallowlist", config.ip_allow_list)):
-        if value is not None:
-            return kind
-    return ""
+    """Traefik's extractType: the first kind set, lower-cased (not the one that acts)."""
+    kinds = config.kinds
+    return kinds[0].lower() if kinds else ""
 
 
 def service_info(app: Switchyard, status: ElementStatus) -> Item:

@@ -84,13 +84,8 @@ def traffic_snapshot(app: Switchyard) -> TrafficSnapshot:
 
 def effective_middleware_kind(config: TCPMiddleware) -> str:
     """The type a middleware acts as: the last one set wins, as when it is built."""
-    kind = ""
-    for name, value in (("inFlightConn", config.in_flight_conn),
-                        ("ipWhiteList", config.ip_white_list),
-                        ("ipAllowList", config.ip_allow_list)):
-        if value is not None:
-            kind = name
-    return kind
+    kinds = config.kinds
+    return kinds[-1] if kinds else ""
 
 
 _REJECTION_REASONS = {"inFlightConn": "too_many_connections",

@@ -269,6 +269,14 @@ class TCPMiddleware(TraefikModel):
     ip_allow_list: IPAllowList | None = None
     ip_white_list: IPAllowList | None = None
 
+    @property
+    def kinds(self) -> list[str]:
+        """The types set, in Traefik's field order: the API names the first, the last one acts."""
+        return [kind for kind, value in (("inFlightConn", self.in_flight_conn),
+                                         ("ipWhiteList", self.ip_white_list),
+                                         ("ipAllowList", self.ip_allow_list))
+                if value is not None]
+
 
 # --- tls ---------------------------------------------------------------------------------
 

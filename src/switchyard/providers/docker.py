@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
+from switchyard.addresses import host_port
 from switchyard.config.dynamic import (
     DynamicConfig,
     TCPMiddleware,
@@ -315,7 +316,7 @@ def _fill_server(
     if not port:
         return ("port is missing: set traefik.tcp.services.<name>.loadbalancer.server.port or "
                 "expose a port")
-    servers[0]["address"] = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    servers[0]["address"] = host_port(ip, port)
     return ""
 
 

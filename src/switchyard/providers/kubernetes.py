@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
+from switchyard.addresses import host_port
 from switchyard.config.dynamic import Domain, DynamicConfig, ProxyProtocol, StrList, TraefikModel
 from switchyard.config.loader import ConfigIssue, ConfigLoadError, load_dynamic_from_dict
 from switchyard.providers.base import ProviderUpdate, Publish, WatchLost, load_guarded
@@ -567,8 +568,7 @@ def _endpoint_addresses(cluster: _Cluster, namespace: str, service: str,
 
 
 def _server(host: str, port: Any, tls: bool) -> dict[str, Any]:
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return {"address": address, "tls": tls}
+    return {"address": host_port(host, port), "tls": tls}
 
 
 def _secret_data(cluster: _Cluster, namespace: str, name: str, *keys: str) -> str:
