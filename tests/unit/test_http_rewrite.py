@@ -52,39 +52,46 @@ def test_backend_request_loses_hop_by_hop_fields_and_those_connection_names() ->
         (b"Keep-Alive", b"300"), (b"Proxy-Connection", b"x"), (b"TE", b"gzip"),
         (b"Trailer", b"X"), (b"Transfer-Encoding", b"chunked"), (b"Upgrade", b"h2c"),
         (b"Proxy-Authorization", b"Basic x"), (b"Accept", b"*/*"),
-    ), client_ip="192.0.2.1", host=None, upgrade=None)
+    ), client_ip="192.0.2.1", host=b"server", replace_host=False)
     assert list(sent) == [(b"Host", b"a"), (b"Accept", b"*/*"),
                           (b"X-Forwarded-For", b"192.0.2.1")]
 
 
 def test_te_trailers_survives() -> None:
-    sent = request_headers_for_backend(fields((b"TE", b"deflate, trailers")),
-                                       client_ip=None, host=None, upgrade=None)
-    assert list(sent) == [(b"Te", b"trailers")]
+    sent = request_headers_for_backend(fields((b"Host", b"a"), (b"TE", b"deflate, trailers")),
+                                       client_ip=None, host=b"server", replace_host=False)
+    assert list(sent) == [(b"Host", b"a"), (b"Te", b"trailers")]
 
 
 def test_client_is_appended_to_folded_x_forwarded_for() -> None:
     sent = request_headers_for_backend(
         fields((b"X-Forwarded-For", b"203.0.113.1"), (b"X-Forwarded-For", b"10.0.0.1")),
-        client_ip="127.0.0.1", host=None, upgrade=None)
+        client_ip="127.0.0.1", host=b"server", replace_host=False)
     assert sent.values(b"x-forwarded-for") == [b"203.0.113.1, 10.0.0.1, 127.0.0.1"]
 
 
-def test_host_is_replaced_and_upgrade_kept_when_asked() -> None:
+def test_host_is_replaced_and_an_upgrade_handshake_kept() -> None:
     sent = request_headers_for_backend(
         fields((b"Host", b"client.test"), (b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")),
-        client_ip=None, host=b"10.0.0.5:8080", upgrade=b"websocket")
+        client_ip=None, host=b"10.0.0.5:8080", replace_host=True)
     assert list(sent) == [(b"Host", b"10.0.0.5:8080"), (b"Connection", b"Upgrade"),
                           (b"Upgrade", b"websocket")]
+
+
+def test_upgrade_without_connection_upgrade_is_dropped() -> None:
+    sent = request_headers_for_backend(fields((b"Upgrade", b"h2c")), client_ip=None,
+                                       host=b"server:80", replace_host=False)
+    assert list(sent) == [(b"Host", b"server:80")]
 
 
 def test_client_response_loses_hop_by_hop_but_101_keeps_upgrade() -> None:
     backend = fields((b"Connection", b"close, X-Internal"), (b"X-Internal", b"1"),
                      (b"Keep-Alive", b"timeout=5"), (b"Transfer-Encoding", b"chunked"),
                      (b"Upgrade", b"websocket"), (b"Content-Type", b"text/plain"))
-    assert list(response_headers_for_client(backend, switching=False)) == [
-        (b"Content-Type", b"text/plain")]
-    switched = response_headers_for_client(
+    assert response_headers_for_client(backend, switching=False) == (
+        [(b"Content-Type", b"text/plain")], True)
+    assert response_headers_for_client(fields((b"X", b"1")), switching=False)[1] is False
+    switched, _ = response_headers_for_client(
         fields((b"Connection", b"Upgrade"), (b"Upgrade", b"websocket"),
                (b"Sec-WebSocket-Accept", b"k")), switching=True)
     assert [name for name, _ in switched] == [b"Connection", b"Upgrade", b"Sec-WebSocket-Accept"]

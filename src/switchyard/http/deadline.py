@@ -16,13 +16,14 @@ class Deadline:
     armed at most; when it fires early (the deadline moved on) it re-arms for the rest.
     """
 
-    __slots__ = ("_expired", "_handle", "_loop", "_when")
+    __slots__ = ("_armed", "_expired", "_handle", "_loop", "_when")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, expired: Callable[[], None]) -> None:
         self._loop = loop
         self._expired = expired
         self._when = 0.0  # 0: no deadline
         self._handle: asyncio.TimerHandle | None = None
+        self._armed = 0.0  # when the armed timer fires
 
     def set(self, seconds: float) -> None:
         """Expire ``seconds`` from now; 0 or less clears the deadline."""
@@ -33,10 +34,12 @@ class Deadline:
         self._when = when
         handle = self._handle
         if handle is None:
+            self._armed = when
             self._handle = self._loop.call_at(when, self._fire)
-        elif handle.when() > when:
+        elif self._armed > when:
             # Sooner than the armed timer (a shorter timeout): re-arm, which is rare.
             handle.cancel()
+            self._armed = when
             self._handle = self._loop.call_at(when, self._fire)
 
     def clear(self) -> None:
@@ -62,4 +65,5 @@ class Deadline:
             self._when = 0.0
             self._expired()
         else:
+            self._armed = when
             self._handle = self._loop.call_at(when, self._fire)

@@ -47,7 +47,8 @@ class Exchange:
 
     __slots__ = (
         "_body_done", "_buffer", "_buffered", "_chunked", "_conn", "_consumer", "_continue_sent",
-        "_discarded", "_no_body", "_producer", "_started", "close_after", "closed_by",
+        "_discarded", "_no_body", "_producer", "_started", "body_chunked", "close_after",
+        "closed_by",
         "expect_continue", "finished", "has_body", "info", "keep_alive", "request",
         "request_bytes", "response_bytes", "router", "server", "service", "started_at", "status",
         "writer",
@@ -55,7 +56,7 @@ class Exchange:
 
     def __init__(self, conn: ClientConnection, request: RequestHead, info: ConnectionInfo, *,
                  has_body: bool, keep_alive: bool, expect_continue: bool,
-                 started_at: float) -> None:
+                 started_at: float, body_chunked: bool = False) -> None:
         self._conn = conn
         self.request = request
         self.info = info
@@ -64,6 +65,7 @@ class Exchange:
         self.service = ""
         self.server = ""
         self.has_body = has_body
+        self.body_chunked = body_chunked  # sent with Transfer-Encoding (no Content-Length)
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue and has_body
         self.close_after = not keep_alive

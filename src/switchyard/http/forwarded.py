@@ -71,8 +71,9 @@ def apply_forwarded_headers(headers: Headers, *, trusted: bool, client_ip: str, 
     forwarded_for: list[bytes] = []
     for pair in headers:
         name = pair[0]
-        lower = name.lower()
-        if lower[:1] == b"x":
+        first = name[:1]
+        if first in b"xX":
+            lower = name.lower()
             if is_managed_header(lower):
                 if not trusted:
                     continue
@@ -90,34 +91,45 @@ def apply_forwarded_headers(headers: Headers, *, trusted: bool, client_ip: str, 
                     xf_host = xf_host if xf_host is not None else pair[1]
                 elif lower == b"x-forwarded-server":
                     continue  # always replaced
-        elif lower == b"host":
+        elif first in b"hH" and len(name) == 4 and name.lower() == b"host":
             host = host if host is not None else pair[1]
-        elif lower == b"connection":
-            connection = pair[1] if connection is None else connection + b"," + pair[1]
-            continue
-        elif lower == b"upgrade":
-            upgrade = upgrade if upgrade is not None else pair[1]
+        elif first in b"cCuU":
+            lower = name.lower()
+            if lower == b"connection":
+                connection = pair[1] if connection is None else connection + b"," + pair[1]
+                continue
+            if lower == b"upgrade":
+                upgrade = upgrade if upgrade is not None else pair[1]
         out.append(pair)
+    # Present but empty counts as missing (Go's Get); only then is there a field to replace.
+    add = out.append
     if not real_ip:
-        out.set(b"x-real-ip", client_ip.partition("%")[0].encode("latin-1"), b"X-Real-Ip")
+        _put(out, real_ip, b"x-real-ip", b"X-Real-Ip", client_ip.partition("%")[0].encode())
     if not proto:
         websocket = (_first_value_lists(connection, b"upgrade")
                      and _first_value_lists(upgrade, b"websocket"))
-        proto = (b"wss" if tls else b"ws") if websocket else (b"https" if tls else b"http")
-        out.set(b"x-forwarded-proto", proto, b"X-Forwarded-Proto")
+        value = (b"wss" if tls else b"ws") if websocket else (b"https" if tls else b"http")
+        _put(out, proto, b"x-forwarded-proto", b"X-Forwarded-Proto", value)
+        proto = value
     if not port:
-        out.set(b"x-forwarded-port", _forwarded_port(host, proto, tls), b"X-Forwarded-Port")
+        _put(out, port, b"x-forwarded-port", b"X-Forwarded-Port",
+             _forwarded_port(host, proto, tls))
     if not xf_host and host:
-        out.set(b"x-forwarded-host", host, b"X-Forwarded-Host")
+        _put(out, xf_host, b"x-forwarded-host", b"X-Forwarded-Host", host)
     if forwarded_for:
-        out.append((b"X-Forwarded-For", b", ".join(forwarded_for)))
+        add((b"X-Forwarded-For", b", ".join(forwarded_for)))
     if hostname:
-        out.append((b"X-Forwarded-Server", hostname))
+        add((b"X-Forwarded-Server", hostname))
     if connection is not None:
         _apply_connection(out, connection, upgrade, kept)
-    elif upgrade is not None:
-        pass  # Upgrade without Connection: not an upgrade; the proxy drops it as hop-by-hop
     return out
+
+
+def _put(out: Headers, seen: bytes | None, name: bytes, spelling: bytes, value: bytes) -> None:
+    if seen is None:
+        out.append((spelling, value))
+    else:
+        out.set(name, value, spelling)
 
 
 def _first_value_lists(value: bytes | None, token: bytes) -> bool:

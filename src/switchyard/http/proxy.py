@@ -100,12 +100,10 @@ class ReverseProxy:
 
     def _send(self, conn: UpstreamConnection, exchange: Exchange) -> None:
         request = exchange.request
-        headers = request.headers
-        upgrade = headers.get(b"upgrade") if headers.has_token(b"connection", b"upgrade") else None
-        host = None if self.pass_host_header and headers.get(b"host") else self._authority
-        fields = request_headers_for_backend(headers, client_ip=exchange.info.client_ip,
-                                             host=host, upgrade=upgrade)
-        chunked = exchange.has_body and fields.get(b"content-length") is None
+        fields = request_headers_for_backend(request.headers, client_ip=exchange.info.client_ip,
+                                             host=self._authority,
+                                             replace_host=not self.pass_host_header)
+        chunked = exchange.has_body and exchange.body_chunked
         parts = [request.method, b" ", outgoing_target(request.target, self._path, self._preserve),
                  b" HTTP/1.1\r\n"]
         for name, value in fields:

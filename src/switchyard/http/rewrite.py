@@ -60,71 +60,97 @@ def outgoing_target(target: bytes, server_path: bytes, preserve_path: bool) -> b
     return target
 
 
-def request_headers_for_backend(headers: Headers, *, client_ip: str | None,
-                                host: bytes | None, upgrade: bytes | None) -> Headers:
+def request_headers_for_backend(headers: Headers, *, client_ip: str | None, host: bytes,
+                                replace_host: bool) -> Headers:
     """The fields sent to the backend (a new list).
 
-    Drops hop-by-hop fields and the fields Connection names; keeps ``TE: trailers``; appends the
-    client to X-Forwarded-For (None: do not append); replaces Host when ``host`` is given
-    (``passHostHeader: false``); with ``upgrade`` (the protocol of an Upgrade handshake) sends
-    ``Connection: Upgrade`` and ``Upgrade`` on.
+    Drops hop-by-hop fields and the fields Connection names; keeps ``TE: trailers``; keeps an
+    Upgrade handshake (``Connection: Upgrade`` with an Upgrade field) as one; appends the client
+    to X-Forwarded-For (None: do not append). ``host`` replaces the Host field with
+    ``replace_host`` (``passHostHeader: false``) and is sent when the request had none.
     """
     out = Headers()
-    named: list[bytes] = []
-    forwarded_for: list[bytes] = []
-    te_trailers = False
+    add = out.append
+    named: list[bytes] | None = None
+    forwarded_for: list[bytes] | None = None
+    te_trailers = has_host = False
+    upgrade: bytes | None = None
     for pair in headers:
         name = pair[0]
         lower = name.lower()
         if lower in HOP_BY_HOP:
             if lower == b"connection":
-                named.extend(token.strip().lower() for token in pair[1].split(b","))
+                tokens = [token.strip().lower() for token in pair[1].split(b",")]
+                named = tokens if named is None else named + tokens
             elif lower == b"te" and not te_trailers:
                 te_trailers = any(token.strip().lower() == b"trailers"
                                   for token in pair[1].split(b","))
+            elif lower == b"upgrade" and upgrade is None:
+                upgrade = pair[1]
             continue
         if lower == b"x-forwarded-for":
-            forwarded_for.append(pair[1])
+            if forwarded_for is None:
+                forwarded_for = [pair[1]]
+            else:
+                forwarded_for.append(pair[1])
             continue
-        if lower == b"host" and host is not None:
-            continue
-        out.append(pair)
-    if named:
+        if lower == b"host":
+            if replace_host:
+                continue
+            has_host = True
+        add(pair)
+    if named is not None:
         for token in named:
             if token and token not in HOP_BY_HOP:
                 out.remove(token)
-    if host is not None:
+        if upgrade is not None and b"upgrade" not in named:
+            upgrade = None
+    else:
+        upgrade = None
+    if not has_host:
         out.insert(0, (b"Host", host))
     if te_trailers:
-        out.append((b"Te", b"trailers"))
+        add((b"Te", b"trailers"))
     if upgrade is not None:
-        out.append((b"Connection", b"Upgrade"))
-        out.append((b"Upgrade", upgrade))
+        add((b"Connection", b"Upgrade"))
+        add((b"Upgrade", upgrade))
     if client_ip is not None:
+        if forwarded_for is None:
+            add((b"X-Forwarded-For", client_ip.encode("latin-1")))
+            return out
         forwarded_for.append(client_ip.encode("latin-1"))
-    if forwarded_for:
-        out.append((b"X-Forwarded-For", b", ".join(forwarded_for)))
+    if forwarded_for is not None:
+        add((b"X-Forwarded-For", b", ".join(forwarded_for)))
     return out
 
 
-def response_headers_for_client(headers: Headers, *, switching: bool) -> Headers:
-    """The backend response's fields as the client gets them (a new list).
+def response_headers_for_client(headers: Headers, *, switching: bool) -> tuple[Headers, bool]:
+    """The backend response's fields as the client gets them (a new list), and whether the
+    backend framed its body (Content-Length or Transfer-Encoding; otherwise it ends at close).
 
     Hop-by-hop fields and those Connection names go; a ``101 Switching Protocols`` keeps
     Connection and Upgrade, which are its point.
     """
     out = Headers()
-    named: list[bytes] = []
+    add = out.append
+    named: list[bytes] | None = None
+    framed = False
     for pair in headers:
         lower = pair[0].lower()
         if lower in HOP_BY_HOP:
-            if switching and lower in (b"connection", b"upgrade"):
-                out.append(pair)
+            if switching and (lower == b"connection" or lower == b"upgrade"):
+                add(pair)
             elif lower == b"connection":
-                named.extend(token.strip().lower() for token in pair[1].split(b","))
+                tokens = [token.strip().lower() for token in pair[1].split(b",")]
+                named = tokens if named is None else named + tokens
+            elif lower == b"transfer-encoding":
+                framed = True
             continue
-        out.append(pair)
-    for token in named:
-        if token and token not in HOP_BY_HOP:
-            out.remove(token)
-    return out
+        if lower == b"content-length":
+            framed = True
+        add(pair)
+    if named is not None:
+        for token in named:
+            if token and token not in HOP_BY_HOP:
+                out.remove(token)
+    return out, framed

@@ -348,9 +348,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._headers = Headers()
-
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._started:
             self._headers.append((name, value))
@@ -363,16 +360,17 @@ class UpstreamConnection(asyncio.Protocol):
         if status < 200 and status != 101:
             # Interim responses: 100 lets a waiting client send its body; others are dropped.
             self._interim = True
+            self._headers = Headers()
             if status == 100:
                 exchange.send_continue()
             return
         self._started = True
         self._deadline.clear()
         self._switching = status == 101
-        headers = response_headers_for_client(self._headers, switching=self._switching)
-        if not self._switching and not self._head_request and status not in (204, 304):
-            self._until_close = (headers.get(b"content-length") is None
-                                 and not self._parser_chunked())
+        headers, framed = response_headers_for_client(self._headers, switching=self._switching)
+        self._headers = Headers()
+        if not framed and not self._switching and not self._head_request:
+            self._until_close = status not in (204, 304)
         exchange.writer.start(ResponseHead(status, headers))
         if self._head_request:
             # The parser cannot be told a HEAD response has no body: finish after this read.
@@ -394,9 +392,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._complete(reusable=self._parser.should_keep_alive())
 
     # -- endings ----------------------------------------------------------------------------------
-
-    def _parser_chunked(self) -> bool:
-        return any(name.lower() == b"transfer-encoding" for name, _ in self._headers)
 
     def _complete(self, *, reusable: bool) -> None:
         exchange, owner = self._exchange, self._owner
