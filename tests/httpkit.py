@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,18 +30,81 @@ def block_digest(size: int) -> str:
     return digest.hexdigest()
 
 
+class Layer(asyncio.Protocol):
+    """A transport-like object of our own over the real transport, as the TLS terminator is.
+
+    It offers only the methods the HTTP engine may rely on and passes the protocol callbacks
+    through, so the engine is shown to work over something that is not a loop transport.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._protocol: asyncio.Protocol | None = None
+        transport.set_protocol(self)
+
+    # transport side, for the HTTP engine
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        assert isinstance(protocol, asyncio.Protocol)
+        self._protocol = protocol
+
+    # protocol side, from the real transport
+    def data_received(self, data: bytes) -> None:
+        assert self._protocol is not None
+        self._protocol.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        assert self._protocol is not None
+        self._protocol.eof_received()
+        return False  # no half-close through this layer, as through TLS
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._protocol is not None:
+            self._protocol.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._protocol is not None:
+            self._protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._protocol is not None:
+            self._protocol.resume_writing()
+
+
 class Handover(asyncio.Protocol):
     """Reads like the TCP data plane does before it decides: ``peek`` bytes, then hands over.
 
-    ``peek`` 0 hands over at the first line end (or after 4 bytes without one).
+    ``peek`` 0 hands over at the first line end (or after 4 bytes without one); ``layered``
+    puts a Layer between the socket and the engine.
     """
 
     def __init__(self, handler: Handler, settings: ServerSettings, peek: int,
-                 conns: list[HTTPServerConnection]) -> None:
+                 conns: list[HTTPServerConnection], layered: bool = False) -> None:
         self._handler = handler
         self._settings = settings
         self._peek = peek
         self._conns = conns
+        self._layered = layered
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
 
@@ -60,8 +124,9 @@ class Handover(asyncio.Protocol):
         info = ConnectionInfo("web", client[0], client[1], local[0], local[1])
         conn = HTTPServerConnection(self._handler, info, self._settings)
         self._conns.append(conn)
-        transport.set_protocol(conn)
-        conn.connection_made(transport)
+        carrier: Any = Layer(transport) if self._layered else transport
+        carrier.set_protocol(conn)
+        conn.connection_made(carrier)
         conn.data_received(self._buffer)
 
 
@@ -69,14 +134,16 @@ class Engine:
     """The engine served on 127.0.0.1 by a plain asyncio server that hands connections over."""
 
     def __init__(self, loop: LoopThread, handler: Handler,
-                 settings: ServerSettings | None = None, peek: int = 0) -> None:
+                 settings: ServerSettings | None = None, peek: int = 0,
+                 layered: bool = False) -> None:
         self.loop = loop
         self.conns: list[HTTPServerConnection] = []
 
         async def start() -> asyncio.Server:
             running = asyncio.get_running_loop()
             return await running.create_server(
-                lambda: Handover(handler, settings or ServerSettings(), peek, self.conns),
+                lambda: Handover(handler, settings or ServerSettings(), peek, self.conns,
+                                 layered),
                 "127.0.0.1", 0)
 
         self.server = loop.run(start())
@@ -132,7 +199,8 @@ class BackendExchange:
 class H11Backend:
     """A backend written with h11: routes by path; counts connections and keeps requests."""
 
-    def __init__(self, loop: LoopThread, *, close_after_response: bool = False) -> None:
+    def __init__(self, loop: LoopThread, *, close_after_response: bool = False,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.loop = loop
         self.connections = 0
         self.requests: list[h11.Request] = []
@@ -140,11 +208,11 @@ class H11Backend:
         self.writers: list[asyncio.StreamWriter] = []
 
         async def start() -> asyncio.Server:
-            return await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            return await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=tls)
 
         self.server = loop.run(start())
         self.port: int = self.server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
 
     def close(self) -> None:
         async def stop() -> None:

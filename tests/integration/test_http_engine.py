@@ -41,8 +41,9 @@ def balancer(*urls: str, settings: UpstreamSettings | None = None, **options: An
 def engine_for(loop_thread: LoopThread) -> Iterator[Any]:
     started: list[Engine] = []
 
-    def start(handler: Any, settings: ServerSettings | None = None, peek: int = 0) -> Engine:
-        engine = Engine(loop_thread, handler, settings, peek)
+    def start(handler: Any, settings: ServerSettings | None = None, peek: int = 0,
+              layered: bool = False) -> Engine:
+        engine = Engine(loop_thread, handler, settings, peek, layered)
         started.append(engine)
         return engine
 
@@ -410,6 +411,10 @@ def test_observer_gets_one_record_per_request(loop_thread: LoopThread, engine_fo
 
 
 def test_websocket_upgrade_is_relayed(loop_thread: LoopThread, engine_for: Any) -> None:
+    _websocket_round_trip(loop_thread, engine_for, layered=False)
+
+
+def _websocket_round_trip(loop_thread: LoopThread, engine_for: Any, *, layered: bool) -> None:
     import asyncio
 
     from websockets.asyncio.server import serve
@@ -425,7 +430,7 @@ def test_websocket_upgrade_is_relayed(loop_thread: LoopThread, engine_for: Any) 
     server = loop_thread.run(start())
     try:
         port = next(iter(server.sockets)).getsockname()[1]
-        engine = engine_for(balancer(f"http://127.0.0.1:{port}"))
+        engine = engine_for(balancer(f"http://127.0.0.1:{port}"), layered=layered)
         with connect(f"ws://127.0.0.1:{engine.port}/chat") as ws:
             ws.send("hello")
             assert ws.recv(timeout=5) == "echo:hello"
@@ -437,3 +442,86 @@ def test_websocket_upgrade_is_relayed(loop_thread: LoopThread, engine_for: Any) 
             await asyncio.wait_for(server.wait_closed(), 5)
 
         loop_thread.run(stop())
+
+
+def test_engine_runs_over_a_transport_like_layer(loop_thread: LoopThread, engine_for: Any,
+                                                 backend: H11Backend) -> None:
+    engine = engine_for(balancer(backend.url), peek=len(GET) + 5, layered=True)
+    with socket.create_connection(("127.0.0.1", engine.port), timeout=5) as sock:
+        sock.sendall(GET + GET[:5])
+        time.sleep(0.05)
+        sock.sendall(GET[5:])
+        responses = read_responses(sock, 2)
+    assert [echo_of(r)["target"] for r in responses] == ["/echo", "/echo"]
+    assert curl(f"{engine.url}/download?size=3000000", "-o", "/dev/null",
+                "-w", "%{size_download}").stdout == b"3000000"
+
+
+def test_websocket_upgrade_is_relayed_over_a_layer(loop_thread: LoopThread,
+                                                   engine_for: Any) -> None:
+    _websocket_round_trip(loop_thread, engine_for, layered=True)
+
+
+# -- more errors and timeouts ----------------------------------------------------------------
+
+
+def test_no_server_up_gives_go_service_unavailable(engine_for: Any,
+                                                   backend: H11Backend) -> None:
+    service = balancer(backend.url)
+    for server in service.servers:
+        server.up = False
+    result = curl("-i", engine_for(service).url + "/")
+    assert result.stdout.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert result.stdout.endswith(b"\r\n\r\nno available server\n")
+
+
+def test_write_timeout_closes_a_response_that_takes_too_long(engine_for: Any,
+                                                             backend: H11Backend) -> None:
+    engine = engine_for(balancer(backend.url), ServerSettings(write_timeout=0.3))
+    started = time.monotonic()
+    assert exchange_raw(engine.port, b"GET /hang HTTP/1.1\r\nHost: a\r\n\r\n") == b""
+    assert time.monotonic() - started < 3
+
+
+def test_https_backend_is_verified_with_root_cas(loop_thread: LoopThread, engine_for: Any,
+                                                 ca: Any, tmp_path: Any) -> None:
+    import ssl
+
+    from switchyard.config.dynamic import TransportTLS
+
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    secure = H11Backend(loop_thread, tls=server_context)
+    try:
+        roots = tmp_path / "ca.pem"
+        roots.write_bytes(ca.cert_pem.bytes())
+        trusted = UpstreamSettings(tls=TransportTLS(root_cas=[str(roots)]))
+        engine = engine_for(balancer(secure.url, settings=trusted))
+        assert curl(engine.url + "/echo").stdout.startswith(b'{"method": "GET"')
+        untrusted = engine_for(balancer(secure.url, settings=UpstreamSettings()))
+        assert curl("-i", untrusted.url + "/echo").stdout.startswith(b"HTTP/1.1 502 ")
+        skipping = UpstreamSettings(tls=TransportTLS(insecure_skip_verify=True))
+        assert curl(engine_for(balancer(secure.url, settings=skipping)).url + "/echo"
+                    ).stdout.startswith(b'{"method": "GET"')
+    finally:
+        secure.close()
+
+
+def test_refused_upgrade_answer_closes_the_connection(engine_for: Any) -> None:
+    engine = engine_for(NOT_FOUND)
+    received = exchange_raw(engine.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                                         b"Upgrade: websocket\r\n\r\n", timeout=3)
+    assert received.startswith(b"HTTP/1.1 404 Not Found\r\n")
+
+
+def test_large_body_to_a_dead_backend_is_not_read_to_its_end(engine_for: Any) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = engine_for(balancer(f"http://127.0.0.1:{port}"))
+    with socket.create_connection(("127.0.0.1", engine.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000000\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+        with pytest.raises(OSError):
+            for _ in range(200):
+                sock.sendall(b"x" * 65536)

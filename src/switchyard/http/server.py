@@ -243,6 +243,8 @@ class HTTPServerConnection(asyncio.Protocol):
         exchange = self._parsing
         if exchange is not None:
             exchange.body_received(chunk)
+            if exchange.finished and exchange.close_after:
+                self._close()  # answered already, and too much is left to read and drop
 
     def on_message_complete(self) -> None:
         self._in_message = False
@@ -384,6 +386,8 @@ class HTTPServerConnection(asyncio.Protocol):
         if self._parsing is not None:
             self._in_message = False
             self._parsing = None
+        if self._active is None and not self._queue:
+            self._close()  # answered without switching: the parser cannot go on
 
     def _fail(self, response: bytes) -> None:
         self._error = response
@@ -411,16 +415,12 @@ class HTTPServerConnection(asyncio.Protocol):
             transport.close()
 
     def _expired(self) -> None:
-        if self._in_message or self._active is None:
-            # Go closes a connection whose request (or idle wait) ran out without answering.
-            exchange = self._parsing
-            if exchange is not None:
-                exchange.client_lost()
-        else:
-            self._active.client_lost()
+        # Go closes a connection whose request, response or idle wait ran out, without a word.
+        transport = self._transport
         self._out = []
-        self._corked = 0
-        self._close()
+        self._client_gone()
+        if transport is not None and not transport.is_closing():
+            transport.close()
 
     def _client_gone(self) -> None:
         if self._lost:
