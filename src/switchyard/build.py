@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from switchyard.addresses import split_host_port
@@ -27,6 +26,7 @@ from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
 from switchyard.routing.table import Route, RouteList, RoutingTable, sort_routes
 from switchyard.rules import RuleError, default_priority, host_sni_values, parse_rule
+from switchyard.runtime import Runtime
 from switchyard.services import (
     DEFAULT_TRANSPORT,
     LoadBalancer,
@@ -63,33 +63,6 @@ class BuildError(Exception):
 def qualify(reference: str, provider: str) -> str:
     """Traefik's name qualification: references without `@` belong to the referrer's provider."""
     return reference if "@" in reference else f"{reference}@{provider}"
-
-
-@dataclass
-class Runtime:
-    """One configuration generation: what the API shows and what entry points route with."""
-
-    routers: dict[str, ElementStatus] = field(default_factory=dict)
-    services: dict[str, ElementStatus] = field(default_factory=dict)
-    middlewares: dict[str, ElementStatus] = field(default_factory=dict)
-    tables: dict[str, RoutingTable] = field(default_factory=dict)
-    service_objects: dict[str, Service] = field(default_factory=dict)
-    issues: list[ConfigIssue] = field(default_factory=list)
-    tls_problems: list[str] = field(default_factory=list)
-    # (resolver, domains) to ask for: applied on the event loop after the build,
-    # which may run in a worker thread.
-    acme_requests: list[tuple[str, list[tuple[str, list[str]]]]] = field(default_factory=list)
-
-    def problems(self) -> list[str]:
-        """Every error and warning, one line each, element first."""
-        lines = [f"{i.severity}: {i.source}: {i.path}: {i.message}" for i in self.issues]
-        lines += [f"error: tls: {problem}" for problem in self.tls_problems]
-        for group in (self.routers, self.services, self.middlewares):
-            for element in group.values():
-                for error in element.errors:
-                    severity = "error" if element.status == "disabled" else "warning"
-                    lines.append(f'{severity}: {element.kind} "{element.name}": {error}')
-        return lines
 
 
 class _Builder:

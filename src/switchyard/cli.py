@@ -25,7 +25,7 @@ from switchyard.config.static import FileProvider, Providers, StaticConfig
 from switchyard.observability.logsetup import configure_logging
 
 if TYPE_CHECKING:
-    from switchyard.build import Runtime
+    from switchyard.runtime import Runtime
 
 FLAG_HELP = """Traefik-style flags override the static file, e.g.
 --entryPoints.tcp.address=:9000 --providers.file.filename=dynamic.yml --log.level=INFO"""

@@ -10,10 +10,11 @@ from switchyard.config.dynamic import TLSOptions
 from switchyard.config.static import StaticConfig
 from switchyard.rules.parser import AllOf, AnyOf, MatcherCall, Node
 from switchyard.services import LoadBalancer, Service, WeightedService
+from switchyard.services.weighted import Child
 
 if TYPE_CHECKING:
-    from switchyard.build import Runtime
     from switchyard.routing.table import Route
+    from switchyard.runtime import Runtime
 
 __all__ = ["Diagnostic", "diagnose"]
 
@@ -129,7 +130,7 @@ def _route(route: Route, options: str) -> Iterator[Diagnostic]:
                 related=(transport.name, route.name))
 
 
-def _load_balancers(service: Service) -> Iterator[LoadBalancer]:
+def _load_balancers(service: Service | Child) -> Iterator[LoadBalancer]:
     if isinstance(service, LoadBalancer):
         yield service
     elif isinstance(service, WeightedService):

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from switchyard.build import Runtime
 from switchyard.config.static import StaticConfig
 from switchyard.diagnostics import diagnose
 from switchyard.internal import internal_services
@@ -24,7 +23,9 @@ from switchyard.proxy.decision import (
 )
 from switchyard.rules import ConnMeta
 from switchyard.rules.matchers import ACME_TLS_ALPN
-from switchyard.services import LoadBalancer, Service
+from switchyard.runtime import Runtime
+from switchyard.services import LoadBalancer, Service, WeightedService
+from switchyard.services.weighted import Child
 
 
 class ExplainError(ValueError):
@@ -297,12 +298,13 @@ def _middleware_verdicts(decision: Decision, client_ip: str,
     return found
 
 
-def describe_service(service: Service) -> ServiceInfo:
+def describe_service(service: Service | Child) -> ServiceInfo:
     if isinstance(service, LoadBalancer):
         return ServiceInfo(service.name, "loadBalancer",
                            servers=[ServerInfo(s.address, s.tls) for s in service.servers],
                            health_check=service.health_check is not None,
                            transport=service.transport.name)
+    assert isinstance(service, WeightedService)
     return ServiceInfo(service.name, "weighted", health_check=service.health_checked,
                        children=[WeightedChild(describe_service(child), weight)
                                  for child, weight in service.children])

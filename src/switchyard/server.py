@@ -8,7 +8,7 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 
-from switchyard.build import Runtime, build_runtime
+from switchyard.build import build_runtime
 from switchyard.config.dynamic import DynamicConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.config.static import StaticConfig, parse_entry_point_address
@@ -24,6 +24,7 @@ from switchyard.providers.base import (
 from switchyard.providers.registry import build_providers
 from switchyard.proxy.decision import ChallengeResponder
 from switchyard.proxy.entrypoint import EntryPoint, IncomingProxyProtocol
+from switchyard.runtime import Runtime
 from switchyard.services import LoadBalancer
 from switchyard.services.healthcheck import HealthMonitor
 from switchyard.tls.resolver import CertificateResolver

@@ -6,9 +6,10 @@ from typing import Any
 
 import yaml
 
-from switchyard.build import Runtime, build_runtime
+from switchyard.build import build_runtime
 from switchyard.config.loader import load_dynamic_from_dict, static_from_dict
 from switchyard.rules import ConnMeta
+from switchyard.runtime import Runtime
 from switchyard.services import LoadBalancer, WeightedService
 
 

@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from switchyard.build import Runtime, build_runtime
+from switchyard.build import build_runtime
 from switchyard.config.loader import load_dynamic_from_dict, static_from_dict
 from switchyard.config.static import StaticConfig
 from switchyard.explain import explain
@@ -25,6 +25,7 @@ from switchyard.proxy.connection import ClientConnection
 from switchyard.proxy.decision import Action, ChallengeResponder, decide
 from switchyard.routing.table import HTTPSRoute, RouteList, RoutingTable
 from switchyard.rules import ConnMeta, parse_rule
+from switchyard.runtime import Runtime
 from tests.unit.test_clienthello import python_hello
 
 STATIC = {"entryPoints": {"ep": {"address": ":443"}}}

@@ -15,7 +15,7 @@ from switchyard.api.metrics import metrics_registry
 from switchyard.proxy.entrypoint import open_listener
 
 if TYPE_CHECKING:
-    from switchyard.server import Switchyard
+    from switchyard.api.instance import RunningInstance
 
 log = logging.getLogger("switchyard.entrypoint")
 
@@ -73,7 +73,7 @@ def dashboard_routes(prefix: str) -> list[web.RouteDef]:
             web.get(home, serve), web.get(f"{home}{{file}}", serve)]
 
 
-def ping_routes(app: Switchyard) -> list[web.RouteDef]:
+def ping_routes(app: RunningInstance) -> list[web.RouteDef]:
     terminating = app.static.ping.terminating_status_code if app.static.ping else 503
 
     async def ping(request: web.Request) -> web.Response:
@@ -85,7 +85,7 @@ def ping_routes(app: Switchyard) -> list[web.RouteDef]:
     return [web.get("/ping", ping)]
 
 
-def metrics_routes(app: Switchyard) -> list[web.RouteDef]:
+def metrics_routes(app: RunningInstance) -> list[web.RouteDef]:
     registry = metrics_registry(app)
 
     async def metrics(request: web.Request) -> web.Response:
@@ -95,7 +95,7 @@ def metrics_routes(app: Switchyard) -> list[web.RouteDef]:
     return [web.get("/metrics", metrics)]
 
 
-def build_web_app(app: Switchyard, services: set[str]) -> web.Application:
+def build_web_app(app: RunningInstance, services: set[str]) -> web.Application:
     """The HTTP application serving `services` (a subset of INTERNAL_SERVICES)."""
     unknown = services - INTERNAL_SERVICES
     if unknown:
@@ -114,7 +114,7 @@ def build_web_app(app: Switchyard, services: set[str]) -> web.Application:
     return web_app
 
 
-async def start_internal(app: Switchyard, name: str, host: str, port: int,
+async def start_internal(app: RunningInstance, name: str, host: str, port: int,
                          services: set[str]) -> InternalEntryPoint:
     """Listen on host:port and serve `services`; port 0 picks a free port."""
     runner = web.AppRunner(build_web_app(app, services), access_log=None,

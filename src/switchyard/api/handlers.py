@@ -22,7 +22,7 @@ from switchyard.services import LoadBalancer
 from switchyard.status import ElementStatus
 
 if TYPE_CHECKING:
-    from switchyard.server import Switchyard
+    from switchyard.api.instance import RunningInstance
 
 Item = dict[str, Any]
 
@@ -124,7 +124,7 @@ def router_priority(status: ElementStatus) -> int:
     return status.priority or int(status.config.priority)
 
 
-def router_info(app: Switchyard, status: ElementStatus) -> Item:
+def router_info(app: RunningInstance, status: ElementStatus) -> Item:
     """Traefik's TCPRouterInfo: the router config as the runtime holds it, status, errors."""
     config = status.config
     data = go_json(config)
@@ -155,7 +155,7 @@ def middleware_type(config: TCPMiddleware) -> str:
     return kinds[0].lower() if kinds else ""
 
 
-def service_info(app: Switchyard, status: ElementStatus) -> Item:
+def service_info(app: RunningInstance, status: ElementStatus) -> Item:
     """Traefik's TCPServiceInfo with serverStatus, which only built services have."""
     data = _status_fields(go_json(status.config), status)
     if status.used_by:
@@ -179,14 +179,14 @@ def _named(data: Item, status: ElementStatus) -> Item:
     return data
 
 
-def router_item(app: Switchyard, status: ElementStatus, snap: TrafficSnapshot) -> Item:
+def router_item(app: RunningInstance, status: ElementStatus, snap: TrafficSnapshot) -> Item:
     data = _named(router_info(app, status), status)
     data["priorityStr"] = str(router_priority(status))
     data["traffic"] = snap.routers.get(status.name, Totals()).as_json()
     return data
 
 
-def service_item(app: Switchyard, status: ElementStatus, snap: TrafficSnapshot) -> Item:
+def service_item(app: RunningInstance, status: ElementStatus, snap: TrafficSnapshot) -> Item:
     data = _named(service_info(app, status), status)
     kind = service_type(status.config)
     if kind:
@@ -360,7 +360,7 @@ def _not_found(message: str) -> web.Response:
 class APIHandlers:
     """The `/api/*` endpoints; every answer is built from the runtime current at request time."""
 
-    def __init__(self, app: Switchyard) -> None:
+    def __init__(self, app: RunningInstance) -> None:
         self.app = app
         self.started = time.time()
 
@@ -492,7 +492,7 @@ class APIHandlers:
             item["name"] = name
             if name in self.app.entrypoints:
                 item["traffic"] = snap.entrypoints.get(name, Totals()).as_json()
-                # Switchyard addition: where it really listens (port 0 picks one).
+                # RunningInstance addition: where it really listens (port 0 picks one).
                 item["listening"] = self.app.entrypoints[name].address
             items.append(item)
         return items
@@ -572,7 +572,7 @@ class APIHandlers:
         return web.json_response(data)
 
 
-def _provider_names(app: Switchyard) -> list[str]:
+def _provider_names(app: RunningInstance) -> list[str]:
     """Configured providers as Traefik lists them: Go field names, plugins as plugin-<name>."""
     providers = app.static.providers
     names = []

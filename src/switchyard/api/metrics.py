@@ -20,7 +20,7 @@ from switchyard.observability.stats import DURATION_BUCKETS, STATS, Traffic
 from switchyard.services import LoadBalancer
 
 if TYPE_CHECKING:
-    from switchyard.server import Switchyard
+    from switchyard.api.instance import RunningInstance
 
 _V = TypeVar("_V")
 
@@ -53,7 +53,7 @@ def _totals(traffic: Traffic) -> Totals:
     return Totals(traffic.open, traffic.total, traffic.bytes_in, traffic.bytes_out)
 
 
-def traffic_snapshot(app: Switchyard) -> TrafficSnapshot:
+def traffic_snapshot(app: RunningInstance) -> TrafficSnapshot:
     """STATS plus the bytes live connections have moved so far.
 
     The data plane adds a connection's bytes to STATS only when it ends, so a
@@ -98,7 +98,7 @@ class SwitchyardCollector:
     integer counters, and this turns them into Prometheus families when asked.
     """
 
-    def __init__(self, app: Switchyard) -> None:
+    def __init__(self, app: RunningInstance) -> None:
         self.app = app
 
     def collect(self) -> Iterable[Metric]:
@@ -231,7 +231,7 @@ def _duration_histogram(prefix: str, level: str, labels: tuple[str, ...],
     return family
 
 
-def metrics_registry(app: Switchyard) -> CollectorRegistry:
+def metrics_registry(app: RunningInstance) -> CollectorRegistry:
     """A registry of its own per process object, so tests can run several side by side."""
     registry = CollectorRegistry()
     registry.register(SwitchyardCollector(app))

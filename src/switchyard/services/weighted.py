@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from switchyard.services.loadbalancer import Server
 from switchyard.services.transport import ServersTransport
 from switchyard.services.wrr import WeightedRoundRobin
 
-if TYPE_CHECKING:
-    from switchyard.services import Service
+
+class Child(Protocol):
+    """A service a weighted service splits over: a load balancer or another weighted one."""
+
+    name: str
+
+    @property
+    def up(self) -> bool: ...
+
+    def pick(self) -> tuple[Server, ServersTransport] | None: ...
+    def peek(self) -> tuple[Server, ServersTransport] | None: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -23,9 +33,9 @@ class WeightedService:
     """
 
     name: str
-    children: list[tuple[Service, int]]
+    children: Sequence[tuple[Child, int]]
     health_checked: bool = False
-    _wrr: WeightedRoundRobin[Service] = field(init=False)
+    _wrr: WeightedRoundRobin[Child] = field(init=False)
 
     def __post_init__(self) -> None:
         self._wrr = WeightedRoundRobin(self.children)
