@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import http.client
 import json
 import logging
 import os
@@ -23,6 +24,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from switchyard.http.handler import ConnectionInfo, Handler, RequestRecord
+from switchyard.http.message import Headers
+from switchyard.http.server import HTTPServerConnection, ServerSettings
 from switchyard.tls.acme import (
     ACMECertificate,
     ACMEError,
@@ -31,10 +35,12 @@ from switchyard.tls.acme import (
     build_resolvers,
     renewal_timing,
 )
+from switchyard.tls.acme_http import ACMEChallengeHandler, challenge_token
 from switchyard.tls.certificates import load_certificate
 from tests.harness import ensure_command, free_port, new_loop, wait_for_port
 
 DOMAIN = "switchyard-test.localhost"
+WWW = "www.switchyard-test.localhost"
 T = TypeVar("T")
 
 
@@ -44,17 +50,19 @@ T = TypeVar("T")
 class Pebble:
     """pebble (the ACME server) and pebble-challtestsrv (its DNS) on free loopback ports.
 
-    pebble validates TLS-ALPN-01 by connecting to the domain name on ``tls_port``; it resolves
-    names through challtestsrv, which answers every A query with 127.0.0.1 and no AAAA, so no
-    system resolver or /etc/hosts is involved. The ACME API is served with a certificate from
-    the test CA (``ca``): Debian's package ships no test certificates.
+    pebble validates TLS-ALPN-01 by connecting to the domain name on ``tls_port``, HTTP-01 by
+    fetching the token from it on ``http_port``; it resolves names through challtestsrv, which
+    answers every A query with 127.0.0.1 and no AAAA, so no system resolver or /etc/hosts is
+    involved. The ACME API is served with a certificate from the test CA (``ca``): Debian's
+    package ships no test certificates.
     """
 
-    def __init__(self, workdir: Path, ca: Any, tls_port: int) -> None:
+    def __init__(self, workdir: Path, ca: Any, tls_port: int, http_port: int = 0) -> None:
         self.acme_port = free_port()
         self.management_port = free_port()
         self.dns_port = free_port()
         self.tls_port = tls_port
+        self.http_port = http_port or free_port()  # a port nobody answers on, by default
         self.ca_file = workdir / "pebble-api-ca.pem"
         ca.cert_pem.write_to_path(str(self.ca_file))
         served = ca.issue_cert("127.0.0.1", "localhost")
@@ -69,7 +77,7 @@ class Pebble:
                         "managementListenAddress": f"127.0.0.1:{self.management_port}",
                         "certificate": str(workdir / "pebble-api.pem"),
                         "privateKey": str(workdir / "pebble-api.key"),
-                        "httpPort": free_port(),  # unused: only TLS-ALPN-01 is answered
+                        "httpPort": self.http_port,
                         "tlsPort": tls_port,
                         "ocspResponderURL": "",
                         "externalAccountBindingRequired": False,
@@ -160,21 +168,35 @@ def responder_socket() -> Iterator[socket.socket]:
 
 
 @pytest.fixture
+def http_socket() -> Iterator[socket.socket]:
+    # The "web" entry point's socket, where pebble fetches HTTP-01 tokens.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock
+
+
+@pytest.fixture
 def pebble(
-    pebble_installed: None, tmp_path: Path, ca: Any, responder_socket: socket.socket
+    pebble_installed: None,
+    tmp_path: Path,
+    ca: Any,
+    responder_socket: socket.socket,
+    http_socket: socket.socket,
 ) -> Iterator[Pebble]:
-    server = Pebble(tmp_path, ca, responder_socket.getsockname()[1])
+    server = Pebble(tmp_path, ca, responder_socket.getsockname()[1], http_socket.getsockname()[1])
     yield server
     server.close()
 
 
-def resolver_config(pebble: Pebble, storage: Path) -> dict[str, Any]:
+def resolver_config(
+    pebble: Pebble, storage: Path, challenges: dict[str, Any] | None = None
+) -> dict[str, Any]:
     acme = {
         "email": "ops@example.com",
         "storage": str(storage),
         "caServer": pebble.directory,
         "keyType": "EC256",  # quick to generate; the account key is RSA 4096 regardless
-        "tlsChallenge": {},
+        **({"tlsChallenge": {}} if challenges is None else challenges),
         "caCertificates": [str(pebble.ca_file)],
     }
     return {"acme": acme}
@@ -208,6 +230,81 @@ async def start_responder(resolver: ACMEResolver, sock: socket.socket) -> asynci
         writer.close()
 
     return await asyncio.start_server(close_after_handshake, sock=sock, ssl=default)
+
+
+class Routers:
+    """Stands in for the web entry point's HTTP routers, behind the challenge handler."""
+
+    def handle(self, exchange: Any) -> None:
+        exchange.respond(200, Headers([(b"Content-Type", b"text/plain")]), b"routed")
+
+
+class HTTPEntryPoint:
+    """``handler`` served by Switchyard's HTTP/1.1 server on ``sock``, as the web entry point.
+
+    Connections are handed to HTTPServerConnection as the TCP data plane hands them over;
+    every request served is recorded (``records``, ``hosts``), and so is what the resolver
+    answers for a challenge request's token with its Host as sent, without the port,
+    upper-cased, and with another name (``lookups``).
+    """
+
+    def __init__(self, resolver: ACMEResolver, handler: Handler) -> None:
+        self.resolver = resolver
+        self.handler = handler
+        self.records: list[RequestRecord] = []
+        self.hosts: list[str] = []
+        self.lookups: list[tuple[bytes | None, ...]] = []
+        self.transports: list[asyncio.BaseTransport] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: _Handover(self), sock=sock)
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for transport in self.transports:
+            transport.close()
+        await self.server.wait_closed()
+
+    def handle(self, exchange: Any) -> None:
+        request = exchange.request
+        self.hosts.append(request.host)
+        token = challenge_token(request.path)
+        if token:
+            name = request.host.partition(":")[0]
+            hosts = (request.host, name, name.upper(), "other.localhost")
+            self.lookups.append(
+                tuple(self.resolver.http_challenge_response(token, host) for host in hosts)
+            )
+        self.handler.handle(exchange)
+
+
+class _Handover(asyncio.Protocol):
+    def __init__(self, entry_point: HTTPEntryPoint) -> None:
+        self.entry_point = entry_point
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        client = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        info = ConnectionInfo("web", client[0], client[1], local[0], local[1])
+        settings = ServerSettings(observer=self.entry_point.records.append)
+        conn = HTTPServerConnection(self.entry_point, info, settings)
+        self.entry_point.transports.append(transport)
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+
+
+def http_get(port: int, path: str, host: str) -> tuple[int, dict[str, str], bytes]:
+    """(status, header fields, body) of one GET, as a client on the web entry point sees it."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
 
 
 def run(scenario: Callable[[], Awaitable[T]]) -> T:
@@ -301,6 +398,89 @@ def test_certificate_is_obtained_over_tls_alpn_and_clients_trust_it(
     assert entry["Store"] == "default"
     assert base64.b64decode(entry["certificate"]) == chain
     assert base64.b64decode(entry["key"]) == key
+
+
+def test_certificate_is_obtained_over_http_01_answered_on_the_web_entry_point(
+    pebble: Pebble, http_socket: socket.socket, tmp_path: Path
+) -> None:
+    # No TLS listener at all: pebble can only validate by fetching the tokens over HTTP.
+    pebble.start()
+    challenges = {"httpChallenge": {"entryPoint": "web", "delay": "100ms"}}
+    config = resolver_config(pebble, tmp_path / "acme.json", challenges)
+    resolver = ACMEResolver("le", config, entry_points=["web", "websecure"])
+    assert resolver.problems == ()
+    assert resolver.http_challenge_entrypoint() == "web"
+    web = HTTPEntryPoint(resolver, ACMEChallengeHandler([resolver], Routers()))
+
+    async def scenario() -> list[tuple[int, dict[str, str], bytes]]:
+        changes = change_signal(resolver)
+        await web.start(http_socket)
+        resolver.request([(DOMAIN, [WWW])])
+        task = asyncio.create_task(resolver.run())
+        try:
+            await wait_for_change(changes, pebble)
+            # After the order: a token pebble fetched is gone, other paths are routed.
+            token = challenge_token(web.records[0].path)
+            return [
+                await asyncio.to_thread(http_get, pebble.http_port, path, DOMAIN)
+                for path in (f"/.well-known/acme-challenge/{token}", "/app")
+            ]
+        finally:
+            await stop(task, None)
+            await web.close()
+
+    (status, headers, body), routed = run(scenario)
+
+    [(chain, key)] = resolver.certificates()
+    leaf = x509.load_pem_x509_certificates(chain)[0]
+    assert sorted(dns_names(leaf)) == [DOMAIN, WWW]
+    intermediate = x509.load_pem_x509_certificate(pebble.management("/intermediates/0"))
+    assert leaf.issuer == intermediate.subject
+    assert load_certificate(chain.decode(), key.decode()).names == (DOMAIN, WWW)
+
+    # pebble fetched each name's token (once per validation perspective), with the name and
+    # port as Host; every fetch got the key authorization from the acme-http@internal router
+    # (pebble compared it). The last two requests are the test's own.
+    validations, hosts, lookups = web.records[:-2], web.hosts[:-2], web.lookups[:-1]
+    assert {(r.method, r.status, r.router) for r in validations} == {
+        ("GET", 200, "acme-http@internal")
+    }
+    assert set(hosts) == {f"{name}:{pebble.http_port}" for name in (DOMAIN, WWW)}
+    assert len({challenge_token(r.path) for r in validations}) == 2
+    for as_sent, name, upper, other in lookups:
+        assert as_sent is not None
+        assert as_sent == name == upper  # the port and the case of the name do not matter
+        assert other is None  # a token answers for its own name only
+
+    # Traefik's answers once no challenge is pending: an empty 404, and routing elsewhere.
+    assert (status, body, headers.get("Content-Length")) == (404, b"", "0")
+    assert "Content-Type" not in headers
+    assert routed[0] == 200 and routed[2] == b"routed"
+
+
+def test_tls_alpn_01_is_preferred_when_both_challenges_are_configured_as_in_lego(
+    pebble: Pebble, responder_socket: socket.socket, http_socket: socket.socket, tmp_path: Path
+) -> None:
+    pebble.start()
+    challenges = {"tlsChallenge": {}, "httpChallenge": {"entryPoint": "web"}}
+    resolver = ACMEResolver("le", resolver_config(pebble, tmp_path / "acme.json", challenges))
+    web = HTTPEntryPoint(resolver, ACMEChallengeHandler([resolver], Routers()))
+
+    async def scenario() -> None:
+        changes = change_signal(resolver)
+        responder = await start_responder(resolver, responder_socket)
+        await web.start(http_socket)
+        resolver.request([(DOMAIN, [])])
+        task = asyncio.create_task(resolver.run())
+        try:
+            await wait_for_change(changes, pebble)
+        finally:
+            await stop(task, responder)
+            await web.close()
+
+    run(scenario)
+    assert resolver.certificates()
+    assert web.records == []  # pebble offered both; the TLS-ALPN-01 one was answered
 
 
 def test_restarted_resolver_serves_the_stored_certificate_without_asking_the_ca(
@@ -486,11 +666,15 @@ def test_storage_defaults_to_acme_json_in_the_working_directory(
     assert resolver.config.storage == str(tmp_path / "acme.json")
 
 
-def test_resolver_without_tls_challenge_is_disabled_with_a_hint(tmp_path: Path) -> None:
+def test_resolvers_without_a_challenge_switchyard_answers_are_disabled_with_a_hint(
+    tmp_path: Path,
+) -> None:
     storage = str(tmp_path / "acme.json")
     resolvers, problems = build_resolvers(
         {
-            "http": {"acme": {"httpChallenge": {"entryPoint": "web"}, "storage": storage}},
+            "none": {"acme": {"storage": storage}},
+            "noep": {"acme": {"httpChallenge": {}, "storage": storage}},
+            "dns": {"acme": {"dnsChallenge": {"provider": "route53"}, "storage": storage}},
             "ts": {"tailscale": {}},
             "tls": {"acme": {"tlsChallenge": {}, "storage": storage, "preferredChain": "X"}},
         },
@@ -499,8 +683,18 @@ def test_resolver_without_tls_challenge_is_disabled_with_a_hint(tmp_path: Path) 
     assert list(resolvers) == ["tls"]
     assert problems == [
         (
-            "certificatesResolvers.http.acme: Switchyard answers only the TLS-ALPN-01 "
-            "challenge; add tlsChallenge: {} to this resolver; resolver disabled"
+            "certificatesResolvers.none.acme: no challenge to answer; add tlsChallenge: {} or "
+            "httpChallenge: {entryPoint: web} to this resolver; resolver disabled"
+        ),
+        (
+            "certificatesResolvers.noep.acme.httpChallenge: no entryPoint; name the entry "
+            "point the CA reaches on port 80, e.g. httpChallenge: {entryPoint: web}; "
+            "resolver disabled"
+        ),
+        (
+            "certificatesResolvers.dns.acme.dnsChallenge: the DNS-01 challenge is not "
+            "implemented in Switchyard; use tlsChallenge: {} or httpChallenge: "
+            "{entryPoint: web} instead; resolver disabled"
         ),
         (
             "certificatesResolvers.ts: has tailscale; only an acme resolver is supported; "
@@ -508,6 +702,124 @@ def test_resolver_without_tls_challenge_is_disabled_with_a_hint(tmp_path: Path) 
         ),
         "certificatesResolvers.tls.acme.preferredChain: not supported, ignored",
     ]
+
+
+def test_http_challenge_resolver_names_its_entry_point_and_has_nothing_pending(
+    tmp_path: Path,
+) -> None:
+    resolver = ACMEResolver(
+        "le",
+        {
+            "acme": {
+                "HTTPChallenge": {"EntryPoint": "web", "Delay": "1m30s"},
+                "storage": str(tmp_path / "acme.json"),
+            }
+        },
+        environ={},
+        entry_points=["web", "websecure"],
+    )
+    assert resolver.problems == ()
+    assert resolver.http_challenge_entrypoint() == "web"
+    assert resolver.config.challenge_types == ("http-01",)
+    assert resolver.config.http_challenge_delay == 90.0
+    assert resolver.http_challenge_response("token", "example.com") is None
+    tls_only = ACMEResolver(
+        "le", {"acme": {"tlsChallenge": {}, "storage": str(tmp_path / "acme.json")}}
+    )
+    assert tls_only.http_challenge_entrypoint() is None
+
+
+def test_both_challenges_configured_prefer_tls_alpn_01_as_lego_does(tmp_path: Path) -> None:
+    resolver = ACMEResolver(
+        "le",
+        {
+            "acme": {
+                "httpChallenge": {"entryPoint": "web"},
+                "tlsChallenge": {"delay": 2},
+                "storage": str(tmp_path / "acme.json"),
+            }
+        },
+        environ={},
+    )
+    assert resolver.config.challenge_types == ("tls-alpn-01", "http-01")
+    assert resolver.config.challenge_delay("tls-alpn-01") == 2.0
+    assert resolver.config.challenge_delay("http-01") == 0.0
+
+
+def test_missing_or_unknown_http_challenge_entry_point_is_a_warning_naming_the_resolver(
+    tmp_path: Path,
+) -> None:
+    storage = str(tmp_path / "acme.json")
+    resolvers, problems = build_resolvers(
+        {
+            "typo": {"acme": {"httpChallenge": {"entryPoint": "wbe"}, "storage": storage}},
+            "fallback": {"acme": {"tlsChallenge": {}, "httpChallenge": {}, "storage": storage}},
+            "extra": {
+                "acme": {"httpChallenge": {"entryPoint": "web", "port": 80}, "storage": storage}
+            },
+        },
+        environ={},
+        entry_points=["websecure", "web"],
+    )
+    assert list(resolvers) == ["typo", "fallback", "extra"]
+    assert resolvers["typo"].http_challenge_entrypoint() == "wbe"
+    assert resolvers["fallback"].http_challenge_entrypoint() is None
+    assert problems == [
+        (
+            "certificatesResolvers.typo.acme.httpChallenge.entryPoint: 'wbe' is not an entry "
+            "point (entry points: web, websecure); HTTP-01 challenges of this resolver cannot "
+            "be answered"
+        ),
+        (
+            "certificatesResolvers.fallback.acme.httpChallenge: no entryPoint; name the entry "
+            "point the CA reaches on port 80, e.g. httpChallenge: {entryPoint: web}; only "
+            "tlsChallenge is used"
+        ),
+        "certificatesResolvers.extra.acme.httpChallenge.port: unknown option, ignored",
+    ]
+
+
+def test_dns_challenge_beside_another_is_ignored_with_a_note(tmp_path: Path) -> None:
+    resolver = ACMEResolver(
+        "le",
+        {
+            "acme": {
+                "tlsChallenge": {},
+                "dnsChallenge": {"provider": "cloudflare"},
+                "storage": str(tmp_path / "acme.json"),
+            }
+        },
+        environ={},
+    )
+    assert resolver.config.challenge_types == ("tls-alpn-01",)
+    assert resolver.problems == (
+        (
+            "certificatesResolvers.le.acme.dnsChallenge: the DNS-01 challenge is not "
+            "implemented in Switchyard, ignored: names are validated with tlsChallenge; "
+            "wildcard names need DNS-01 and get no certificate"
+        ),
+    )
+
+
+@pytest.mark.parametrize(("delay", "seconds"), [("2500ms", 2.5), (3, 3.0), ("-1s", 0.0)])
+def test_challenge_delay_is_a_traefik_duration(tmp_path: Path, delay: Any, seconds: float) -> None:
+    config = {
+        "httpChallenge": {"entryPoint": "web", "delay": delay},
+        "storage": str(tmp_path / "a"),
+    }
+    resolver = ACMEResolver("le", {"acme": config}, environ={})
+    assert resolver.config.http_challenge_delay == seconds
+
+
+def test_challenge_delay_that_is_not_a_duration_disables_the_resolver(tmp_path: Path) -> None:
+    config = {
+        "httpChallenge": {"entryPoint": "web", "delay": "soon"},
+        "storage": str(tmp_path / "a"),
+    }
+    with pytest.raises(
+        ACMEError, match=r"^certificatesResolvers\.le\.acme\.httpChallenge\.delay: "
+    ):
+        ACMEResolver("le", {"acme": config}, environ={})
 
 
 def test_unknown_key_type_falls_back_to_rsa4096_like_traefik(tmp_path: Path) -> None:
@@ -613,7 +925,10 @@ def test_certificate_is_renewed_30_days_before_expiry_or_at_two_thirds_of_a_shor
 
 
 def test_switchyard_obtains_a_certificate_for_its_router_and_serves_it(
-    pebble: Pebble, responder_socket: socket.socket, tmp_path: Path, backends: Any,
+    pebble: Pebble,
+    responder_socket: socket.socket,
+    tmp_path: Path,
+    backends: Any,
     loop_thread: Any,
 ) -> None:
     """The whole path: router with certResolver, challenge answered by the entry point."""
@@ -624,7 +939,8 @@ def test_switchyard_obtains_a_certificate_for_its_router_and_serves_it(
     port = pebble.tls_port
     responder_socket.close()  # Switchyard's entry point takes the port pebble validates on
     app = start_router(
-        loop_thread, tmp_path,
+        loop_thread,
+        tmp_path,
         f"""
 tcp:
   routers:
@@ -637,8 +953,10 @@ tcp:
 """,
         entrypoints={"websecure": f"127.0.0.1:{port}"},
         certificatesResolvers={"le": resolver_config(pebble, tmp_path / "acme.json")},
-        providers={"providersThrottleDuration": "50ms",
-                   "file": {"filename": str(tmp_path / "dynamic.yml")}},
+        providers={
+            "providersThrottleDuration": "50ms",
+            "file": {"filename": str(tmp_path / "dynamic.yml")},
+        },
     )
     try:
         root = pebble.management("/roots/0")

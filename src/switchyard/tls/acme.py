@@ -1,4 +1,4 @@
-"""ACME resolvers: obtain, store and renew certificates with the TLS-ALPN-01 challenge."""
+"""ACME resolvers: obtain, store and renew certificates through TLS-ALPN-01 or HTTP-01."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from acme import client as acme_client
 from acme import crypto_util, errors, messages
-from acme.challenges import KeyAuthorizationChallengeResponse
+from acme.challenges import HTTP01Response, KeyAuthorizationChallengeResponse
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -33,7 +33,9 @@ from josepy.b64 import b64encode
 from josepy.jwk import JWKRSA
 
 from switchyard import __version__
+from switchyard.config.durations import parse_duration
 from switchyard.rules.matchers import ACME_TLS_ALPN
+from switchyard.rules.request import split_host_port
 from switchyard.tls.certificates import DEFAULT_STORE, LoadedCertificate
 
 __all__ = [
@@ -63,6 +65,7 @@ _KEY_TYPES = {
     "RSA8192": "8192",
 }
 _TLS_ALPN_01 = "tls-alpn-01"
+_HTTP_01 = "http-01"
 # RFC 8737 section 3: id-pe-acmeIdentifier.
 _ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 # How long one order may take from answering its challenges to the issued certificate.
@@ -121,15 +124,43 @@ class ACMEConfig:
     # LEGO_CA_CERTIFICATES), and whether the system's are trusted as well.
     ca_certificates: tuple[str, ...] = ()
     ca_system_cert_pool: bool = False
+    # The challenges answered (tlsChallenge, httpChallenge) and the wait between presenting
+    # a challenge and telling the CA to validate it (their ``delay``, in seconds).
+    tls_challenge: bool = False
+    tls_challenge_delay: float = 0.0
+    http_challenge_entry_point: str = ""  # empty: no HTTP-01
+    http_challenge_delay: float = 0.0
+
+    @property
+    def challenge_types(self) -> tuple[str, ...]:
+        """The ACME challenge types this resolver answers, the preferred one first.
+
+        lego, which Traefik uses, takes tls-alpn-01 over http-01 when the CA offers both for a
+        name; so does Switchyard.
+        """
+        types = (_TLS_ALPN_01,) if self.tls_challenge else ()
+        return types + ((_HTTP_01,) if self.http_challenge_entry_point else ())
+
+    def challenge_delay(self, challenge_type: str) -> float:
+        """Seconds to wait after presenting a challenge of this type before it is validated."""
+        if challenge_type == _HTTP_01:
+            return self.http_challenge_delay
+        return self.tls_challenge_delay
 
     @classmethod
     def from_static(
-        cls, name: str, raw: Mapping[str, Any], environ: Mapping[str, str]
+        cls,
+        name: str,
+        raw: Mapping[str, Any],
+        environ: Mapping[str, str],
+        entry_points: Collection[str] | None = None,
     ) -> tuple[ACMEConfig, list[str]]:
         """Read a resolver's raw static dict (the one holding ``acme``), keys in any case.
 
-        Returns the configuration and notes on options that are ignored. Raises ACMEError for
-        what makes the resolver unusable: no ``acme`` section, no ``tlsChallenge``, bad values.
+        Returns the configuration and notes on options that are ignored or will not work, such
+        as an ``httpChallenge.entryPoint`` missing from ``entry_points`` (when given). Raises
+        ACMEError for what makes the resolver unusable: no ``acme`` section, no challenge
+        Switchyard answers, bad values.
         """
         where = f"certificatesResolvers.{name}"
         section = _lower_keys(raw, where)
@@ -145,14 +176,9 @@ class ACMEConfig:
             elif key not in _KNOWN_OPTIONS:
                 notes.append(f"{where}.{key}: unknown option, ignored")
 
-        if not _enabled(options.get("tlschallenge", False)):
-            raise ACMEError(
-                f"{where}: Switchyard answers only the TLS-ALPN-01 challenge; "
-                "add tlsChallenge: {} to this resolver"
-            )
-        for other in ("httpChallenge", "dnsChallenge"):
-            if _enabled(options.get(other.lower(), False)):
-                notes.append(f"{where}.{other}: not supported, tlsChallenge is used")
+        tls_challenge, tls_delay, entry_point, http_delay = _read_challenges(
+            options, where, entry_points, notes
+        )
 
         key_type = str(options.get("keytype") or DEFAULT_KEY_TYPE)
         if key_type not in _KEY_TYPES:
@@ -190,8 +216,105 @@ class ACMEConfig:
             certificates_duration=duration,
             ca_certificates=tuple(ca_certificates),
             ca_system_cert_pool=system_pool and bool(ca_certificates),
+            tls_challenge=tls_challenge,
+            tls_challenge_delay=tls_delay,
+            http_challenge_entry_point=entry_point,
+            http_challenge_delay=http_delay,
         )
         return config, notes
+
+
+def _read_challenges(
+    options: Mapping[str, Any],
+    where: str,
+    entry_points: Collection[str] | None,
+    notes: list[str],
+) -> tuple[bool, float, str, float]:
+    """(tlsChallenge on, its delay, httpChallenge entry point or "", its delay).
+
+    Raises ACMEError when no challenge Switchyard answers is configured.
+    """
+    tls = _challenge_section(options, "tlsChallenge", ("delay",), where, notes)
+    http = _challenge_section(options, "httpChallenge", ("entrypoint", "delay"), where, notes)
+    dns = _challenge_section(options, "dnsChallenge", None, where, notes)
+    entry_point = ""
+    if http is not None:
+        entry_point = str(http.get("entrypoint") or "").strip()
+        if not entry_point:
+            # Traefik leaves HTTP-01 off in this case too, and says nothing until an order.
+            missing = (
+                f"{where}.httpChallenge: no entryPoint; name the entry point the CA "
+                "reaches on port 80, e.g. httpChallenge: {entryPoint: web}"
+            )
+            if tls is None:
+                raise ACMEError(missing)
+            notes.append(f"{missing}; only tlsChallenge is used")
+        elif entry_points is not None and entry_point not in entry_points:
+            known = ", ".join(sorted(entry_points)) or "none"
+            notes.append(
+                f"{where}.httpChallenge.entryPoint: {entry_point!r} is not an entry point "
+                f"(entry points: {known}); HTTP-01 challenges of this resolver cannot be "
+                "answered"
+            )
+    dns_missing = f"{where}.dnsChallenge: the DNS-01 challenge is not implemented in Switchyard"
+    if tls is None and not entry_point:
+        if dns is not None:
+            raise ACMEError(
+                f"{dns_missing}; use tlsChallenge: {{}} or "
+                "httpChallenge: {entryPoint: web} instead"
+            )
+        raise ACMEError(
+            f"{where}: no challenge to answer; add tlsChallenge: {{}} or "
+            "httpChallenge: {entryPoint: web} to this resolver"
+        )
+    if dns is not None:
+        answered = (("tlsChallenge", tls is not None), ("httpChallenge", bool(entry_point)))
+        used = [key for key, on in answered if on]
+        notes.append(
+            f"{dns_missing}, ignored: names are validated with {' and '.join(used)}; "
+            "wildcard names need DNS-01 and get no certificate"
+        )
+    return (
+        tls is not None,
+        _delay(tls, f"{where}.tlsChallenge"),
+        entry_point,
+        _delay(http, f"{where}.httpChallenge"),
+    )
+
+
+def _challenge_section(
+    options: Mapping[str, Any],
+    key: str,
+    known: tuple[str, ...] | None,
+    where: str,
+    notes: list[str],
+) -> dict[str, Any] | None:
+    """A challenge's options (lower-case keys), or None when it is not configured.
+
+    Options outside ``known`` are noted as ignored; None for ``known`` checks nothing.
+    """
+    value = options.get(key.lower(), False)
+    if not _enabled(value):
+        return None
+    if not isinstance(value, Mapping):
+        return {}  # `httpChallenge: true` from flags or labels, or a bare key
+    section = _lower_keys(value, f"{where}.{key}")
+    for option in section:
+        if known is not None and option not in known:
+            notes.append(f"{where}.{key}.{option}: unknown option, ignored")
+    return section
+
+
+def _delay(section: Mapping[str, Any] | None, where: str) -> float:
+    value = None if section is None else section.get("delay")
+    if value is None:
+        return 0.0
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ACMEError(f"{where}.delay: {exc}") from None
+    # lego waits only for a positive delay.
+    return max(seconds, 0.0)
 
 
 def _lower_keys(value: Any, where: str) -> dict[str, Any]:
@@ -433,7 +556,7 @@ def _certificate_from_json(item: Mapping[str, Any]) -> ACMECertificate:
     )
 
 
-# --- the TLS-ALPN-01 challenge ------------------------------------------------------------
+# --- the challenges -----------------------------------------------------------------------
 
 
 class _TLSALPN01Response(KeyAuthorizationChallengeResponse):
@@ -510,6 +633,10 @@ class ACMEResolver:
     Construction reads the configuration and the storage file, so ``certificates()`` serves
     what a previous run obtained before ``run()`` starts or the CA is reachable. Every method
     but ``run`` is meant for the event loop thread that runs ``run``.
+
+    While an order is validated, the data plane answers its challenges from
+    ``challenge_context`` (TLS-ALPN-01, on every entry point) and ``http_challenge_response``
+    (HTTP-01, on the entry point ``http_challenge_entrypoint`` names).
     """
 
     def __init__(
@@ -518,11 +645,12 @@ class ACMEResolver:
         raw: Mapping[str, Any],
         *,
         environ: Mapping[str, str] | None = None,
+        entry_points: Collection[str] | None = None,
         first_retry_delay: float = _RETRY_FIRST,
     ) -> None:
         self.name = name
         self.config, notes = ACMEConfig.from_static(
-            name, raw, os.environ if environ is None else environ
+            name, raw, os.environ if environ is None else environ, entry_points
         )
         self._where = f"certificatesResolvers.{name}.acme"
         self._storage = _Storage(self.config.storage, name)
@@ -538,6 +666,8 @@ class ACMEResolver:
         self._wanted: dict[CertificateDomain, None] = {}
         self._retries: dict[CertificateDomain, _Retry] = {}
         self._challenges: dict[str, ssl.SSLContext] = {}
+        # Pending HTTP-01 answers: token -> name -> key authorization.
+        self._http_answers: dict[str, dict[str, bytes]] = {}
         self._callbacks: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._client: acme_client.ClientV2 | None = None
@@ -594,6 +724,30 @@ class ACMEResolver:
         The context offers only ``acme-tls/1``; complete one handshake with it, then close.
         """
         return self._challenges.get(_canonical(server_name))
+
+    def http_challenge_entrypoint(self) -> str | None:
+        """The entry point whose HTTP requests must reach ``http_challenge_response``.
+
+        None when this resolver does not answer HTTP-01. The name is as configured; whether
+        such an entry point exists was checked against the ``entry_points`` given, if any.
+        """
+        return self.config.http_challenge_entry_point or None
+
+    def http_challenge_response(self, token: str, host: str) -> bytes | None:
+        """The body for ``GET /.well-known/acme-challenge/<token>`` with this ``Host``, or None.
+
+        The body is the key authorization of a pending HTTP-01 challenge for that token and
+        name (``host`` may carry a port); answer it with ``200`` and ``text/plain``. None when
+        no such challenge is pending: Traefik answers ``404`` then.
+        """
+        answers = self._http_answers.get(token)
+        if not answers:
+            return None
+        try:
+            name = split_host_port(host)[0]
+        except ValueError:
+            name = host  # no port, as Traefik falls back
+        return answers.get(_canonical(name))
 
     async def run(self) -> None:
         """Obtain missing certificates and renew expiring ones until cancelled.
@@ -686,14 +840,17 @@ class ACMEResolver:
         csr = crypto_util.make_csr(key_pem, list(domain.names))
         try:
             order = await asyncio.to_thread(acme.new_order, csr)
-            answers = _tls_alpn_challenges(acme, order)
+            answers = _pending_challenges(acme, order, self.config.challenge_types)
             try:
                 for answer in answers:
-                    self._challenges[answer.identifier] = answer.context
+                    self._present(answer)
+                delay = max((self.config.challenge_delay(a.type) for a in answers), default=0.0)
+                if delay:
+                    await asyncio.sleep(delay)
                 chain = await asyncio.to_thread(_validate_and_finalize, acme, order, answers)
             finally:
                 for answer in answers:
-                    self._challenges.pop(answer.identifier, None)
+                    self._clean_up(answer)
         except messages.Error as exc:
             if exc.code == "accountDoesNotExist" and self._account is not None:
                 # The CA forgot the account (a test CA restarted, or it was deactivated):
@@ -702,6 +859,22 @@ class ACMEResolver:
                 self._account = replace(self._account, registration_uri="")
             raise
         return ACMECertificate(domain=domain, chain_pem=chain, key_pem=key_pem)
+
+    def _present(self, answer: _PendingChallenge) -> None:
+        if answer.context is not None:
+            self._challenges[answer.identifier] = answer.context
+        else:
+            tokens = self._http_answers.setdefault(answer.token, {})
+            tokens[answer.identifier] = answer.key_authorization.encode("ascii")
+
+    def _clean_up(self, answer: _PendingChallenge) -> None:
+        if answer.context is not None:
+            self._challenges.pop(answer.identifier, None)
+            return
+        tokens = self._http_answers.get(answer.token, {})
+        tokens.pop(answer.identifier, None)
+        if not tokens:
+            self._http_answers.pop(answer.token, None)
 
     async def _connected(self) -> acme_client.ClientV2:
         if self._client is None:
@@ -778,15 +951,20 @@ class ACMEResolver:
 @dataclass(frozen=True)
 class _PendingChallenge:
     identifier: str
+    type: str
+    token: str
     body: messages.ChallengeBody
     key_authorization: str
-    context: ssl.SSLContext
+    context: ssl.SSLContext | None  # the TLS-ALPN-01 responder; None for HTTP-01
 
 
-def _tls_alpn_challenges(
-    acme: acme_client.ClientV2, order: messages.OrderResource
+def _pending_challenges(
+    acme: acme_client.ClientV2, order: messages.OrderResource, types: Sequence[str]
 ) -> list[_PendingChallenge]:
-    """The tls-alpn-01 challenge of each authorization still pending, with its responder."""
+    """For each authorization still pending, the challenge to answer and what answers it.
+
+    Of the challenges the CA offers, the first of ``types`` is taken.
+    """
     account_key = acme.net.key
     assert account_key is not None  # set by ACMEResolver._connect
     thumbprint = b64encode(account_key.thumbprint(hash_function=hashes.SHA256)).decode()
@@ -795,17 +973,26 @@ def _tls_alpn_challenges(
         if authorization.body.status == messages.STATUS_VALID:
             continue  # the CA reuses an authorization it validated earlier
         identifier = _canonical(authorization.body.identifier.value)
+        # Read as JSON: acme 5 parses tls-alpn-01 as UnrecognizedChallenge, older releases
+        # as their own TLSALPN01 class.
+        offered: dict[str, tuple[messages.ChallengeBody, str]] = {}
         for body in authorization.body.challenges:
-            # Read as JSON: acme 5 parses this type as UnrecognizedChallenge, older
-            # releases as their own TLSALPN01 class.
             fields = body.chall.to_partial_json()
-            if fields.get("type") == _TLS_ALPN_01:
-                key_authorization = f"{fields['token']}.{thumbprint}"
-                context = _challenge_context(identifier, key_authorization)
-                pending.append(_PendingChallenge(identifier, body, key_authorization, context))
-                break
-        else:
-            raise ACMEError(f"the CA offers no tls-alpn-01 challenge for {identifier}")
+            offered.setdefault(str(fields.get("type")), (body, str(fields.get("token"))))
+        chosen = next((kind for kind in types if kind in offered), None)
+        if chosen is None:
+            raise ACMEError(
+                f"the CA offers no {' or '.join(types)} challenge for {identifier} "
+                f"(it offers {', '.join(sorted(offered)) or 'none'})"
+            )
+        body, token = offered[chosen]
+        key_authorization = f"{token}.{thumbprint}"
+        context = (
+            _challenge_context(identifier, key_authorization) if chosen == _TLS_ALPN_01 else None
+        )
+        pending.append(
+            _PendingChallenge(identifier, chosen, token, body, key_authorization, context)
+        )
     return pending
 
 
@@ -818,11 +1005,12 @@ def _validate_and_finalize(
     for answer in answers:
         # Not ClientV2.answer_challenge: it insists on a Link "up" header that pebble does not
         # send, and nothing here needs the challenge it returns (the authorizations are polled).
-        acme.net.post(
-            answer.body.uri,
-            _TLSALPN01Response(key_authorization=answer.key_authorization),
-            new_nonce_url=acme.directory["newNonce"],
-        )
+        response: KeyAuthorizationChallengeResponse
+        if answer.type == _HTTP_01:
+            response = HTTP01Response(key_authorization=answer.key_authorization)
+        else:
+            response = _TLSALPN01Response(key_authorization=answer.key_authorization)
+        acme.net.post(answer.body.uri, response, new_nonce_url=acme.directory["newNonce"])
     deadline = dt.datetime.now() + _ORDER_TIMEOUT
     try:
         finished = acme.poll_and_finalize(order, deadline)
@@ -878,17 +1066,20 @@ def _read_bytes(path: str) -> bytes:
 def build_resolvers(
     certificates_resolvers: Mapping[str, Mapping[str, Any]],
     environ: Mapping[str, str] | None = None,
+    entry_points: Collection[str] | None = None,
 ) -> tuple[dict[str, ACMEResolver], list[str]]:
     """Build every resolver of ``static.certificates_resolvers``.
 
     A resolver that cannot work is left out and reported; the others are built. Returns the
-    resolvers by name and the problems found, ignored options included.
+    resolvers by name and the problems found, ignored options included. With
+    ``entry_points`` (the static entry point names), an ``httpChallenge.entryPoint`` that is
+    not one of them is reported too.
     """
     resolvers: dict[str, ACMEResolver] = {}
     problems: list[str] = []
     for name, raw in certificates_resolvers.items():
         try:
-            resolver = ACMEResolver(name, raw, environ=environ)
+            resolver = ACMEResolver(name, raw, environ=environ, entry_points=entry_points)
         except ACMEError as exc:
             problems.append(f"{exc}; resolver disabled")
             continue
