@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import logging
 import socket
 import ssl
 import subprocess
@@ -346,3 +347,16 @@ tcp:
     assert loop_thread.run(probe(server, balancer.health_check, balancer.transport)) is None  # type: ignore[union-attr]
     time.sleep(0.3)
     assert balancer.server_status() == {f"127.0.0.1:{backend}": "UP"}  # type: ignore[union-attr]
+
+
+def test_a_tls_backend_that_finishes_leaves_no_asyncio_warning(
+        loop_thread: LoopThread, backends: Backends, tmp_path: Path, ca: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    backend = tls_whoami(backends, ca, "localhost")
+    port = backend_tls_router(loop_thread, tmp_path, f"localhost:{backend}",
+                              "{insecureSkipVerify: true}")
+    with caplog.at_level(logging.WARNING, logger="asyncio"), connect(port) as conn:
+        assert greeting_name(conn) == "tls-backend"
+        conn.shutdown(socket.SHUT_WR)  # the backend answers the half-close by closing
+        assert read_until_closed(conn) == b""
+    assert not [r for r in caplog.records if "eof_received" in r.getMessage()]
