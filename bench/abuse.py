@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,9 +68,9 @@ class Child:
     lines: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, name: str, argv: list[str]) -> Child:
+    def start(cls, name: str, argv: list[str], **env: str) -> Child:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                   text=True, env=dict(os.environ, PYTHONUNBUFFERED="1", **env))
         child = cls(name, process)
         threading.Thread(target=child._drain, daemon=True).start()
         return child
@@ -539,6 +540,8 @@ def main() -> None:
     parser.add_argument("--phases", default=",".join(PHASES),
                         help=f"which to run, comma separated: {', '.join(PHASES)}")
     parser.add_argument("--read-timeout", default="10s", help="entryPoints.*.readTimeout")
+    parser.add_argument("--backend-loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="event loop of the whoami backends (Switchyard's own is uvloop)")
     parser.add_argument("--slow-clients", type=int, default=400)
     parser.add_argument("--zero-length-clients", type=int, default=2)
     parser.add_argument("--legit-threads", type=int, default=4)
@@ -566,7 +569,8 @@ def main() -> None:
         backends = []
         for name in ("app-1", "app-2"):
             children.append(Child.start(name, [sys.executable, "-m", "switchyard", "whoami",
-                                               "--port", "0", "--name", name]))
+                                               "--port", "0", "--name", name],
+                                        SWITCHYARD_LOOP=args.backend_loop))
             backends.append(int(children[-1].wait_for(WHOAMI_LISTENING, 1)[0].group(1)))
         dynamic = work / "dynamic.yml"
         dynamic.write_text(dynamic_config(backends[:1], 0))
@@ -615,9 +619,20 @@ def main() -> None:
             print(f"{'':<14} legitimate: {legit.summary(name)}")
         for line in run.report:
             print(("\n" if line.startswith("==") else "") + line)
-        if router.process.poll() is not None:
-            print(f"\nswitchyard exited with {router.process.returncode}:")
-            print("\n".join(router.lines[-20:]))
+        print("\n== processes")
+        for child in children:
+            state = ("running" if child.process.poll() is None
+                     else f"exited with {child.process.returncode}")
+            print(f"{child.name} (pid {child.process.pid}): {state}")
+            if child.process.poll() is not None:
+                print("\n".join(f"  {line}" for line in child.lines[-10:]))
+        # What Switchyard complained about, most frequent first, addresses left out.
+        complaints = Counter(re.sub(r"[\d.:\[\]]{6,}", "<address>", line.split(" ", 2)[-1])
+                             for line in router.lines
+                             if re.search(r"\b(WARNING|WARN|ERROR|CRITICAL)\b", line))
+        print(f"switchyard log: {sum(complaints.values())} warnings and errors")
+        for line, count in complaints.most_common(8):
+            print(f"  {count:6} x {line[:160]}")
     finally:
         phase[0] = "end"
         for process in attackers:
