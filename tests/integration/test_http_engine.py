@@ -525,3 +525,25 @@ def test_large_body_to_a_dead_backend_is_not_read_to_its_end(engine_for: Any) ->
         with pytest.raises(OSError):
             for _ in range(200):
                 sock.sendall(b"x" * 65536)
+
+
+def test_http_1_0_client_gets_a_close_delimited_body(engine_for: Any,
+                                                     backend: H11Backend) -> None:
+    engine = engine_for(balancer(backend.url))
+    received = exchange_raw(engine.port, b"GET /download?size=1000&chunked=1 HTTP/1.0\r\n\r\n")
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"transfer-encoding" not in head.lower()
+    assert len(body) == 1000
+
+
+def test_http_1_0_keep_alive_client_keeps_its_connection(engine_for: Any,
+                                                         backend: H11Backend) -> None:
+    engine = engine_for(balancer(backend.url))
+    request = b"GET /echo HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", engine.port), timeout=5) as sock:
+        sock.sendall(request)
+        first, = read_responses(sock, 1)
+        sock.sendall(request)
+        read_responses(sock, 1)
+    assert b"\r\nConnection: keep-alive\r\n" in first

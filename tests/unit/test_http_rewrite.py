@@ -6,9 +6,9 @@ import pytest
 
 from switchyard.http.message import Headers
 from switchyard.http.rewrite import (
+    backend_request_head,
     join_url_path,
     outgoing_target,
-    request_headers_for_backend,
     response_headers_for_client,
 )
 
@@ -46,42 +46,48 @@ def fields(*pairs: tuple[bytes, bytes]) -> Headers:
     return Headers(pairs)
 
 
+def sent(*pairs: tuple[bytes, bytes], client_ip: str | None = None, host: bytes = b"server",
+         replace_host: bool = False, chunked: bool = False) -> list[bytes]:
+    """The lines of the head sent to the backend, request line first."""
+    head = backend_request_head(b"GET", b"/p", list(pairs), client_ip=client_ip, host=host,
+                                replace_host=replace_host, chunked=chunked)
+    assert head.endswith(b"\r\n\r\n")
+    return head[:-4].split(b"\r\n")
+
+
 def test_backend_request_loses_hop_by_hop_fields_and_those_connection_names() -> None:
-    sent = request_headers_for_backend(fields(
+    assert sent(
         (b"Host", b"a"), (b"Connection", b"keep-alive, X-Token"), (b"X-Token", b"t"),
         (b"Keep-Alive", b"300"), (b"Proxy-Connection", b"x"), (b"TE", b"gzip"),
         (b"Trailer", b"X"), (b"Transfer-Encoding", b"chunked"), (b"Upgrade", b"h2c"),
-        (b"Proxy-Authorization", b"Basic x"), (b"Accept", b"*/*"),
-    ), client_ip="192.0.2.1", host=b"server", replace_host=False)
-    assert list(sent) == [(b"Host", b"a"), (b"Accept", b"*/*"),
-                          (b"X-Forwarded-For", b"192.0.2.1")]
+        (b"Proxy-Authorization", b"Basic x"), (b"Accept", b"*/*"), client_ip="192.0.2.1",
+    ) == [b"GET /p HTTP/1.1", b"Host: a", b"Accept: */*", b"X-Forwarded-For: 192.0.2.1"]
 
 
-def test_te_trailers_survives() -> None:
-    sent = request_headers_for_backend(fields((b"Host", b"a"), (b"TE", b"deflate, trailers")),
-                                       client_ip=None, host=b"server", replace_host=False)
-    assert list(sent) == [(b"Host", b"a"), (b"Te", b"trailers")]
+def test_te_trailers_survives_and_a_missing_host_is_added() -> None:
+    assert sent((b"TE", b"deflate, trailers")) == [
+        b"GET /p HTTP/1.1", b"Host: server", b"Te: trailers"]
 
 
 def test_client_is_appended_to_folded_x_forwarded_for() -> None:
-    sent = request_headers_for_backend(
-        fields((b"X-Forwarded-For", b"203.0.113.1"), (b"X-Forwarded-For", b"10.0.0.1")),
-        client_ip="127.0.0.1", host=b"server", replace_host=False)
-    assert sent.values(b"x-forwarded-for") == [b"203.0.113.1, 10.0.0.1, 127.0.0.1"]
+    lines = sent((b"Host", b"a"), (b"X-Forwarded-For", b"203.0.113.1"),
+                 (b"X-Forwarded-For", b"10.0.0.1"), client_ip="127.0.0.1")
+    assert lines[-1] == b"X-Forwarded-For: 203.0.113.1, 10.0.0.1, 127.0.0.1"
 
 
 def test_host_is_replaced_and_an_upgrade_handshake_kept() -> None:
-    sent = request_headers_for_backend(
-        fields((b"Host", b"client.test"), (b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")),
-        client_ip=None, host=b"10.0.0.5:8080", replace_host=True)
-    assert list(sent) == [(b"Host", b"10.0.0.5:8080"), (b"Connection", b"Upgrade"),
-                          (b"Upgrade", b"websocket")]
+    assert sent((b"Host", b"client.test"), (b"Connection", b"Upgrade"),
+                (b"Upgrade", b"websocket"), host=b"10.0.0.5:8080", replace_host=True) == [
+        b"GET /p HTTP/1.1", b"Host: 10.0.0.5:8080", b"Connection: Upgrade",
+        b"Upgrade: websocket"]
 
 
 def test_upgrade_without_connection_upgrade_is_dropped() -> None:
-    sent = request_headers_for_backend(fields((b"Upgrade", b"h2c")), client_ip=None,
-                                       host=b"server:80", replace_host=False)
-    assert list(sent) == [(b"Host", b"server:80")]
+    assert sent((b"Upgrade", b"h2c")) == [b"GET /p HTTP/1.1", b"Host: server"]
+
+
+def test_chunked_body_is_announced() -> None:
+    assert sent((b"Host", b"a"), chunked=True)[-1] == b"Transfer-Encoding: chunked"
 
 
 def test_client_response_loses_hop_by_hop_but_101_keeps_upgrade() -> None:

@@ -44,12 +44,14 @@ class LoadBalancer:
     Traefik's balancer does.
     """
 
-    __slots__ = ("_wrr", "name", "servers")
+    __slots__ = ("_only", "_wrr", "name", "servers")
 
     def __init__(self, name: str, servers: Sequence[BalancedServer]) -> None:
         self.name = name
         self.servers = list(servers)
         self._wrr = WeightedRoundRobin([(server, server.weight) for server in self.servers])
+        # One server (the common case) needs no rotation: the same answer as the WRR, cheaper.
+        self._only = self.servers[0] if len(self.servers) == 1 else None
 
     @property
     def up(self) -> bool:
@@ -60,7 +62,11 @@ class LoadBalancer:
 
     def handle(self, exchange: Exchange) -> None:
         exchange.service = self.name
-        server = self._wrr.pick()
+        only = self._only
+        if only is not None:
+            server = only if only.up and only.weight > 0 else None
+        else:
+            server = self._wrr.pick()
         if server is None:
             http_error(exchange, 503, "no available server")
             return

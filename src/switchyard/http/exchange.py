@@ -287,5 +287,6 @@ class Exchange:
         if self._buffered:
             self._buffered = 0
             self._conn.resume_reading(BUFFER)
-        # A slow body consumer no longer holds the client: what is left is read and dropped.
-        self._conn.resume_reading(BODY)
+        if self.has_body:
+            # A slow body consumer no longer holds the client: the rest is read and dropped.
+            self._conn.resume_reading(BODY)

@@ -63,7 +63,7 @@ class ForwardedHeaders:
         return self._kept
 
 
-def apply_forwarded_headers(headers: Headers, *, trusted: bool, client_ip: str, tls: bool,
+def apply_forwarded_headers(headers: list[tuple[bytes, bytes]], *, trusted: bool, client_ip: str, tls: bool,
                             hostname: bytes, kept: frozenset[bytes] = frozenset()) -> Headers:
     """The request's fields after the entry point's forwarded-headers step (a new list)."""
     out = Headers()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from switchyard.http.responder import status_text_error
-from switchyard.http.rewrite import outgoing_target, request_headers_for_backend
+from switchyard.http.rewrite import backend_request_head, outgoing_target
 from switchyard.http.upstream import Failure, UpstreamConnection, UpstreamPool, UpstreamSettings
 
 if TYPE_CHECKING:
@@ -100,16 +100,12 @@ class ReverseProxy:
 
     def _send(self, conn: UpstreamConnection, exchange: Exchange) -> None:
         request = exchange.request
-        fields = request_headers_for_backend(request.headers, client_ip=exchange.info.client_ip,
-                                             host=self._authority,
-                                             replace_host=not self.pass_host_header)
         chunked = exchange.has_body and exchange.body_chunked
-        parts = [request.method, b" ", outgoing_target(request.target, self._path, self._preserve),
-                 b" HTTP/1.1\r\n"]
-        for name, value in fields:
-            parts += (name, b": ", value, b"\r\n")
-        parts.append(b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"\r\n")
-        conn.send(exchange, self, b"".join(parts), chunked_body=chunked)
+        head = backend_request_head(
+            request.method, outgoing_target(request.target, self._path, self._preserve),
+            request.headers, client_ip=exchange.info.client_ip, host=self._authority,
+            replace_host=not self.pass_host_header, chunked=chunked)
+        conn.send(exchange, self, head, chunked_body=chunked)
 
     # -- RequestOwner -----------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ from switchyard.http.message import Headers, split_target
 
 __all__ = [
     "HOP_BY_HOP",
+    "backend_request_head",
     "join_url_path",
     "outgoing_target",
-    "request_headers_for_backend",
     "response_headers_for_client",
 ]
 
@@ -60,71 +60,81 @@ def outgoing_target(target: bytes, server_path: bytes, preserve_path: bool) -> b
     return target
 
 
-def request_headers_for_backend(headers: Headers, *, client_ip: str | None, host: bytes,
-                                replace_host: bool) -> Headers:
-    """The fields sent to the backend (a new list).
+def backend_request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], *,
+                         client_ip: str | None, host: bytes, replace_host: bool,
+                         chunked: bool) -> bytes:
+    """The request head sent to the backend, serialized (HTTP/1.1 whatever the client spoke).
 
     Drops hop-by-hop fields and the fields Connection names; keeps ``TE: trailers``; keeps an
     Upgrade handshake (``Connection: Upgrade`` with an Upgrade field) as one; appends the client
     to X-Forwarded-For (None: do not append). ``host`` replaces the Host field with
     ``replace_host`` (``passHostHeader: false``) and is sent when the request had none.
+    ``chunked``: the body follows with chunked framing.
     """
-    out = Headers()
-    add = out.append
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
     named: list[bytes] | None = None
     forwarded_for: list[bytes] | None = None
     te_trailers = has_host = False
     upgrade: bytes | None = None
-    for pair in headers:
-        name = pair[0]
+    for name, value in headers:
         lower = name.lower()
         if lower in HOP_BY_HOP:
             if lower == b"connection":
-                tokens = [token.strip().lower() for token in pair[1].split(b",")]
+                tokens = [token.strip().lower() for token in value.split(b",")]
                 named = tokens if named is None else named + tokens
             elif lower == b"te" and not te_trailers:
                 te_trailers = any(token.strip().lower() == b"trailers"
-                                  for token in pair[1].split(b","))
+                                  for token in value.split(b","))
             elif lower == b"upgrade" and upgrade is None:
-                upgrade = pair[1]
+                upgrade = value
             continue
         if lower == b"x-forwarded-for":
             if forwarded_for is None:
-                forwarded_for = [pair[1]]
+                forwarded_for = [value]
             else:
-                forwarded_for.append(pair[1])
+                forwarded_for.append(value)
             continue
         if lower == b"host":
             if replace_host:
                 continue
             has_host = True
-        add(pair)
+        parts += (name, b": ", value, b"\r\n")
     if named is not None:
-        for token in named:
-            if token and token not in HOP_BY_HOP:
-                out.remove(token)
-        if upgrade is not None and b"upgrade" not in named:
+        # Rare: Connection named end-to-end fields; drop them from what was written so far.
+        dropped = {token for token in named if token and token not in HOP_BY_HOP}
+        if dropped:
+            parts[4:] = _without(parts[4:], dropped)
+        if b"upgrade" not in named:
             upgrade = None
     else:
         upgrade = None
     if not has_host:
-        out.insert(0, (b"Host", host))
+        parts[4:4] = (b"Host: ", host, b"\r\n")
     if te_trailers:
-        add((b"Te", b"trailers"))
+        parts.append(b"Te: trailers\r\n")
     if upgrade is not None:
-        add((b"Connection", b"Upgrade"))
-        add((b"Upgrade", upgrade))
+        parts += (b"Connection: Upgrade\r\nUpgrade: ", upgrade, b"\r\n")
     if client_ip is not None:
         if forwarded_for is None:
-            add((b"X-Forwarded-For", client_ip.encode("latin-1")))
-            return out
-        forwarded_for.append(client_ip.encode("latin-1"))
+            forwarded_for = [client_ip.encode("latin-1")]
+        else:
+            forwarded_for.append(client_ip.encode("latin-1"))
     if forwarded_for is not None:
-        add((b"X-Forwarded-For", b", ".join(forwarded_for)))
-    return out
+        parts += (b"X-Forwarded-For: ", b", ".join(forwarded_for), b"\r\n")
+    parts.append(b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"\r\n")
+    return b"".join(parts)
 
 
-def response_headers_for_client(headers: Headers, *, switching: bool) -> tuple[Headers, bool]:
+def _without(parts: list[bytes], dropped: set[bytes]) -> list[bytes]:
+    kept: list[bytes] = []
+    for index in range(0, len(parts), 4):
+        if parts[index].lower() not in dropped:
+            kept += parts[index:index + 4]
+    return kept
+
+
+def response_headers_for_client(headers: list[tuple[bytes, bytes]], *,
+                                switching: bool) -> tuple[Headers, bool]:
     """The backend response's fields as the client gets them (a new list), and whether the
     backend framed its body (Content-Length or Transfer-Encoding; otherwise it ends at close).
 

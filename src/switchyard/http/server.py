@@ -32,7 +32,7 @@ from switchyard.http.exchange import Exchange
 from switchyard.http.flowcontrol import PIPELINE, ReadGate
 from switchyard.http.forwarded import ForwardedHeaders, apply_forwarded_headers
 from switchyard.http.handler import ConnectionInfo, Handler, Observer, RequestRecord
-from switchyard.http.message import Headers, RequestHead
+from switchyard.http.message import RequestHead
 from switchyard.http.responder import Responder, status_text_error
 from switchyard.http.tunnel import Endpoint, Tunnel
 
@@ -98,7 +98,7 @@ class HTTPServerConnection(asyncio.Protocol):
         self._transport: asyncio.BaseTransport | None = None
         self._gate: ReadGate | None = None
         self._url = b""
-        self._headers = Headers()
+        self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._in_message = False
         self._parsing: Exchange | None = None  # whose request bytes are being parsed
@@ -175,7 +175,7 @@ class HTTPServerConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._in_message = True
         self._url = b""
-        self._headers = Headers()
+        self._headers = []
         self._header_bytes = 0
         if self._active is None and not self._queue:
             self._deadline.set(self._settings.read_timeout)

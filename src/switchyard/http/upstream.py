@@ -19,7 +19,7 @@ import httptools
 
 from switchyard.config.dynamic import TransportTLS
 from switchyard.http.deadline import Deadline
-from switchyard.http.message import Headers, ResponseHead
+from switchyard.http.message import ResponseHead
 from switchyard.http.rewrite import response_headers_for_client
 from switchyard.tls.backend import build_backend_context, peer_cert_sans, verify_peer_sans
 
@@ -193,7 +193,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "_chunked_body", "_closed", "_deadline", "_exchange", "_got_bytes", "_head_request",
-        "_head_seen", "_headers", "_interim", "_owner", "_parser", "_pool", "_request_sent",
+        "_head_seen", "_headers", "_interim", "_owner", "_parser", "_paused", "_pool",
+        "_request_sent",
         "_reused", "_started", "_switching", "_transport", "_until_close",
     )
 
@@ -204,9 +205,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._deadline = Deadline(loop, self._expired)
         self._exchange: Exchange | None = None
         self._owner: RequestOwner | None = None
-        self._headers = Headers()
+        self._headers: list[tuple[bytes, bytes]] = []
         self._closed = False
         self._reused = False
+        self._paused = False
         self._reset()
 
     def _reset(self) -> None:
@@ -287,10 +289,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_producing(self) -> None:
         if self._transport is not None and not self._closed:
+            self._paused = True
             self._transport.pause_reading()
 
     def resume_producing(self) -> None:
-        if self._transport is not None and not self._closed:
+        if self._transport is not None and not self._closed and self._paused:
+            self._paused = False
             self._transport.resume_reading()
 
     def stop_producing(self) -> None:
@@ -360,7 +364,7 @@ class UpstreamConnection(asyncio.Protocol):
         if status < 200 and status != 101:
             # Interim responses: 100 lets a waiting client send its body; others are dropped.
             self._interim = True
-            self._headers = Headers()
+            self._headers = []
             if status == 100:
                 exchange.send_continue()
             return
@@ -368,7 +372,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._deadline.clear()
         self._switching = status == 101
         headers, framed = response_headers_for_client(self._headers, switching=self._switching)
-        self._headers = Headers()
+        self._headers = []
         if not framed and not self._switching and not self._head_request:
             self._until_close = status not in (204, 304)
         exchange.writer.start(ResponseHead(status, headers))
@@ -401,8 +405,7 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is None:
             return
         exchange.set_producer(None)
-        if self._transport is not None and not self._closed:
-            self._transport.resume_reading()
+        self.resume_producing()
         # Back to the pool before the client side goes on: its next request may want it.
         if reusable:
             self._pool.release(self)
