@@ -547,3 +547,14 @@ def test_http_1_0_keep_alive_client_keeps_its_connection(engine_for: Any,
         sock.sendall(request)
         read_responses(sock, 1)
     assert b"\r\nConnection: keep-alive\r\n" in first
+
+
+def test_partial_request_behind_a_pipelined_one_still_times_out(engine_for: Any,
+                                                                backend: H11Backend) -> None:
+    engine = engine_for(balancer(backend.url), ServerSettings(read_timeout=0.5))
+    with socket.create_connection(("127.0.0.1", engine.port), timeout=5) as sock:
+        sock.sendall(b"GET /slow?delay=0.1 HTTP/1.1\r\nHost: a\r\n\r\nGET / HT")
+        read_responses(sock, 1)
+        started = time.monotonic()
+        assert sock.recv(100) == b""
+    assert time.monotonic() - started < 3

@@ -369,8 +369,10 @@ class HTTPServerConnection(asyncio.Protocol):
                 self._write_error()
             elif self._eof and not self._in_message:
                 self._close()
-            elif not self._in_message and not self._close_when_flushed:
-                self._deadline.set(self._settings.idle_timeout)
+            elif not self._close_when_flushed:
+                # A request begun behind the one just answered gets its own read deadline.
+                self._deadline.set(self._settings.read_timeout if self._in_message
+                                   else self._settings.idle_timeout)
 
     def _after_response(self, exchange: Exchange) -> None:
         if not exchange.keeps_connection or self._upgrade_bytes is not None:
