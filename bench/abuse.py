@@ -331,8 +331,8 @@ class Stream:
     seconds: float = 0.0
 
 
-def checksummed_stream(port: int, total: int, result: Stream) -> None:
-    """Send ``total`` bytes through the echo backend; hash what goes out and what comes back.
+def checksummed_stream(port: int, stop: threading.Event, result: Stream) -> None:
+    """Stream through the echo backend until ``stop``; hash what goes out and what comes back.
 
     The stream is closed only once everything came back. A half-close after the last byte
     would be Traefik's terminationDelay test instead (100 ms by default for the echo still
@@ -353,27 +353,31 @@ def checksummed_stream(port: int, total: int, result: Stream) -> None:
             return
         greeting += chunk
     result.backend = greeting.split(b"\n")[0].decode(errors="replace").removeprefix("Hostname: ")
+    done_sending = threading.Event()
 
     def writer() -> None:
         digest = hashlib.sha256()
+        index = 0
         try:
-            for index in range(total // len(block)):
+            while not stop.is_set():
                 chunk = index.to_bytes(8, "big") + block[8:]  # no two chunks alike
                 conn.sendall(chunk)
                 digest.update(chunk)
                 result.sent += len(chunk)
+                index += 1
         except OSError as error:
             result.error = f"send: {error}"
         result.sent_digest = digest.hexdigest()
+        done_sending.set()
 
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
     digest = hashlib.sha256()
     try:
-        while result.received < total:
+        while not (done_sending.is_set() and result.received >= result.sent):
             data = conn.recv(1 << 16)
             if not data:
-                result.error = "closed early"
+                result.error = result.error or "closed early"
                 break
             digest.update(data)
             result.received += len(data)
@@ -496,9 +500,9 @@ class Run:
     def reload_storm(self) -> None:
         args = self.args
         streams = [Stream() for _ in range(args.streams)]
+        stop = threading.Event()
         threads = [threading.Thread(target=checksummed_stream, args=(
-            self.ports["plain"], args.stream_mib << 20, stream), daemon=True)
-            for stream in streams]
+            self.ports["plain"], stop, stream), daemon=True) for stream in streams]
         for thread in threads:
             thread.start()
         time.sleep(0.5)  # every stream connected before the first reload
@@ -510,8 +514,9 @@ class Run:
             os.kill(self.pid, signal.SIGHUP)
             time.sleep(0.1)
         seconds = time.monotonic() - started
+        stop.set()  # the streams ran through the whole storm
         for thread in threads:
-            thread.join(600)
+            thread.join(120)
         url = f"http://127.0.0.1:{self.ports['traefik']}/api/overview"
         with urllib.request.urlopen(url, timeout=5) as response:
             config = json.load(response)["switchyard"]["config"]
@@ -549,11 +554,10 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=3000)
     parser.add_argument("--reloads", type=int, default=100)
     parser.add_argument("--streams", type=int, default=8)
-    parser.add_argument("--stream-mib", type=int, default=64)
     args = parser.parse_args()
     if args.quick:
         args.slow_clients, args.hostile_seconds, args.reloads = 100, 12, 30
-        args.stream_mib, args.read_timeout = 16, "5s"
+        args.read_timeout = "5s"
     phases = [name.strip() for name in args.phases.split(",") if name.strip()]
     unknown = set(phases) - set(PHASES)
     if unknown:
@@ -614,7 +618,9 @@ def main() -> None:
             print(f"{sample.at:6.1f}  {sample.phase:<14}{sample.rss_mib:8.1f}"
                   f"{sample.cpu_percent:7.0f}")
         print("\n== per phase: the Switchyard process, and legitimate TLS clients beside it")
-        for name in [*phases, "after-hostile"] if "hostile" in phases else phases:
+        shown = [part for name in phases
+                 for part in ((name, "after-hostile") if name == "hostile" else (name,))]
+        for name in shown:
             print(f"{name:<14} {describe(sampler.samples, name)}")
             print(f"{'':<14} legitimate: {legit.summary(name)}")
         for line in run.report:
