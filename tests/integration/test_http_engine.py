@@ -558,3 +558,57 @@ def test_partial_request_behind_a_pipelined_one_still_times_out(engine_for: Any,
         started = time.monotonic()
         assert sock.recv(100) == b""
     assert time.monotonic() - started < 3
+
+
+# -- the Handler interface as middlewares will use it -------------------------------------------
+
+
+class Shouting:
+    """A writer wrapper: edits the response head and transforms the body as it streams."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def start(self, head: Any) -> None:
+        head.headers.remove(b"content-length")  # the body length may change
+        head.headers.append((b"X-Shouted", b"yes"))
+        self.inner.start(head)
+
+    def write(self, chunk: bytes) -> None:
+        self.inner.write(chunk.upper())
+
+    def end(self) -> None:
+        self.inner.end()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+
+class Middleware:
+    """Answers 401 without a token, else rewrites the request and wraps the writer."""
+
+    def __init__(self, next_handler: Any) -> None:
+        self.next = next_handler
+
+    def handle(self, exchange: Any) -> None:
+        if exchange.request.headers.get(b"x-token") != b"ok":
+            exchange.respond(401, None, b"no")
+            return
+        exchange.request.target = b"/echo?via=middleware"
+        exchange.router = "web@file"
+        exchange.writer = Shouting(exchange.writer)
+        self.next.handle(exchange)
+
+
+def test_middlewares_wrap_handlers_and_writers(engine_for: Any, backend: H11Backend) -> None:
+    records: list[RequestRecord] = []
+    engine = engine_for(Middleware(balancer(backend.url)), ServerSettings(observer=records.append))
+    refused = curl("-i", engine.url + "/")
+    assert refused.stdout.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+    assert refused.stdout.endswith(b"\r\n\r\nno")
+    passed = curl("-i", "-H", "X-Token: ok", engine.url + "/anything")
+    head, _, body = passed.stdout.partition(b"\r\n\r\n")
+    assert b"X-Shouted: yes" in head and b"Transfer-Encoding: chunked" in head
+    assert b'"TARGET": "/ECHO?VIA=MIDDLEWARE"' in body
+    time.sleep(0.1)
+    assert [record.router for record in records] == ["", "web@file"]
