@@ -166,7 +166,7 @@ class LegitClients:
     def __init__(self, port: int, threads: int, phase: Callable[[], str]) -> None:
         self.port, self.phase = port, phase
         self.hello = client_hello(LEGIT_SNI)
-        self.results: list[tuple[str, float | None]] = []  # (phase, seconds or None: failed)
+        self.results: list[tuple[str, float | str]] = []  # (phase, seconds or why it failed)
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(threads)]
 
@@ -188,19 +188,21 @@ class LegitClients:
                     if not conn.recv(64).startswith(b"Hostname: "):
                         raise OSError("no greeting")
                 self.results.append((phase, time.monotonic() - started))
-            except OSError:
-                self.results.append((phase, None))
+            except OSError as error:
+                self.results.append((phase, str(error) or type(error).__name__))
             time.sleep(0.02)
 
     def summary(self, phase: str) -> str:
         found = [r for p, r in self.results if p == phase]
-        times = sorted(r * 1000 for r in found if r is not None)
-        failed = sum(r is None for r in found)
+        times = sorted(r * 1000 for r in found if isinstance(r, float))
+        failures = Counter(r for r in found if isinstance(r, str))
+        failed = sum(failures.values())
+        why = f" ({', '.join(f'{n} x {reason}' for reason, n in failures.most_common(3))})"
         if not times:
-            return f"{len(found)} connections, all failed"
-        return (f"{len(found)} connections, {failed} failed; ms p50 {percentile(times, 50):.1f}"
-                f"  p90 {percentile(times, 90):.1f}  p99 {percentile(times, 99):.1f}"
-                f"  max {times[-1]:.1f}")
+            return f"{len(found)} connections, all failed" + why
+        return (f"{len(found)} connections, {failed} failed{why if failed else ''}; ms p50 "
+                f"{percentile(times, 50):.1f}  p90 {percentile(times, 90):.1f}  p99 "
+                f"{percentile(times, 99):.1f}  max {times[-1]:.1f}")
 
 
 def percentile(ordered: list[float], pct: float) -> float:
@@ -331,7 +333,7 @@ class Stream:
     seconds: float = 0.0
 
 
-def checksummed_stream(port: int, stop: threading.Event, result: Stream) -> None:
+def checksummed_stream(port: int, stop: Any, mib_per_second: float, result: Stream) -> None:
     """Stream through the echo backend until ``stop``; hash what goes out and what comes back.
 
     The stream is closed only once everything came back. A half-close after the last byte
@@ -358,6 +360,7 @@ def checksummed_stream(port: int, stop: threading.Event, result: Stream) -> None
     def writer() -> None:
         digest = hashlib.sha256()
         index = 0
+        began = time.monotonic()
         try:
             while not stop.is_set():
                 chunk = index.to_bytes(8, "big") + block[8:]  # no two chunks alike
@@ -365,6 +368,10 @@ def checksummed_stream(port: int, stop: threading.Event, result: Stream) -> None
                 digest.update(chunk)
                 result.sent += len(chunk)
                 index += 1
+                # Paced, so the streams load the proxy without taking both cores.
+                ahead = result.sent / (mib_per_second * 2**20) - (time.monotonic() - began)
+                if ahead > 0:
+                    time.sleep(ahead)
         except OSError as error:
             result.error = f"send: {error}"
         result.sent_digest = digest.hexdigest()
@@ -373,20 +380,43 @@ def checksummed_stream(port: int, stop: threading.Event, result: Stream) -> None
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
     digest = hashlib.sha256()
+    conn.settimeout(0.2)  # short, to notice the writer is done while nothing is in flight
+    last_byte = time.monotonic()
     try:
         while not (done_sending.is_set() and result.received >= result.sent):
-            data = conn.recv(1 << 16)
+            try:
+                data = conn.recv(1 << 16)
+            except TimeoutError:
+                if time.monotonic() - last_byte > 30:
+                    result.error = result.error or "30 s without a byte back"
+                    break
+                continue
             if not data:
                 result.error = result.error or "closed early"
                 break
+            last_byte = time.monotonic()
             digest.update(data)
             result.received += len(data)
-    except OSError as error:  # 30 s without a byte counts as lost too
+    except OSError as error:
         result.error = result.error or f"recv: {error}"
     thread.join(60)
     result.received_digest = digest.hexdigest()
     result.seconds = time.monotonic() - started
     conn.close()
+
+
+def stream_worker(port: int, count: int, mib_per_second: float, stop: Any,
+                  results: Any) -> None:
+    """Entry point of the streams' process: ``count`` checksummed streams until ``stop``."""
+    streams = [Stream() for _ in range(count)]
+    threads = [threading.Thread(target=checksummed_stream,
+                                args=(port, stop, mib_per_second, stream), daemon=True)
+               for stream in streams]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    results.put(streams)
 
 
 def dynamic_config(app: list[int], generation: int) -> str:
@@ -499,13 +529,13 @@ class Run:
 
     def reload_storm(self) -> None:
         args = self.args
-        streams = [Stream() for _ in range(args.streams)]
-        stop = threading.Event()
-        threads = [threading.Thread(target=checksummed_stream, args=(
-            self.ports["plain"], stop, stream), daemon=True) for stream in streams]
-        for thread in threads:
-            thread.start()
-        time.sleep(0.5)  # every stream connected before the first reload
+        context = multiprocessing.get_context("spawn")
+        stop, results = context.Event(), context.Queue()
+        worker = context.Process(target=stream_worker, args=(
+            self.ports["plain"], args.streams, args.stream_mibps, stop, results), daemon=True)
+        worker.start()
+        self.attackers.append(worker)  # stopped by PID with them if anything goes wrong
+        time.sleep(1)  # every stream connected before the first reload
         started = time.monotonic()
         for generation in range(1, args.reloads + 1):
             # In place, as many tools write: the watcher may read it half written.
@@ -515,8 +545,8 @@ class Run:
             time.sleep(0.1)
         seconds = time.monotonic() - started
         stop.set()  # the streams ran through the whole storm
-        for thread in threads:
-            thread.join(120)
+        streams: list[Stream] = results.get(timeout=180)
+        worker.join(10)
         url = f"http://127.0.0.1:{self.ports['traefik']}/api/overview"
         with urllib.request.urlopen(url, timeout=5) as response:
             config = json.load(response)["switchyard"]["config"]
@@ -554,6 +584,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=3000)
     parser.add_argument("--reloads", type=int, default=100)
     parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--stream-mibps", type=float, default=16,
+                        help="pace of each checksummed stream, MiB/s each way")
     args = parser.parse_args()
     if args.quick:
         args.slow_clients, args.hostile_seconds, args.reloads = 100, 12, 30
