@@ -25,6 +25,7 @@ class NamedBackend:
         self.paths: list[str] = []
         self.heads: list[bytes] = []
         self.writers: list[asyncio.StreamWriter] = []
+        self.headers: list[tuple[str, str]] = []  # extra response header fields
 
         async def start() -> asyncio.Server:
             return await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -67,8 +68,11 @@ class NamedBackend:
                 if length:
                     await reader.readexactly(length)
                 body = self.name.encode()
-                writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%b"
-                             % (self.status, len(body), body))
+                if self.status in (204, 304) or head.startswith(b"HEAD "):
+                    body = b""
+                extra = b"".join(f"{k}: {v}\r\n".encode() for k, v in self.headers)
+                writer.write(b"HTTP/1.1 %d X\r\n%bContent-Length: %d\r\n\r\n%b"
+                             % (self.status, extra, len(body), body))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
