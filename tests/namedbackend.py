@@ -26,6 +26,7 @@ class NamedBackend:
         self.heads: list[bytes] = []
         self.writers: list[asyncio.StreamWriter] = []
         self.headers: list[tuple[str, str]] = []  # extra response header fields
+        self.delay = 0.0  # seconds before each response head
 
         async def start() -> asyncio.Server:
             return await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -67,6 +68,8 @@ class NamedBackend:
                         length = int(value)
                 if length:
                     await reader.readexactly(length)
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 body = self.name.encode()
                 if self.status in (204, 304) or head.startswith(b"HEAD "):
                     body = b""
