@@ -7,6 +7,8 @@ import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from switchyard.addresses import split_host_port
 from switchyard.config.dynamic import (
     DynamicConfig,
@@ -18,13 +20,18 @@ from switchyard.config.dynamic import (
 )
 from switchyard.config.dynamic import ServersTransport as TransportConfig
 from switchyard.config.dynamic import TLSOptions as TLSOptionsModel
+from switchyard.config.http import HTTPSection
 from switchyard.config.loader import ConfigIssue
 from switchyard.config.static import StaticConfig
 from switchyard.diagnostics import diagnose
+from switchyard.http.build import HTTPBuild, build_http
+from switchyard.http.forwarded import ForwardedHeaders
+from switchyard.http.routing import HTTPSDomain
+from switchyard.http.server import ServerSettings
 from switchyard.middlewares.base import Middleware
 from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
-from switchyard.routing.table import Route, RouteList, RoutingTable, sort_routes
+from switchyard.routing.table import HTTPSRoute, Route, RouteList, RoutingTable, sort_routes
 from switchyard.rules import RuleError, default_priority, host_sni_values, parse_rule
 from switchyard.runtime import Runtime
 from switchyard.services import (
@@ -103,6 +110,7 @@ class _Builder:
         self._tls_section = TLSSection(certificates=certificates, stores=stores)
         self._store: CertificateStore | None = None
         self._contexts: dict[str, tuple[ssl.SSLContext | str, tuple[str, ...]]] = {}
+        self._https_contexts: dict[str, ssl.SSLContext | str] = {}
         for provider, config in configs.items():
             tcp = config.tcp
             for name, router in tcp.routers.items():
@@ -293,9 +301,17 @@ class _Builder:
                 mw_status = self.runtime.middlewares.get(qualify(reference, status.provider))
                 if mw_status is not None:
                     mw_status.used_by.append(status.name)
+        http = self._http()
         for ep_name, ep in self.entrypoints.items():
             routes = sort_routes(routes_by_ep[ep_name])
+            entry_router = http.entry_routers.get(ep_name)
+            serves_http = entry_router is not None and bool(entry_router.plain or entry_router.https)
             self.runtime.tables[ep_name] = RoutingTable(
+                https=RouteList([self._https_route(d) for d in http.https_domains.get(ep_name, ())]),
+                serves_http=serves_http,
+                default_https=self._https_route(None) if serves_http else None,
+                http=entry_router if serves_http else None,
+                http_settings=self._http_settings(ep_name),
                 entrypoint=ep_name,
                 plain=RouteList([r for r in routes if not r.tls]),
                 tls=RouteList([r for r in routes if r.tls]),
@@ -458,6 +474,79 @@ class _Builder:
             )))
         return routes
 
+    # -- the HTTP side ----------------------------------------------------------
+
+    def _http(self) -> HTTPBuild:
+        sections = {}
+        for provider, config in self.configs.items():
+            if not config.http:
+                continue
+            try:
+                sections[provider] = HTTPSection.model_validate(config.http)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                self.runtime.issues.append(ConfigIssue(
+                    provider, f"http.{where}", f"{first['msg']}; the http section of this "
+                    "provider is ignored until it is fixed", "error"))
+        built = build_http(sections, list(self.entrypoints), default_entrypoints=self.default_eps,
+                           tls_options=list(self.tls_options))
+        self.runtime.http = built
+        return built
+
+    def _https_route(self, domain: HTTPSDomain | None) -> HTTPSRoute:
+        """An HTTPS domain (None: the default HTTPS handler) with its termination context."""
+        options: str | None = "default"
+        if domain is None:
+            name, rule, priority, rank = "default", parse_rule("HostSNI(`*`)"), -1, 0
+        else:
+            name, rule, priority, rank = domain.domain, domain.rule, domain.priority, domain.rank
+            options = domain.tls_options
+        if options is None:
+            return HTTPSRoute(name, rule, priority, rank,
+                              tls_error=f'the TLS options of the HTTPS routers for "{name}" are '
+                              "broken (see those routers' errors)")
+        context = self._https_context(options)
+        if isinstance(context, str):
+            return HTTPSRoute(name, rule, priority, rank, tls_error=context)
+        settings = self.tls_options[options]
+        return HTTPSRoute(name, rule, priority, rank, tls_context=context,
+                          tls_alpn=tuple(p for p in settings.alpn_protocols if p != "h2"),
+                          sni_strict=bool(settings.sni_strict), certificates=self._store)
+
+    def _https_context(self, name: str) -> ssl.SSLContext | str:
+        """A context for HTTPS routers: the options as given, less h2 (HTTP/1.1 only for now)."""
+        found = self._https_contexts.get(name)
+        if found is None:
+            if self._store is None:
+                self._store = self._certificate_store()
+            options = self.tls_options[name]
+            http1 = options.model_copy(update={
+                "alpn_protocols": [p for p in options.alpn_protocols if p != "h2"]})
+            try:
+                found = build_server_context(http1, self._store)
+            except (TLSOptionsError, ValueError, ssl.SSLError) as exc:
+                found = f"tls.options.{name}: {exc}"
+            self._https_contexts[name] = found
+        return found
+
+    def _http_settings(self, ep_name: str) -> ServerSettings:
+        ep = self.entrypoints[ep_name]
+        timeouts = ep.transport.responding_timeouts
+        raw = {k.lower(): v for k, v in (ep.forwarded_headers or {}).items()}
+        try:
+            forwarded = ForwardedHeaders(
+                trusted_ips=tuple(raw.get("trustedips") or ()), insecure=bool(raw.get("insecure")),
+                connection=tuple(raw.get("connection") or ()))
+        except ValueError as exc:
+            self.runtime.issues.append(ConfigIssue(
+                "static", f"entryPoints.{ep_name}.forwardedHeaders", f"{exc}; no forwarded "
+                "header from clients is trusted", "error"))
+            forwarded = ForwardedHeaders()
+        return ServerSettings(read_timeout=timeouts.read_timeout,
+                              write_timeout=timeouts.write_timeout,
+                              idle_timeout=timeouts.idle_timeout, forwarded=forwarded)
+
     def _server_context(self, reference: str, provider: str,
                         status: ElementStatus) -> ssl.SSLContext | str:
         """The termination context for a router's TLS options, or the error that breaks it."""
@@ -565,11 +654,6 @@ def build_runtime(static: StaticConfig, configs: Mapping[str, DynamicConfig],
     for provider, config in configs.items():
         # A Traefik file often carries HTTP or UDP routers next to TCP ones: say plainly
         # that they are not served, rather than dropping them silently.
-        if config.http:
-            runtime.issues.append(ConfigIssue(
-                provider, "http", "the http section is ignored: Switchyard routes "
-                "TCP only (HTTP routers as the fallback for unmatched connections are "
-                "not implemented yet)", "warning"))
         if config.udp:
             runtime.issues.append(ConfigIssue(
                 provider, "udp", "the udp section is ignored: Switchyard does not support UDP",

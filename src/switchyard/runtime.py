@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from switchyard.config.loader import ConfigIssue
+from switchyard.http.build import HTTPBuild
 from switchyard.routing.table import RoutingTable
 from switchyard.services import Service
 from switchyard.status import ElementStatus
@@ -24,12 +25,14 @@ class Runtime:
     # (resolver, domains) to ask for: applied on the event loop after the build,
     # which may run in a worker thread.
     acme_requests: list[tuple[str, list[tuple[str, list[str]]]]] = field(default_factory=list)
+    http: HTTPBuild = field(default_factory=HTTPBuild)  # HTTP routers, services, middlewares
 
     def problems(self) -> list[str]:
         """Every error and warning, one line each, element first."""
         lines = [f"{i.severity}: {i.source}: {i.path}: {i.message}" for i in self.issues]
         lines += [f"error: tls: {problem}" for problem in self.tls_problems]
-        for group in (self.routers, self.services, self.middlewares):
+        for group in (self.routers, self.services, self.middlewares, self.http.routers,
+                      self.http.services, self.http.middlewares):
             for element in group.values():
                 for error in element.errors:
                     severity = "error" if element.status == "disabled" else "warning"

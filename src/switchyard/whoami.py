@@ -30,6 +30,8 @@ class WhoamiProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         # Closing after our own writes flush answers a half-close as a real server would.
         assert self.transport is not None
+        if self.transport.get_extra_info("sslcontext") is not None:
+            return False  # TLS cannot stay half-open: asyncio closes after our writes
         if self.transport.can_write_eof():
             self.transport.write_eof()
         return True

@@ -247,12 +247,14 @@ tcp:
     assert table.match(ConnMeta("b.example", (), "1.2.3.4", True)).name == "regexp-low@file"  # type: ignore[union-attr]
 
 
-def test_http_section_is_reported_as_ignored_not_dropped_silently() -> None:
+def test_http_routers_are_built_beside_tcp_ones_with_their_own_errors() -> None:
     runtime = build('tcp:\n  routers:\n    r: {rule: "HostSNI(`*`)", service: svc}\n' + SERVICE
                     + 'http:\n  routers:\n    web: {rule: "Host(`a`)", service: x}\n')
     assert runtime.routers["r@file"].status == "enabled"
-    assert [(i.path, i.severity) for i in runtime.issues] == [("http", "warning")]
-    assert "http section is ignored" in runtime.issues[0].message
+    web = runtime.http.routers["web@file"]
+    assert web.status == "disabled"
+    assert any('the service "x@file" does not exist' in e for e in web.errors)
+    assert 'router "web@file"' in "\n".join(runtime.problems())
 
 
 def test_udp_section_is_reported_as_unsupported() -> None:

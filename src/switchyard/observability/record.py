@@ -16,6 +16,7 @@ class Phase(enum.Enum):
     RELAYING = "relaying"
     UPGRADING = "upgrading"  # waiting for the transports to drain before splicing
     ACME_CHALLENGE = "acme-challenge"  # answering a TLS-ALPN-01 validation ourselves
+    HTTP = "http"  # served by the entry point's HTTP server (requests have their own records)
     CLOSED = "closed"
 
 
@@ -74,6 +75,7 @@ class ConnectionRecord:
     server: str = ""
     is_tls: bool = False
     postgres: bool = False
+    http: bool = False  # handed to the HTTP server
     sni: str | None = None
     alpn: tuple[str, ...] = ()
     tls_versions: tuple[int, ...] = ()  # offered in the ClientHello

@@ -14,11 +14,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, cast
 
 from switchyard.addresses import peer_address
+from switchyard.http.handler import ConnectionInfo
+from switchyard.http.server import HTTPServerConnection
 from switchyard.observability.record import CloseReason, ConnectionRecord, Phase, Side
 from switchyard.observability.stats import STATS
 from switchyard.proxy import preamble as pre
 from switchyard.proxy.decision import Action, ChallengeResponder, Decision, decide, decide_at_accept
 from switchyard.proxy.dial import BackendRefused, DialError, dial, proxy_header
+from switchyard.proxy.handover import HandedTransport, Writable
 from switchyard.proxy.relay import ClientSide, Relay
 from switchyard.proxy.tlslayer import TLSLayer
 
@@ -52,9 +55,9 @@ class ClientConnection(asyncio.Protocol):
     """The client side of a proxied connection; owns the connection's life."""
 
     # Thousands live at once: slots keep each one small.
-    __slots__ = ("_deadline", "_dial_task", "_finished", "_host", "_on_close", "_on_data",
-                 "_on_eof", "_pending", "_preamble", "_relay", "_table", "_tls", "record",
-                 "transport")
+    __slots__ = ("_deadline", "_delegate", "_dial_task", "_finished", "_host", "_on_close",
+                 "_on_data", "_on_eof", "_pending", "_preamble", "_relay", "_table", "_tls",
+                 "record", "transport")
 
     def __init__(self, host: ConnectionHost) -> None:
         self._host = host
@@ -71,6 +74,7 @@ class ClientConnection(asyncio.Protocol):
         self._dial_task: asyncio.Task[None] | None = None
         self._on_close: list[Callable[[], None]] = []
         self._finished = False
+        self._delegate: asyncio.Protocol | None = None  # who serves it after a handover (HTTP)
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
@@ -96,6 +100,10 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._relay is not None and self._relay.spliced:
             return  # the transport let go of a socket the splice relay now owns
+        if self._delegate is not None:
+            self._delegate.connection_lost(exc)
+            if exc is None:
+                self.close(CloseReason.NORMAL, "", Side.SWITCHYARD)
         self.close(CloseReason.CLIENT_CLOSED, f"client connection lost: {exc}" if exc else "",
                    Side.CLIENT)
         self._finish()
@@ -103,10 +111,14 @@ class ClientConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self._relay is not None:
             self._relay.client_full()
+        elif self._delegate is not None:
+            self._delegate.pause_writing()
 
     def resume_writing(self) -> None:
         if self._relay is not None:
             self._relay.client_drained()
+        elif self._delegate is not None:
+            self._delegate.resume_writing()
 
     def socket(self) -> socket.socket | None:
         """The client's socket, wherever it is now (the transport's, or the splice relay's)."""
@@ -204,6 +216,9 @@ class ClientConnection(asyncio.Protocol):
         if decision.action is Action.ACME:
             self._answer_acme(decision)
             return
+        if decision.action is Action.HTTP:
+            self._serve_http(decision)
+            return
         if decision.action is Action.REFUSE:
             assert decision.reason is not None
             if decision.reason is CloseReason.REJECTED and route is not None:
@@ -231,6 +246,70 @@ class ClientConnection(asyncio.Protocol):
                                                f"ACME challenge: {detail}", Side.SWITCHYARD))
         self._on_data = tls.receive
         tls.start(self._pending, ACME_HANDSHAKE_TIMEOUT, "handshake timed out")
+
+    # -- or: the entry point's HTTP server -------------------------------------------
+
+    def _serve_http(self, decision: Decision) -> None:
+        """Hand the connection, and every byte read so far, to the HTTP server."""
+        assert self.transport is not None
+        record = self.record
+        record.phase, record.http = Phase.HTTP, True
+        https = decision.https
+        if https is None:
+            self._start_http(self.transport, "http", self._pending)
+            self._on_data = self._to_delegate
+            self._on_eof = self._eof_to_delegate
+            return
+        assert https.tls_context is not None
+        tls = self._tls = TLSLayer(
+            self.transport, https.tls_context, on_plaintext=self._plaintext_to_delegate,
+            on_ready=self._https_ready, on_peer_closed=self._close_notify_to_delegate,
+            on_error=lambda detail: self.close(CloseReason.TLS_ERROR, detail, Side.SWITCHYARD))
+        self._on_data = tls.receive
+        self._on_eof = self._eof_during_handshake
+        tls.start(self._pending, self._table.read_timeout,
+                  "timed out waiting for the client's TLS handshake")
+
+    def _https_ready(self) -> None:
+        tls = self._tls
+        assert tls is not None
+        self.record.tls_version, self.record.alpn_negotiated = tls.version, tls.alpn
+        self._on_eof = self._eof_to_delegate
+        self._start_http(tls, "https", b"")
+
+    def _start_http(self, inner: Writable, scheme: str, first: bytes) -> None:
+        table, record = self._table, self.record
+        assert table.http is not None
+        local = self._local()
+        info = ConnectionInfo(
+            entry_point=record.entrypoint, client_ip=record.client_ip,
+            client_port=record.client_port, local_ip=local[0], local_port=local[1], scheme=scheme,
+            tls_server_name=record.sni if scheme == "https" else None,
+            tls_version=record.tls_version or None, tls_alpn=record.alpn_negotiated)
+        http = HTTPServerConnection(table.http, info, table.http_settings)
+        self._delegate = http
+        http.connection_made(HandedTransport(inner, http, self._rebind))  # type: ignore[arg-type]
+        if first:
+            http.data_received(first)
+
+    def _rebind(self, protocol: asyncio.BaseProtocol) -> None:
+        self._delegate = cast(asyncio.Protocol, protocol)
+
+    def _to_delegate(self, data: bytes) -> None:
+        assert self._delegate is not None
+        self._delegate.data_received(data)
+
+    def _plaintext_to_delegate(self, data: bytes) -> None:
+        if self._delegate is not None:
+            self._delegate.data_received(data)
+
+    def _eof_to_delegate(self) -> bool:
+        assert self._delegate is not None
+        return bool(self._delegate.eof_received())
+
+    def _close_notify_to_delegate(self) -> None:
+        if self._delegate is not None:
+            self._delegate.eof_received()
 
     # -- stage 3: dial ---------------------------------------------------------------
 
@@ -387,7 +466,7 @@ class ClientConnection(asyncio.Protocol):
         for callback in callbacks:
             callback()
         STATS.finished(self.record)
-        if host.access_log is not None:
+        if host.access_log is not None and not self.record.http:  # requests log themselves
             host.access_log.record(self.record)
 
 

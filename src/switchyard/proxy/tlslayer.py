@@ -96,6 +96,17 @@ class TLSLayer:
     def can_write_eof(self) -> bool:
         return True
 
+    def close(self) -> None:
+        """Our close_notify (after a completed handshake), then the TCP close."""
+        if self._tls.handshake_done:
+            self.write_eof()
+        self.cancel()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self.cancel()
+        self._transport.abort()
+
     def is_closing(self) -> bool:
         return self.closing or self._transport.is_closing()
 

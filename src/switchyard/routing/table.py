@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
+from switchyard.http.handler import Handler
+from switchyard.http.server import DEFAULT_SERVER_SETTINGS, ServerSettings
 from switchyard.middlewares.base import Middleware
 from switchyard.rules import ConnMeta, Rule
 from switchyard.rules.matchers import regexp_set
@@ -139,6 +141,8 @@ class RoutingTable:
     # HTTPS domain matches either.
     serves_http: bool = False
     default_https: HTTPSRoute | None = None
+    http: Handler | None = None  # the entry point's HTTP routers (an EntryRouter)
+    http_settings: ServerSettings = DEFAULT_SERVER_SETTINGS
 
     # Route before reading when only plain TCP routes exist, so server-first
     # protocols work (Traefik's early path).

@@ -1,0 +1,174 @@
+"""HTTP routers on the entry points TCP routers use: TCP first, then HTTP, with real clients."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from tests.harness import (
+    Backends,
+    LoopThread,
+    connect,
+    ensure_command,
+    greeting_name,
+    read_until_closed,
+    start_router,
+    stop_router,
+)
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = (f"page {self.path} for {self.headers.get('Host')} "
+                f"xff={self.headers.get('X-Forwarded-For')} "
+                f"proto={self.headers.get('X-Forwarded-Proto')}\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def web_backend() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+DYNAMIC = """
+tcp:
+  routers:
+    db:
+      rule: "HostSNI(`db.test`)"
+      service: db
+      entryPoints: [secure]
+      tls: {{passthrough: true}}
+    office:
+      rule: "ClientIP(`10.0.0.0/8`)"
+      service: whoami
+      entryPoints: [plain]
+  services:
+    db: {{loadBalancer: {{servers: [{{address: "127.0.0.1:{tls_whoami}"}}]}}}}
+    whoami: {{loadBalancer: {{servers: [{{address: "127.0.0.1:{whoami}"}}]}}}}
+http:
+  routers:
+    web:
+      rule: "Host(`web.test`)"
+      service: site
+      entryPoints: [secure]
+      tls: {{}}
+    site:
+      rule: "Host(`site.test`) && PathPrefix(`/docs`)"
+      service: site
+      entryPoints: [plain]
+  services:
+    site:
+      loadBalancer:
+        servers: [{{url: "http://127.0.0.1:{web}"}}]
+tls:
+  certificates:
+    - {{certFile: "{cert}", keyFile: "{key}"}}
+"""
+
+
+@pytest.fixture
+def shared(loop_thread: LoopThread, backends: Backends, web_backend: int, tmp_path: Path,
+           ca: trustme.CA) -> Iterator[dict[str, int]]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("db.test").configure_cert(context)
+    tls_whoami = backends.whoami("db-backend", tls=context)
+    issued = ca.issue_cert("web.test")
+    cert, key = tmp_path / "web.crt", tmp_path / "web.key"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    app = start_router(loop_thread, tmp_path, DYNAMIC.format(
+        tls_whoami=tls_whoami, whoami=backends.whoami("office"), web=web_backend,
+        cert=cert, key=key), entrypoints={"secure": "127.0.0.1:0", "plain": "127.0.0.1:0"})
+    try:
+        yield {name: ep.port for name, ep in app.entrypoints.items()}
+    finally:
+        stop_router(loop_thread, app)
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([ensure_command("curl", "curl"), "-sS", "--http1.1", *args],
+                          capture_output=True, timeout=20, check=False)
+
+
+def test_one_tls_port_serves_an_https_router_and_a_passthrough_tcp_router(
+        shared: dict[str, int], ca: trustme.CA, tmp_path: Path) -> None:
+    port = shared["secure"]
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    web = curl("--cacert", str(ca_file), "--resolve", f"web.test:{port}:127.0.0.1",
+               f"https://web.test:{port}/docs/a")
+    assert web.stdout == b"page /docs/a for web.test:%d xff=127.0.0.1 proto=https\n" % port, \
+        web.stderr
+    context = ssl.create_default_context(cafile=str(ca_file))
+    with context.wrap_socket(connect(port), server_hostname="db.test") as db:
+        assert greeting_name(db) == "db-backend"  # the backend's own certificate: passed through
+
+
+def test_a_tls_hello_no_router_takes_gets_the_default_https_handler(
+        shared: dict[str, int]) -> None:
+    port = shared["secure"]
+    answer = curl("-k", "--resolve", f"nobody.test:{port}:127.0.0.1",
+                  f"https://nobody.test:{port}/")
+    assert answer.stdout == b"404 page not found\n", answer.stderr
+
+
+def test_plain_port_http_fallback_behind_a_tcp_client_ip_router(shared: dict[str, int]) -> None:
+    port = shared["plain"]
+    found = curl("-H", "Host: site.test", f"http://127.0.0.1:{port}/docs/x?y=1")
+    assert found.stdout == b"page /docs/x?y=1 for site.test xff=127.0.0.1 proto=http\n"
+    missing = curl("-i", "-H", "Host: site.test", f"http://127.0.0.1:{port}/other")
+    assert missing.stdout.startswith(b"HTTP/1.1 404 Not Found\r\n")
+    assert missing.stdout.endswith(b"\r\n\r\n404 page not found\n")
+
+
+def test_a_line_that_is_not_http_gets_400_and_only_that_connection_closes(
+        shared: dict[str, int]) -> None:
+    port = shared["plain"]
+    with connect(port) as conn:
+        conn.sendall(b"HELLO THERE\r\n\r\n")
+        reply = read_until_closed(conn)
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    ok = curl("-H", "Host: site.test", f"http://127.0.0.1:{port}/docs/")
+    assert ok.stdout.startswith(b"page /docs/")
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(shared: dict[str, int]) -> None:
+    port = shared["plain"]
+    with connect(port) as conn:
+        for index in range(3):
+            conn.sendall(b"GET /docs/%d HTTP/1.1\r\nHost: site.test\r\n\r\n" % index)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            body = head.split(b"\r\n\r\n", 1)[1]
+            while len(body) < length:
+                body += conn.recv(4096)
+            assert body.startswith(b"page /docs/%d" % index)
+        conn.shutdown(socket.SHUT_WR)
