@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import aiohttp
@@ -15,9 +15,10 @@ from switchyard.tls.backend import build_backend_context
 
 if TYPE_CHECKING:
     from switchyard.config.http import ServerHealthCheck
-    from switchyard.http.balancer import BalancedServer, LoadBalancer
+    from switchyard.http.balancer import BalancedServer
 
-__all__ = ["HTTPHealthCheck", "HTTPHealthMonitor", "check_url", "probe", "watch_server"]
+__all__ = ["Checked", "HTTPHealthCheck", "HTTPHealthMonitor", "check_url", "probe",
+           "watch_server"]
 
 log = logging.getLogger("switchyard.healthcheck")
 
@@ -141,6 +142,16 @@ async def watch_server(session: aiohttp.ClientSession, service: str, server: Bal
                 log.warning('service "%s": server %s is DOWN: %s', service, server.url, failure)
 
 
+class Checked(Protocol):
+    """A balancer whose servers are checked: LoadBalancer or StrategyBalancer."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def servers(self) -> list[BalancedServer]: ...
+
+
 class HTTPHealthMonitor:
     """One probe task per server of each health-checked balancer, kept while it is unchanged.
 
@@ -152,7 +163,7 @@ class HTTPHealthMonitor:
         self._tasks: dict[int, list[asyncio.Task[None]]] = {}
         self._session: aiohttp.ClientSession | None = None
 
-    def update(self, checked: Sequence[tuple[LoadBalancer, HTTPHealthCheck]]) -> None:
+    def update(self, checked: Sequence[tuple[Checked, HTTPHealthCheck]]) -> None:
         wanted = {id(balancer): (balancer, check) for balancer, check in checked}
         for key in list(self._tasks):
             if key not in wanted:
