@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 import time
-from typing import IO, Any
+from typing import Any
 
 from switchyard.addresses import host_port
+from switchyard.observability.logfile import LogFile
 from switchyard.observability.record import ConnectionRecord
 
 _TLS_VERSIONS = {0x0301: "1.0", 0x0302: "1.1", 0x0303: "1.2", 0x0304: "1.3"}
 
 
 class AccessLog:
-    """Collects finished connections and writes them in batches.
+    """Collects finished connections and writes them in batches (see LogFile).
 
-    Writing happens on the event loop but only every `buffering` entries or
-    once a second, so a busy router makes one write call per batch, not per
-    connection.
+    ``output`` is a LogFile shared with the HTTP access log; without one the log opens
+    ``path`` (stdout when empty) itself.
     """
 
-    def __init__(self, path: str = "", fmt: str = "json", buffering: int = 0) -> None:
-        self.path = path
+    def __init__(self, path: str = "", fmt: str = "json", buffering: int = 0,
+                 output: LogFile | None = None) -> None:
         self.json = fmt.lower() == "json"
-        self.buffering = max(buffering, 0)
-        self._stream: IO[str] = open(path, "a", encoding="utf-8") if path else sys.stdout  # noqa: SIM115
-        self._pending: list[str] = []
-        self._last_flush = time.monotonic()
-        self._timer: asyncio.TimerHandle | None = None
+        self.output = output if output is not None else LogFile(path, buffering)
 
     def entry(self, record: ConnectionRecord) -> dict[str, Any]:
         """What the log says about one connection."""
@@ -69,29 +63,10 @@ class AccessLog:
                 f'{entry["reason"]} {entry["closed_by"]}')
 
     def record(self, record: ConnectionRecord) -> None:
-        self._pending.append(self.format(self.entry(record)))
-        now = time.monotonic()
-        if len(self._pending) > self.buffering or now - self._last_flush >= 1.0:
-            self.flush()
-        elif self._timer is None:
-            # A quiet period must not leave lines unwritten for long.
-            self._timer = asyncio.get_running_loop().call_later(1.0, self.flush)
+        self.output.add(self.format(self.entry(record)))
 
     def flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._last_flush = time.monotonic()
-        if not self._pending:
-            return
-        lines, self._pending = self._pending, []
-        try:
-            self._stream.write("\n".join(lines) + "\n")
-            self._stream.flush()
-        except OSError:
-            pass  # a full disk must not take the data plane down
+        self.output.flush()
 
     def close(self) -> None:
-        self.flush()
-        if self.path:
-            self._stream.close()
+        self.output.close()
