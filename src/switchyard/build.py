@@ -24,15 +24,17 @@ from switchyard.config.http import HTTPSection
 from switchyard.config.loader import ConfigIssue
 from switchyard.config.static import StaticConfig
 from switchyard.diagnostics import diagnose
-from switchyard.http.build import HTTPBuild, build_http
+from switchyard.http.build import EntryRouter, HTTPBuild, build_http
 from switchyard.http.forwarded import ForwardedHeaders
+from switchyard.http.handler import Handler
+from switchyard.http.responder import NOT_FOUND
 from switchyard.http.routing import HTTPSDomain
 from switchyard.http.server import ServerSettings
 from switchyard.middlewares.base import Middleware
 from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
 from switchyard.routing.table import HTTPSRoute, Route, RouteList, RoutingTable, sort_routes
-from switchyard.rules import RuleError, default_priority, host_sni_values, parse_rule
+from switchyard.rules import RuleError, default_priority, host_sni_values, parse_domains, parse_rule
 from switchyard.runtime import Runtime
 from switchyard.services import (
     DEFAULT_TRANSPORT,
@@ -44,6 +46,7 @@ from switchyard.services import (
 )
 from switchyard.services.loadbalancer import HealthCheckSettings
 from switchyard.status import ElementStatus
+from switchyard.tls.acme_http import ACMEChallengeHandler, HTTPChallengeResolver
 from switchyard.tls.backend import build_backend_context
 from switchyard.tls.certificates import (
     CertificateStore,
@@ -304,8 +307,18 @@ class _Builder:
         http = self._http()
         for ep_name, ep in self.entrypoints.items():
             routes = sort_routes(routes_by_ep[ep_name])
-            entry_router = http.entry_routers.get(ep_name)
-            serves_http = entry_router is not None and bool(entry_router.plain or entry_router.https)
+            entry_router: Handler | None = http.entry_routers.get(ep_name)
+            serves_http = isinstance(entry_router, EntryRouter) and bool(
+                entry_router.plain or entry_router.https)
+            challenges = [r for r in self.resolvers.values()
+                          if isinstance(r, HTTPChallengeResolver)
+                          and r.http_challenge_entrypoint() == ep_name]
+            if challenges:
+                # HTTP-01 validations are answered first on their entry point (Traefik's
+                # acme-http@internal router), whatever else serves HTTP there.
+                entry_router = ACMEChallengeHandler(
+                    challenges, entry_router if serves_http and entry_router else NOT_FOUND)
+                serves_http = True
             self.runtime.tables[ep_name] = RoutingTable(
                 https=RouteList([self._https_route(d) for d in http.https_domains.get(ep_name, ())]),
                 serves_http=serves_http,
@@ -492,7 +505,26 @@ class _Builder:
         built = build_http(sections, list(self.entrypoints), default_entrypoints=self.default_eps,
                            tls_options=list(self.tls_options))
         self.runtime.http = built
+        for status in built.routers.values():
+            tls = status.config.tls
+            if status.enabled and tls is not None and tls.cert_resolver:
+                self._request_http_certificates(status)
         return built
+
+    def _request_http_certificates(self, status: ElementStatus) -> None:
+        """An HTTPS router's resolver: tls.domains, else the Host domains of its rule."""
+        tls = status.config.tls
+        if tls.cert_resolver not in self.resolvers:
+            status.add_error(f'the router uses a non-existent certificate resolver '
+                             f'"{tls.cert_resolver}": declare it in the static '
+                             "certificatesResolvers, or fix the name", critical=False)
+            return
+        domains = [(d.main, list(d.sans)) for d in tls.domains if d.main]
+        if not domains:
+            names = parse_domains(status.config.rule)
+            if names:
+                domains = [(names[0], names[1:])]
+        self.runtime.acme_requests.append((tls.cert_resolver, domains))
 
     def _https_route(self, domain: HTTPSDomain | None) -> HTTPSRoute:
         """An HTTPS domain (None: the default HTTPS handler) with its termination context."""

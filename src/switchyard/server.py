@@ -115,7 +115,8 @@ class Switchyard:
         if static.certificates_resolvers:
             from switchyard.tls.acme import build_resolvers  # heavy: only when configured
 
-            built, problems = build_resolvers(static.certificates_resolvers)
+            built, problems = build_resolvers(static.certificates_resolvers,
+                                              entry_points=list(static.entry_points))
             self.resolvers = dict(built)
             for problem in problems:
                 log.warning("certificatesResolvers: %s", problem)

@@ -37,7 +37,15 @@ from switchyard.tls.acme import (
 )
 from switchyard.tls.acme_http import ACMEChallengeHandler, challenge_token
 from switchyard.tls.certificates import load_certificate
-from tests.harness import ensure_command, free_port, new_loop, wait_for_port
+from tests.harness import (
+    LoopThread,
+    ensure_command,
+    free_port,
+    new_loop,
+    start_router,
+    stop_router,
+    wait_for_port,
+)
 
 DOMAIN = "switchyard-test.localhost"
 WWW = "www.switchyard-test.localhost"
@@ -976,5 +984,48 @@ tcp:
             context.wrap_socket(raw, server_hostname=DOMAIN) as tls,
         ):
             assert greeting_name(tls) == "acme-backend"
+    finally:
+        stop_router(loop_thread, app)
+
+
+def test_switchyard_answers_http_01_on_its_entry_point_and_serves_the_certificate(
+    pebble: Pebble, http_socket: socket.socket, tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    # The whole product: pebble fetches the tokens from the "web" entry point's HTTP server,
+    # and the certificate then terminates TLS for an HTTPS router on "websecure".
+    pebble.start()
+    web_port = http_socket.getsockname()[1]
+    http_socket.close()  # Switchyard binds the port pebble was told about
+    challenges = {"httpChallenge": {"entryPoint": "web", "delay": "100ms"}}
+    app = start_router(
+        loop_thread, tmp_path, f"""
+http:
+  routers:
+    site:
+      rule: "Host(`{DOMAIN}`)"
+      service: nowhere
+      entryPoints: [websecure]
+      tls: {{certResolver: le}}
+  services:
+    nowhere: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:9"}}]}}}}
+""", entrypoints={"web": f"127.0.0.1:{web_port}", "websecure": "127.0.0.1:0"},
+        certificatesResolvers={"le": resolver_config(pebble, tmp_path / "acme.json", challenges)})
+    try:
+        deadline = time.monotonic() + 30
+        while not app.resolvers["le"].certificates():
+            if time.monotonic() > deadline:
+                pytest.fail(f"no certificate within 30 s\n{pebble.log_tail()}")
+            time.sleep(0.2)
+        root = pebble.management("/roots/0")
+        deadline = time.monotonic() + 10
+        while True:  # the rebuild that installs the new certificate follows the resolver
+            try:
+                leaf = tls_client_sees(app.entrypoints["websecure"].port, root)
+                break
+            except ssl.SSLError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert DOMAIN in dns_names(leaf)
     finally:
         stop_router(loop_thread, app)

@@ -16,7 +16,7 @@ handler as the router's service then, with ``responder.NOT_FOUND`` as ``next``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import unquote
 
 from switchyard.http.message import Headers
@@ -48,6 +48,13 @@ class HTTPChallengeSource(Protocol):
     """A resolver with pending HTTP-01 challenges (ACMEResolver)."""
 
     def http_challenge_response(self, token: str, host: str) -> bytes | None: ...
+
+
+@runtime_checkable
+class HTTPChallengeResolver(HTTPChallengeSource, Protocol):
+    """A resolver that says on which entry point its HTTP-01 challenges are answered."""
+
+    def http_challenge_entrypoint(self) -> str | None: ...
 
 
 class ACMEChallengeHandler:
