@@ -12,6 +12,7 @@ from switchyard.build import build_runtime
 from switchyard.config.dynamic import DynamicConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.config.static import StaticConfig, parse_entry_point_address
+from switchyard.http.healthcheck import HTTPHealthMonitor
 from switchyard.internal import InternalServer, internal_services
 from switchyard.observability.accesslog import AccessLog
 from switchyard.providers.base import (
@@ -105,6 +106,7 @@ class Switchyard:
         self.provider_errors: dict[str, str] = {}
         self.runtime = Runtime()
         self.health = HealthMonitor()
+        self.http_health = HTTPHealthMonitor()
         self.reloads = 0
         self.reload_failures = 0
         self.last_reload_success = 0.0
@@ -220,11 +222,14 @@ class Switchyard:
             table = runtime.tables.get(name)
             if table is not None:
                 entrypoint.table = table
-        self.runtime = runtime
+        previous, self.runtime = self.runtime, runtime
         self.reloads += 1
         self.last_reload_success = time.time()
         self.health.update([s for s in runtime.service_objects.values()
                             if isinstance(s, LoadBalancer)])
+        self.http_health.update(runtime.http.health_checks)
+        for balancer in previous.http.balancers:
+            balancer.close()  # idle backend connections of the old generation
         log.info("configuration applied: %s", change)
 
     def reload(self) -> None:
@@ -320,6 +325,9 @@ class Switchyard:
         for internal in self._internal_servers:
             await internal.close()
         self.health.stop()
+        await self.http_health.stop()
+        for balancer in self.runtime.http.balancers:
+            balancer.close()
         if self.access_log is not None:
             self.access_log.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import socket
 import ssl
@@ -172,3 +173,46 @@ def test_keep_alive_serves_several_requests_on_one_connection(shared: dict[str, 
                 body += conn.recv(4096)
             assert body.startswith(b"page /docs/%d" % index)
         conn.shutdown(socket.SHUT_WR)
+
+
+SERVICES = """
+http:
+  routers:
+    split:
+      rule: "PathPrefix(`/`)"
+      service: split
+  services:
+    split:
+      weighted:
+        services: [{{name: healthy, weight: 1}}, {{name: also, weight: 1}}]
+    healthy:
+      loadBalancer:
+        servers: [{{url: "http://127.0.0.1:{live}"}}, {{url: "http://127.0.0.1:{dead}"}}]
+        healthCheck: {{path: /docs/health, interval: 100ms, timeout: 1s}}
+    also:
+      loadBalancer:
+        servers: [{{url: "http://127.0.0.1:{live}/"}}]
+        passHostHeader: false
+"""
+
+
+def test_weighted_and_health_checked_services_from_the_configuration(
+        loop_thread: LoopThread, web_backend: int, tmp_path: Path) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead = unused.getsockname()[1]  # nothing listens there once this closes
+    app = start_router(loop_thread, tmp_path, SERVICES.format(live=web_backend, dead=dead))
+    try:
+        port = app.entrypoints["ep"].port
+        loop_thread.run(_sleep(0.5))  # a few health-check rounds: the dead server goes DOWN
+        hosts = [curl("-H", "Host: split.test", f"http://127.0.0.1:{port}/docs/x").stdout
+                 for _ in range(8)]
+        assert all(h.startswith(b"page /docs/x for ") for h in hosts), hosts
+        # Both children answer: one passes the client's Host, the other its server's.
+        assert {h.split(b" ")[3] for h in hosts} == {b"split.test", b"127.0.0.1:%d" % web_backend}
+    finally:
+        stop_router(loop_thread, app)
+
+
+async def _sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)

@@ -13,9 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from switchyard.config.http import HTTPRouter, HTTPSection, HTTPService
+from switchyard.config.http import HTTPLoadBalancer, HTTPRouter, HTTPSection, HTTPService
 from switchyard.http.balancer import BalancedServer, LoadBalancer
+from switchyard.http.failover import FailoverService
 from switchyard.http.handler import Handler
+from switchyard.http.healthcheck import HTTPHealthCheck
+from switchyard.http.mirroring import Mirror, MirroringService
+from switchyard.http.passive import PassiveHealthChecked
 from switchyard.http.proxy import ReverseProxy, parse_server_url
 from switchyard.http.responder import NOT_FOUND
 from switchyard.http.routing import (
@@ -25,7 +29,10 @@ from switchyard.http.routing import (
     RouterSpec,
     build_http_routing,
 )
+from switchyard.http.sticky import StickyCookie
+from switchyard.http.strategies import StrategyBalancer, picker_for
 from switchyard.http.upstream import UpstreamSettings
+from switchyard.http.weighted import Child, WeightedService
 from switchyard.rules.request import Headers, RequestMeta, entrypoint_path
 from switchyard.status import ElementStatus
 
@@ -79,7 +86,10 @@ class HTTPBuild:
     routers: dict[str, ElementStatus] = field(default_factory=dict)
     services: dict[str, ElementStatus] = field(default_factory=dict)
     middlewares: dict[str, ElementStatus] = field(default_factory=dict)
-    balancers: list[LoadBalancer] = field(default_factory=list)
+    balancers: list[LoadBalancer | StrategyBalancer] = field(default_factory=list)
+    # Balancers with an active health check: the server keeps one monitor across builds.
+    health_checks: list[tuple[LoadBalancer | StrategyBalancer, HTTPHealthCheck]] = field(
+        default_factory=list)
 
     @property
     def has_routers(self) -> bool:
@@ -170,13 +180,35 @@ class _Builder:
                                     f"instead ({', '.join(kinds)})")
         if config.middlewares:
             raise HandlerBuildError("service middlewares are not implemented by Switchyard yet")
-        balancer = config.load_balancer
-        if balancer is None:
-            raise HandlerBuildError(f"{kinds[0]} services are not implemented by Switchyard yet")
-        if balancer.sticky is not None or balancer.health_check is not None or (
-                balancer.passive_health_check is not None) or balancer.strategy.lower() != "wrr":
-            raise HandlerBuildError("sticky sessions, health checks and strategies other than "
-                                    "wrr are not implemented by Switchyard yet for HTTP services")
+        if config.load_balancer is not None:
+            return self._load_balancer(qualified, provider, config.load_balancer)
+        if config.weighted is not None:
+            weighted = config.weighted
+            children = [(ref.name, self._child(ref.name, provider), ref.weight)
+                        for ref in weighted.services]
+            sticky = (StickyCookie.from_config(weighted.sticky.cookie, qualified)
+                      if weighted.sticky is not None and weighted.sticky.cookie is not None
+                      else None)
+            return WeightedService(qualified, children, sticky=sticky)
+        if config.failover is not None:
+            failover = config.failover
+            main = self._child(failover.service, provider)
+            fallback = self._child(failover.fallback, provider)
+            return FailoverService(qualified, main, fallback,
+                                   watch_fallback=failover.health_check is not None)
+        if config.mirroring is not None:
+            mirroring = config.mirroring
+            return MirroringService(
+                qualified, self._child(mirroring.service, provider),
+                [Mirror(self._child(m.name, provider), m.percent) for m in mirroring.mirrors])
+        raise HandlerBuildError(f"{kinds[0]} services are not implemented by Switchyard yet")
+
+    def _child(self, reference: str, provider: str) -> Child:
+        handler = self._service(_qualify(reference, provider))
+        return handler  # type: ignore[return-value]  # every service handler reports `up`
+
+    def _load_balancer(self, qualified: str, provider: str,
+                       balancer: HTTPLoadBalancer) -> Handler:
         settings = self._transport(balancer.servers_transport, provider)
         servers = []
         for index, server in enumerate(balancer.servers):
@@ -187,8 +219,28 @@ class _Builder:
             proxy = ReverseProxy(url, settings=settings, pass_host_header=balancer.pass_host_header,
                                  preserve_path=server.preserve_path)
             servers.append(BalancedServer(proxy, 1 if server.weight is None else server.weight))
-        built = LoadBalancer(qualified, servers)
+        sticky = (StickyCookie.from_config(balancer.sticky.cookie, qualified)
+                  if balancer.sticky is not None and balancer.sticky.cookie is not None else None)
+        built: LoadBalancer | StrategyBalancer
+        if sticky is None and balancer.strategy.lower() == "wrr":
+            built = LoadBalancer(qualified, servers)
+        else:
+            try:
+                picker = picker_for(balancer.strategy, servers)
+            except ValueError as exc:
+                raise HandlerBuildError(str(exc)) from None
+            built = StrategyBalancer(qualified, servers, picker, sticky=sticky)
+        if balancer.health_check is not None:
+            try:
+                check = HTTPHealthCheck.from_config(balancer.health_check, qualified)
+            except ValueError as exc:
+                raise HandlerBuildError(str(exc)) from None
+            self.result.health_checks.append((built, check))
         self.result.balancers.append(built)
+        if balancer.passive_health_check is not None:
+            return PassiveHealthChecked.from_config(
+                qualified, built, servers, balancer.passive_health_check,
+                active=balancer.health_check is not None)
         return built
 
     def _transport(self, reference: str, provider: str) -> UpstreamSettings:
