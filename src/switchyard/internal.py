@@ -18,8 +18,8 @@ def internal_services(static: StaticConfig) -> dict[str, set[str]]:
         if static.api.dashboard:
             found["traefik"].add("dashboard")
     elif static.api is not None:
-        log.warning("api is set without insecure: true; Switchyard has no HTTP routers to "
-                    "expose api@internal yet, so set api.insecure: true to serve it on the "
+        log.warning("api is set without insecure: true; Switchyard's HTTP routers cannot "
+                    "route to api@internal yet, so set api.insecure: true to serve it on the "
                     '"traefik" entry point')
     if static.ping is not None:
         found.setdefault(static.ping.entry_point or "traefik", set()).add("ping")
