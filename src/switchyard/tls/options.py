@@ -26,6 +26,7 @@ __all__ = [
     "TLSOptionsError",
     "build_server_context",
     "compile_server_options",
+    "go_cipher_name",
     "refuses_alpn",
     "resolve_host_options",
     "resolve_router_options",
@@ -82,6 +83,9 @@ _CIPHER_SUITES: Mapping[str, str | None] = {
     "TLS_FALLBACK_SCSV": None,
 }
 _CIPHER_RANK = {name: rank for rank, name in enumerate(_CIPHER_SUITES)}
+# OpenSSL name -> Go's name, as Go's own reverse table has it: where two Go names share a suite
+# (the CHACHA20 pair), the later ``_SHA256`` spelling wins. TLS 1.3 suites have one name.
+_GO_CIPHER_NAMES = {openssl or name: name for name, openssl in _CIPHER_SUITES.items()}
 
 #: Traefik's cipherSuites when none are configured: Go's tls.CipherSuites(), the suites Go
 #: implements without known weaknesses.
@@ -392,6 +396,14 @@ def _server_context(settings: ServerTLSSettings, certificate: LoadedCertificate)
         context.num_tickets = 1
     certificate.load_into(context)
     return context
+
+
+def go_cipher_name(openssl_name: str) -> str:
+    """The Go name of a negotiated suite (``ssl``'s ``cipher()[0]``), ``unknown`` if Go has none.
+
+    Traefik's access log (``TLSCipher``) and its ``tls_cipher`` metric label use these names.
+    """
+    return _GO_CIPHER_NAMES.get(openssl_name, "unknown")
 
 
 def refuses_alpn(server_protocols: Sequence[str], client_protocols: Sequence[str]) -> bool:

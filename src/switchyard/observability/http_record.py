@@ -1,0 +1,84 @@
+"""What Traefik's HTTP metrics and access log both read from a served request's RequestRecord.
+
+A RequestRecord (switchyard.http.handler) has the entry point, router, service, server, method,
+path, protocol, status, body sizes, duration, client address, TLS flag and who closed. Some of
+what Traefik reports needs more; these functions read it from optional attributes when the
+record has them, and fall back to what the record itself says (the list of those attributes is
+in switchyard.observability.http_accesslog).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from switchyard.tls.options import go_cipher_name
+
+if TYPE_CHECKING:
+    from switchyard.http.handler import RequestRecord
+
+__all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "HeaderFields",
+    "first_value",
+    "header_fields",
+    "is_internal",
+    "router_service",
+    "status_code",
+    "tls_names",
+]
+
+#: Header fields as the engine keeps them: (name, value) pairs of bytes, in arrival order.
+HeaderFields = Sequence[tuple[bytes, bytes]]
+
+#: Traefik's status for a request whose client went away before a response was started
+#: (nginx's non-standard 499, which Traefik's proxy writes on a cancelled request).
+CLIENT_CLOSED_REQUEST = 499
+
+# ssl's spelling (SSLObject.version()) and Traefik's own, both to Traefik's.
+_TLS_VERSION_NAMES = {"TLSv1": "1.0", "TLSv1.1": "1.1", "TLSv1.2": "1.2", "TLSv1.3": "1.3",
+                      "1.0": "1.0", "1.1": "1.1", "1.2": "1.2", "1.3": "1.3"}
+
+
+def status_code(record: RequestRecord) -> int:
+    """The status Traefik would report: the one sent, or 499 when the client left first."""
+    if record.status == 0 and record.closed_by == "client":
+        return CLIENT_CLOSED_REQUEST
+    return record.status
+
+
+def router_service(record: RequestRecord) -> str:
+    """The service the router names (``router_service``), else the one that served."""
+    return str(getattr(record, "router_service", "") or record.service)
+
+
+def is_internal(record: RequestRecord) -> bool:
+    """Served by an ``@internal`` service: left out of metrics and logs unless addInternals."""
+    return router_service(record).endswith("@internal")
+
+
+def tls_names(record: RequestRecord) -> tuple[str, str]:
+    """(version, cipher) as Traefik spells them (``1.3``, ``TLS_AES_128_GCM_SHA256``).
+
+    ``tls_version`` is what ``ssl`` reports (``TLSv1.3``), ``tls_cipher`` its OpenSSL suite
+    name; either missing or not known to Go reads ``unknown``, Traefik's own fallback.
+    """
+    version = str(getattr(record, "tls_version", "") or "")
+    cipher = str(getattr(record, "tls_cipher", "") or "")
+    return (_TLS_VERSION_NAMES.get(version, "unknown"),
+            go_cipher_name(cipher) if cipher else "unknown")
+
+
+def header_fields(record: RequestRecord, attribute: str) -> HeaderFields:
+    """The header fields in ``attribute`` (``request_headers``, ...), empty when not carried."""
+    fields: Any = getattr(record, attribute, None)
+    return fields if fields is not None else ()
+
+
+def first_value(fields: HeaderFields, name: bytes) -> bytes | None:
+    """The first value of the lower-case field ``name`` (Go's ``Header.Get``), None if absent."""
+    size = len(name)
+    for field, value in fields:
+        if len(field) == size and field.lower() == name:
+            return value
+    return None
