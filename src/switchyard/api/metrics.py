@@ -14,6 +14,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.registry import Collector
 
 from switchyard.config.dynamic import TCPMiddleware
 from switchyard.observability.stats import DURATION_BUCKETS, STATS, Traffic
@@ -231,10 +232,36 @@ def _duration_histogram(prefix: str, level: str, labels: tuple[str, ...],
     return family
 
 
-def metrics_registry(app: RunningInstance) -> CollectorRegistry:
-    """A registry of its own per process object, so tests can run several side by side."""
+class MergedCollector:
+    """Collectors served as one: a family several of them yield is printed once.
+
+    The TCP collector and the HTTP metrics both have ``traefik_service_server_up``; two
+    families of one name would make the exposition invalid, so their samples are joined
+    under the first one's help and type.
+    """
+
+    def __init__(self, *collectors: Collector) -> None:
+        self.collectors = collectors
+
+    def collect(self) -> Iterable[Metric]:
+        merged: dict[str, Metric] = {}
+        for collector in self.collectors:
+            for family in collector.collect():
+                first = merged.setdefault(family.name, family)
+                if first is not family:
+                    first.samples.extend(family.samples)
+        return merged.values()
+
+
+def metrics_registry(app: RunningInstance, *extra: Collector) -> CollectorRegistry:
+    """A registry of its own per process object, so tests can run several side by side.
+
+    ``extra`` collectors (e.g. switchyard.api.http_metrics.HTTPMetrics) are served beside the
+    TCP families, merged with them where a family has the same name.
+    """
     registry = CollectorRegistry()
-    registry.register(SwitchyardCollector(app))
+    tcp = SwitchyardCollector(app)
+    registry.register(MergedCollector(tcp, *extra) if extra else tcp)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
