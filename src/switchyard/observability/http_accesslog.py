@@ -1,0 +1,430 @@
+"""Traefik's HTTP access log: one line per request, in its CLF, generic CLF or JSON format.
+
+``HTTPAccessLog.record`` is an HTTP entry point's observer. Lines go to a LogFile, which the TCP
+access log can share, batched by ``bufferingSize``. The options that apply to HTTP requests
+work as in Traefik: ``format`` (``common``, ``genericCLF``, ``json``; anything else is
+``common``), ``filters`` (``statusCodes`` ranges, ``retryAttempts``, ``minDuration``: a line is
+kept if any set filter says so), ``fields`` (``defaultMode`` and ``names`` keep or drop fields;
+``headers.defaultMode`` and ``headers.names`` keep, drop or redact header fields, dropped by
+default; ``queryParameters.defaultMode``) and ``addInternals``.
+
+A RequestRecord carries enough for most fields. These optional attributes, when the engine
+sets them on the record, fill in the rest; without them the fallback applies:
+
+==================  ===========================================  ================================
+attribute           feeds                                        without it
+==================  ===========================================  ================================
+host (str)          RequestAddr, RequestHost, RequestPort        the request's Host field, if in
+                    (Go's ``req.Host``)                          request_headers; else absent
+query (str)         the ``?query`` of RequestPath                RequestPath is the path only
+started_at (float)  StartUTC, StartLocal (``time.time()`` when   end of the request - duration
+                    the request head was read)
+request_headers     ``request_<Name>`` fields, CLF Referer and   no request_ fields, ``"-"``,
+(Headers)           User-Agent, ClientHost from X-Forwarded-For  the peer's address; metrics
+                    (as the router saw them, after forwarded-    count ``protocol="http"``
+                    headers processing); metrics' ``protocol``
+                    and ``headerLabels``
+response_headers    ``downstream_<Name>`` fields; gRPC ``code``  none; gRPC code 2 (Unknown)
+(Headers)           (``grpc-status``)
+response_trailers   gRPC ``code`` when sent as a trailer         gRPC code 2 (Unknown)
+origin_headers      ``origin_<Name>`` fields (the backend's      none
+(Headers)           response head)
+origin_status       OriginStatus (before middlewares change it)  status, if a server was picked
+origin_bytes        OriginContentSize                            response_bytes, likewise
+origin_duration     OriginDuration and Overhead (the backend     duration (so Overhead is 0)
+(float s)           round trip)
+retry_attempts      RetryAttempts, ``filters.retryAttempts``     0
+tls_version,        TLSVersion, TLSCipher (``ssl``'s ``TLSv1.3`` ``unknown``
+tls_cipher          and OpenSSL suite name); ``tls_*`` labels
+tls_client_subject  TLSClientSubject (the client certificate's   absent
+                    subject, as Go prints a pkix.Name)
+client_username     ClientUsername (basicAuth, digestAuth,       ``-``
+                    forwardAuth)
+router_service      the router's own service (a weighted one     service
+                    when the load balancer is a child): router
+                    metrics' ``service``, the ``@internal`` test
+==================  ===========================================  ================================
+
+The status is 499 when the client went away before a response was started, as in Traefik.
+Traefik's Kubernetes, tracing and GzipRatio-from-compress fields have no source here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field
+
+from switchyard.addresses import host_port
+from switchyard.config.durations import Duration
+from switchyard.config.dynamic import StrList, TraefikModel
+from switchyard.observability.http_record import (
+    HeaderFields,
+    first_value,
+    header_fields,
+    is_internal,
+    status_code,
+    tls_names,
+)
+from switchyard.observability.logfile import LogFile
+
+if TYPE_CHECKING:
+    from switchyard.config.static import AccessLog
+    from switchyard.http.handler import RequestRecord
+
+__all__ = ["AccessLogFields", "AccessLogFilters", "FieldHeaders", "FieldQueryParameters",
+           "HTTPAccessLog", "canonical_header_name", "status_ranges"]
+
+log = logging.getLogger("switchyard.accesslog")
+
+FORMATS = ("common", "genericCLF", "json")
+KEEP, DROP, REDACT = "keep", "drop", "redact"
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+# Go's encoding/json escapes these inside strings (HTML safety, JavaScript line separators).
+_GO_JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                  "\u2028": "\\u2028", "\u2029": "\\u2029"})
+_QUOTED_DASH = '"-"'  # what CLF shows for a missing quoted field
+_HEADER_SOURCES = (("request_", "request_headers"), ("origin_", "origin_headers"),
+                   ("downstream_", "response_headers"))
+
+
+class AccessLogFilters(TraefikModel):
+    """``accessLog.filters``: keep only the lines one of the set filters asks for."""
+
+    status_codes: StrList = Field(default_factory=list)
+    retry_attempts: bool = False
+    min_duration: Duration = 0.0
+
+
+class FieldHeaders(TraefikModel):
+    """``accessLog.fields.headers``: header fields are dropped unless said otherwise."""
+
+    default_mode: str = DROP
+    names: dict[str, str] = Field(default_factory=dict)
+
+
+class FieldQueryParameters(TraefikModel):
+    """``accessLog.fields.queryParameters``: whether RequestPath keeps the query."""
+
+    default_mode: str = KEEP
+
+
+class AccessLogFields(TraefikModel):
+    """``accessLog.fields``: which fields a line has."""
+
+    default_mode: str = KEEP
+    names: dict[str, str] = Field(default_factory=dict)
+    headers: FieldHeaders = Field(default_factory=FieldHeaders)
+    query_parameters: FieldQueryParameters = Field(default_factory=FieldQueryParameters)
+
+
+class HTTPAccessLog:
+    """Writes one line per served request to ``output`` (an entry point's Observer: ``record``).
+
+    ``clock`` gives the wall-clock time (the JSON ``time`` field, and StartUTC for records
+    without ``started_at``).
+    """
+
+    def __init__(self, output: LogFile, fmt: str = "common", *,
+                 filters: AccessLogFilters | None = None, fields: AccessLogFields | None = None,
+                 add_internals: bool = False, clock: Callable[[], float] = time.time) -> None:
+        if fmt not in FORMATS:
+            log.error('accessLog.format %r is not one of common, genericCLF, json; using '
+                      '"common", as Traefik does', fmt)
+            fmt = "common"
+        self.output = output
+        self.format_name = fmt
+        self.filters = filters
+        self.status_ranges = status_ranges(filters.status_codes) if filters is not None else []
+        fields = fields if fields is not None else AccessLogFields()
+        self._keep_default = _mode(fields.default_mode, KEEP, (KEEP, DROP)) == KEEP
+        self._field_modes = {name.lower(): mode for name, mode in fields.names.items()}
+        self._header_default = _mode(fields.headers.default_mode, KEEP, (KEEP, DROP, REDACT))
+        self._header_modes = {canonical_header_name(name): mode
+                              for name, mode in fields.headers.names.items()}
+        self._keep_query = _mode(fields.query_parameters.default_mode, KEEP,
+                                 (KEEP, DROP)) == KEEP
+        self.add_internals = add_internals
+        self.clock = clock
+        self.request_count = 0
+
+    @classmethod
+    def from_config(cls, config: AccessLog, output: LogFile | None = None) -> HTTPAccessLog:
+        """From the static ``accessLog`` section; ``output`` may be the TCP log's LogFile."""
+        if output is None:
+            output = LogFile(config.file_path, config.buffering_size)
+        filters = AccessLogFilters.model_validate(config.filters or {})
+        fields = AccessLogFields.model_validate(config.fields or {})
+        return cls(output, config.format, filters=filters, fields=fields,
+                   add_internals=config.add_internals)
+
+    # -- per request ---------------------------------------------------------------------------
+
+    def record(self, record: RequestRecord) -> None:
+        """Log one served request, unless a filter leaves it out."""
+        entry = self.entry(record)
+        if entry is not None:
+            self.output.add(self.format(entry))
+
+    def entry(self, record: RequestRecord) -> dict[str, Any] | None:
+        """The fields of ``record``'s line after ``fields``; None when it is not logged."""
+        if not self.add_internals and is_internal(record):
+            return None
+        # Traefik numbers every request it could log, before the filters decide.
+        self.request_count += 1
+        status = status_code(record)
+        retries = int(getattr(record, "retry_attempts", 0) or 0)
+        if not self._wanted(status, retries, record.duration):
+            return None
+        requests = header_fields(record, "request_headers")
+        core = self._core(record, status, retries, requests)
+        entry = {key: value for key, value in core.items() if self._keeps(key)}
+        for prefix, attribute in _HEADER_SOURCES:
+            fields = requests if attribute == "request_headers" else header_fields(record,
+                                                                                   attribute)
+            self._add_headers(entry, prefix, fields, skip_host=prefix == "request_")
+        return entry
+
+    def _core(self, record: RequestRecord, status: int, retries: int,
+              requests: HeaderFields) -> dict[str, Any]:
+        duration = _nanoseconds(record.duration)
+        started = getattr(record, "started_at", None) or self.clock() - record.duration
+        start = datetime.fromtimestamp(started, UTC)
+        forwarded_for = first_value(requests, b"x-forwarded-for")
+        core: dict[str, Any] = {
+            "StartUTC": start,
+            "StartLocal": start.astimezone(),
+            "entryPointName": record.entry_point,
+            "RequestCount": self.request_count,
+            "ClientAddr": host_port(record.client_ip, record.client_port),
+            "ClientHost": _text(forwarded_for) if forwarded_for else record.client_ip,
+            "ClientPort": str(record.client_port),
+            "ClientUsername": str(getattr(record, "client_username", "") or "-"),
+            "RequestMethod": record.method,
+            "RequestPath": self._request_path(record),
+            "RequestProtocol": record.protocol,
+            "RequestScheme": "https" if record.tls else "http",
+            "RequestContentSize": record.request_bytes,
+            "RetryAttempts": retries,
+            "DownstreamStatus": status,
+            "DownstreamContentSize": record.response_bytes,
+            "Duration": duration,
+        }
+        host = getattr(record, "host", None) or _text(first_value(requests, b"host") or b"")
+        if host:
+            core["RequestAddr"] = host
+            core["RequestHost"], core["RequestPort"] = _split_host_port(host)
+        if record.tls:
+            core["TLSVersion"], core["TLSCipher"] = tls_names(record)
+            subject = getattr(record, "tls_client_subject", None)
+            if subject:
+                core["TLSClientSubject"] = str(subject)
+        if record.router:
+            core["RouterName"] = record.router
+        origin_status, origin_size, origin_duration = 0, 0, 0
+        if record.server:
+            core["ServiceName"] = record.service
+            core["ServiceURL"] = record.server
+            core["ServiceAddr"] = urlsplit(record.server).netloc.rpartition("@")[2]
+            origin_status = int(getattr(record, "origin_status", None) or status)
+            carried = getattr(record, "origin_bytes", None)
+            origin_size = int(carried) if carried is not None else record.response_bytes
+            carried = getattr(record, "origin_duration", None)
+            origin_duration = _nanoseconds(carried) if carried is not None else duration
+        core["OriginStatus"] = origin_status
+        core["OriginContentSize"] = origin_size
+        core["OriginDuration"] = origin_duration
+        core["Overhead"] = duration - origin_duration
+        size = record.response_bytes
+        if size != origin_size and size != 0:
+            core["GzipRatio"] = origin_size / size
+        return core
+
+    def _request_path(self, record: RequestRecord) -> str:
+        query = getattr(record, "query", "") if self._keep_query else ""
+        return f"{record.path}?{query}" if query else record.path
+
+    def _wanted(self, status: int, retries: int, duration: float) -> bool:
+        filters = self.filters
+        if filters is None:
+            return True
+        if not self.status_ranges and not filters.retry_attempts and filters.min_duration <= 0:
+            return True  # an empty filters section filters nothing
+        if any(low <= status <= high for low, high in self.status_ranges):
+            return True
+        if filters.retry_attempts and retries > 0:
+            return True
+        return 0 < filters.min_duration < duration
+
+    def _keeps(self, field: str) -> bool:
+        mode = self._field_modes.get(field.lower())
+        if mode is None:
+            return self._keep_default
+        return _mode(mode, KEEP if self._keep_default else DROP, (KEEP, DROP)) == KEEP
+
+    def _add_headers(self, entry: dict[str, Any], prefix: str, fields: HeaderFields,
+                     skip_host: bool) -> None:
+        joined: dict[str, list[str]] = {}
+        for name, value in fields:
+            canonical = canonical_header_name(_text(name))
+            if skip_host and canonical == "Host":
+                continue  # Go keeps it apart from the header map (RequestAddr)
+            joined.setdefault(canonical, []).append(_text(value))
+        for canonical, values in joined.items():
+            mode = _mode(self._header_modes.get(canonical, self._header_default),
+                         self._header_default, (KEEP, DROP, REDACT))
+            if mode == KEEP:
+                entry[prefix + canonical] = ",".join(values)
+            elif mode == REDACT:
+                entry[prefix + canonical] = "REDACTED"
+
+    # -- formats -------------------------------------------------------------------------------
+
+    def format(self, entry: dict[str, Any]) -> str:
+        """The line for ``entry`` (without its newline)."""
+        if self.format_name == "json":
+            return self._json(entry)
+        if "StartUTC" in entry:
+            timestamp = _clf_time(entry["StartUTC"])
+        elif "StartLocal" in entry:
+            timestamp = _clf_time(entry["StartLocal"].astimezone())
+        else:
+            timestamp = "-"
+        line = (f'{_clf(entry, "ClientHost")} - {_clf(entry, "ClientUsername")} [{timestamp}] '
+                f'"{_clf(entry, "RequestMethod")} {_clf(entry, "RequestPath")} '
+                f'{_clf(entry, "RequestProtocol")}" {_clf(entry, "DownstreamStatus", True)} '
+                f'{_clf(entry, "DownstreamContentSize", True)} '
+                f'{_clf(entry, "request_Referer", True, _QUOTED_DASH)} '
+                f'{_clf(entry, "request_User-Agent", True, _QUOTED_DASH)}')
+        if self.format_name == "genericCLF":
+            return line
+        elapsed_ms = entry.get("Duration", 0) // 1_000_000
+        return (f'{line} {_clf(entry, "RequestCount", True)} '
+                f'{_clf(entry, "RouterName", True, _QUOTED_DASH)} '
+                f'{_clf(entry, "ServiceURL", True, _QUOTED_DASH)} {elapsed_ms}ms')
+
+    def _json(self, entry: dict[str, Any]) -> str:
+        data = {key: _json_value(value) for key, value in entry.items()}
+        data["level"] = "info"
+        data["msg"] = ""
+        data["time"] = _rfc3339(datetime.fromtimestamp(self.clock(), UTC).astimezone(), False)
+        text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return text.translate(_GO_JSON_ESCAPES)
+
+    def flush(self) -> None:
+        self.output.flush()
+
+    def close(self) -> None:
+        self.output.close()
+
+
+def status_ranges(blocks: list[str]) -> list[tuple[int, int]]:
+    """``filters.statusCodes`` (``"200"``, ``"300-302"``) as (low, high) pairs.
+
+    As in Traefik, one unreadable block disables the status filter (logged).
+    """
+    ranges = []
+    for block in blocks:
+        codes = block.split("-")
+        low, high = codes[0], codes[1] if len(codes) > 1 else codes[0]
+        if not (_GO_INT.fullmatch(low) and _GO_INT.fullmatch(high)):
+            log.error("accessLog.filters.statusCodes: %r is not a status code or a range such "
+                      "as 300-302; the status filter is off", block)
+            return []
+        ranges.append((int(low), int(high)))
+    return ranges
+
+
+def canonical_header_name(name: str) -> str:
+    """Go's canonical spelling of a header name (``user-agent`` -> ``User-Agent``)."""
+    if not name or any(char not in _TOKEN for char in name):
+        return name  # Go leaves names it cannot canonicalize as they are
+    letters, upper = [], True
+    for char in name:
+        letters.append(char.upper() if upper else char.lower())
+        upper = char == "-"
+    return "".join(letters)
+
+
+def _mode(value: str, default: str, allowed: tuple[str, ...]) -> str:
+    # An unknown mode falls back to the default, as Traefik does.
+    return value if value in allowed else default
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+def _nanoseconds(seconds: float) -> int:
+    return round(seconds * 1_000_000_000)
+
+
+def _split_host_port(value: str) -> tuple[str, str]:
+    """Go's net.SplitHostPort, with (value, "-") when it fails, as Traefik logs it."""
+    colon = value.rfind(":")
+    if colon < 0:
+        return value, "-"
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or end + 1 != colon:
+            return value, "-"
+        host = value[1:end]
+    else:
+        host = value[:colon]
+        if ":" in host:
+            return value, "-"
+    if "[" in host or "]" in host or "]" in value[colon:]:
+        return value, "-"
+    return host, value[colon + 1:]
+
+
+def _clf(entry: dict[str, Any], key: str, quoted: bool = False, default: str = "-") -> str:
+    value = entry.get(key)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        if not value:
+            return default
+        return '"' + value.replace('"', '\\"') + '"' if quoted else value
+    return str(value)
+
+
+def _clf_time(moment: datetime) -> str:
+    return (f"{moment.day:02d}/{_MONTHS[moment.month - 1]}/{moment.year}:"
+            f"{moment:%H:%M:%S} {_offset(moment, '')}")
+
+
+def _rfc3339(moment: datetime, fraction: bool) -> str:
+    """Go's RFC3339 (``fraction``: RFC3339Nano, trailing zeros trimmed) with ``Z`` for UTC."""
+    text = f"{moment:%Y-%m-%dT%H:%M:%S}"
+    if fraction and moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    offset = _offset(moment, ":")
+    return text + ("Z" if offset == "+00:00" else offset)
+
+
+def _offset(moment: datetime, separator: str) -> str:
+    delta = moment.utcoffset()
+    minutes = int(delta.total_seconds()) // 60 if delta is not None else 0
+    sign = "-" if minutes < 0 else "+"
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02d}{separator}{minutes:02d}"
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _rfc3339(value, True)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # Go prints 0, not 0.0
+    return value
