@@ -150,6 +150,8 @@ class HTTPAccessLog:
         fields = fields if fields is not None else AccessLogFields()
         self._keep_default = _mode(fields.default_mode, KEEP, (KEEP, DROP)) == KEEP
         self._field_modes = {name.lower(): mode for name, mode in fields.names.items()}
+        self._keeps_all = self._keep_default and all(
+            _mode(mode, KEEP, (KEEP, DROP)) == KEEP for mode in self._field_modes.values())
         self._header_default = _mode(fields.headers.default_mode, KEEP, (KEEP, DROP, REDACT))
         self._header_modes = {canonical_header_name(name): mode
                               for name, mode in fields.headers.names.items()}
@@ -158,6 +160,7 @@ class HTTPAccessLog:
         self.add_internals = add_internals
         self.clock = clock
         self.request_count = 0
+        self._time_cache = (-1, "")
 
     @classmethod
     def from_config(cls, config: AccessLog, output: LogFile | None = None) -> HTTPAccessLog:
@@ -189,7 +192,8 @@ class HTTPAccessLog:
             return None
         requests = header_fields(record, "request_headers")
         core = self._core(record, status, retries, requests)
-        entry = {key: value for key, value in core.items() if self._keeps(key)}
+        entry = (core if self._keeps_all else
+                 {key: value for key, value in core.items() if self._keeps(key)})
         for prefix, attribute in _HEADER_SOURCES:
             fields = requests if attribute == "request_headers" else header_fields(record,
                                                                                    attribute)
@@ -315,12 +319,26 @@ class HTTPAccessLog:
                 f'{_clf(entry, "ServiceURL", True, _QUOTED_DASH)} {elapsed_ms}ms')
 
     def _json(self, entry: dict[str, Any]) -> str:
-        data = {key: _json_value(value) for key, value in entry.items()}
+        data = dict(entry)
+        for key in ("StartUTC", "StartLocal"):
+            if key in data:
+                data[key] = _rfc3339(data[key], True)
+        ratio = data.get("GzipRatio")
+        if ratio is not None and ratio.is_integer():
+            data["GzipRatio"] = int(ratio)  # Go prints 0, not 0.0
         data["level"] = "info"
         data["msg"] = ""
-        data["time"] = _rfc3339(datetime.fromtimestamp(self.clock(), UTC).astimezone(), False)
+        data["time"] = self._log_time()
         text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return text.translate(_GO_JSON_ESCAPES)
+
+    def _log_time(self) -> str:
+        # Whole seconds in the local zone: the same text for every line within one second.
+        second = int(self.clock())
+        if second != self._time_cache[0]:
+            moment = datetime.fromtimestamp(second, UTC).astimezone()
+            self._time_cache = (second, _rfc3339(moment, False))
+        return self._time_cache[1]
 
     def flush(self) -> None:
         self.output.flush()
@@ -402,12 +420,13 @@ def _clf(entry: dict[str, Any], key: str, quoted: bool = False, default: str = "
 
 def _clf_time(moment: datetime) -> str:
     return (f"{moment.day:02d}/{_MONTHS[moment.month - 1]}/{moment.year}:"
-            f"{moment:%H:%M:%S} {_offset(moment, '')}")
+            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d} {_offset(moment, '')}")
 
 
 def _rfc3339(moment: datetime, fraction: bool) -> str:
     """Go's RFC3339 (``fraction``: RFC3339Nano, trailing zeros trimmed) with ``Z`` for UTC."""
-    text = f"{moment:%Y-%m-%dT%H:%M:%S}"
+    text = (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}")
     if fraction and moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     offset = _offset(moment, ":")
@@ -420,11 +439,3 @@ def _offset(moment: datetime, separator: str) -> str:
     sign = "-" if minutes < 0 else "+"
     hours, minutes = divmod(abs(minutes), 60)
     return f"{sign}{hours:02d}{separator}{minutes:02d}"
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return _rfc3339(value, True)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)  # Go prints 0, not 0.0
-    return value
