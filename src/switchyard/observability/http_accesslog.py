@@ -155,6 +155,8 @@ class HTTPAccessLog:
         self._header_default = _mode(fields.headers.default_mode, KEEP, (KEEP, DROP, REDACT))
         self._header_modes = {canonical_header_name(name): mode
                               for name, mode in fields.headers.names.items()}
+        self._logs_headers = self._header_default != DROP or any(
+            mode in (KEEP, REDACT) for mode in self._header_modes.values())
         self._keep_query = _mode(fields.query_parameters.default_mode, KEEP,
                                  (KEEP, DROP)) == KEEP
         self.add_internals = add_internals
@@ -194,10 +196,11 @@ class HTTPAccessLog:
         core = self._core(record, status, retries, requests)
         entry = (core if self._keeps_all else
                  {key: value for key, value in core.items() if self._keeps(key)})
-        for prefix, attribute in _HEADER_SOURCES:
-            fields = requests if attribute == "request_headers" else header_fields(record,
-                                                                                   attribute)
-            self._add_headers(entry, prefix, fields, skip_host=prefix == "request_")
+        if self._logs_headers:
+            for prefix, attribute in _HEADER_SOURCES:
+                fields = (requests if attribute == "request_headers"
+                          else header_fields(record, attribute))
+                self._add_headers(entry, prefix, fields, skip_host=prefix == "request_")
         return entry
 
     def _core(self, record: RequestRecord, status: int, retries: int,
