@@ -323,3 +323,18 @@ def test_a_family_two_collectors_yield_is_exposed_once_with_both_samples() -> No
     families = [f for f in text_string_to_metric_families(text)
                 if f.name == "traefik_service_server_up"]
     assert [s.labels["service"] for s in families[0].samples] == ["db@file", "app@file"]
+
+
+def test_series_of_elements_a_new_configuration_lacks_are_forgotten() -> None:
+    collector = metrics(addRoutersLabels=True, headerLabels={"agent": "User-Agent"})
+    collector.observe(record(tls=True))
+    collector.observe(record(router="old@file", service="gone@file", tls=True))
+    collector.observe(record(entry_point="closed"))
+    collector.retain(entry_points={"web"}, routers={ROUTER}, services={SERVICE})
+    found = samples(collector)
+    for name in ("traefik_entrypoint_requests_total", "traefik_router_requests_total",
+                 "traefik_service_requests_total", "traefik_router_requests_tls_total",
+                 "traefik_service_responses_bytes_total"):
+        assert {(s.labels.get("entrypoint", "web"), s.labels.get("router", ROUTER),
+                 s.labels.get("service", SERVICE))
+                for s in found[name]} == {("web", ROUTER, SERVICE)}, name

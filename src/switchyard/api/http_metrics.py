@@ -22,7 +22,7 @@ switchyard.observability.http_accesslog for the record's optional attributes).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 from prometheus_client.core import (
@@ -212,6 +212,21 @@ class HTTPMetrics:
     def _add_tls(level: _Level, key: tuple[str, ...]) -> None:
         level.tls[key] = level.tls.get(key, 0) + 1
 
+    # -- per configuration ---------------------------------------------------------------------
+
+    def retain(self, entry_points: Collection[str], routers: Collection[str],
+               services: Collection[str]) -> None:
+        """Forget the series of entry points, routers and services a new configuration lacks.
+
+        Traefik drops them too, so a removed router does not stay on /metrics until a restart.
+        """
+        kept = {"entrypoint": entry_points, "router": routers, "service": services}
+        for level in (self.entrypoint, self.router, self.service):
+            if level is not None:
+                _forget(level.series, level.labels, kept)
+                _forget(level.tls, level.tls_labels, kept)
+                _forget(level.headed, level.labels, kept)
+
     # -- per scrape ----------------------------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:
@@ -270,6 +285,13 @@ class HTTPMetrics:
 
     def _total_labels(self, level: _Level) -> list[str]:
         return sorted((*level.labels, *self.header_labels))
+
+
+def _forget(counters: dict[tuple[str, ...], Any], labels: tuple[str, ...],
+            kept: dict[str, Collection[str]]) -> None:
+    checks = [(index, kept[name]) for index, name in enumerate(labels) if name in kept]
+    for key in [key for key in counters if any(key[i] not in names for i, names in checks)]:
+        del counters[key]
 
 
 def request_protocol(fields: HeaderFields) -> str:
