@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -267,6 +268,10 @@ class Switchyard:
             for resolver in self.resolvers.values():
                 resolver.on_change(self._schedule_rebuild)
                 self._watchers.append(loop.create_task(resolver.run()))
+        # What start-up made (modules, the first configuration) lives as long as the process:
+        # kept out of the collector's sweeps, which otherwise walk it on every full collection
+        # while connections come and go.
+        gc.freeze()
 
     async def _watch(self, provider: Provider) -> None:
         """Keep the provider's watch running: one that raises is started again, with backoff."""

@@ -84,12 +84,12 @@ class ClientConnection(asyncio.Protocol):
         record.client_ip, record.client_port = peer_address(transport.get_extra_info("peername"))
         self._host.opened(self)
         trusted = self._host.proxy_trust(record.client_ip)
+        if trusted is None and self._route_at_accept():
+            return  # routed before reading: no preamble to read
         self._preamble = pre.Preamble((record.client_ip, record.client_port), trusted)
         if trusted is not None:
             record.phase = Phase.PROXY_HEADER
-            self._arm_deadline()
-        elif not self._route_at_accept():
-            self._arm_deadline()
+        self._arm_deadline()
 
     def data_received(self, data: bytes) -> None:
         self._on_data(data)
@@ -153,7 +153,8 @@ class ClientConnection(asyncio.Protocol):
         self._handle(self._preamble.expire(), after_deadline=True)
 
     def _read_preamble(self, data: bytes) -> None:
-        assert self._preamble is not None
+        if self._preamble is None:
+            return  # refused at accept: the transport is closing
         self._handle(self._preamble.feed(data))
 
     def _handle(self, event: pre.Event, after_deadline: bool = False) -> None:
@@ -189,8 +190,8 @@ class ClientConnection(asyncio.Protocol):
         if decision is None:
             return False
         self._cancel_deadline()
-        assert self._preamble is not None
-        self._pending = self._preamble.buffered  # what followed a PROXY header, if anything
+        if self._preamble is not None:
+            self._pending = self._preamble.buffered  # what followed a PROXY header, if anything
         self._dispatch(decision)
         return True
 
@@ -427,11 +428,14 @@ class ClientConnection(asyncio.Protocol):
 
     def _local(self) -> tuple[str, int]:
         """The address the client connected to (PROXY-adjusted), looked up only when needed."""
-        assert self._preamble is not None
-        if self._preamble.local is None:
-            sockname = self.transport.get_extra_info("sockname") if self.transport else None
-            self._preamble.local = peer_address(sockname)
-        return self._preamble.local
+        preamble = self._preamble
+        if preamble is not None and preamble.local is not None:
+            return preamble.local  # announced by a trusted PROXY header
+        sockname = self.transport.get_extra_info("sockname") if self.transport else None
+        local = peer_address(sockname)
+        if preamble is not None:
+            preamble.local = local
+        return local
 
     def close(self, reason: CloseReason, detail: str = "", by: Side = Side.SWITCHYARD) -> None:
         """End the connection on both sides; pending writes are flushed first."""
@@ -465,6 +469,10 @@ class ClientConnection(asyncio.Protocol):
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             callback()
+        # Stages refer back to the connection: dropping them lets reference counting free
+        # everything now instead of leaving cycles to the garbage collector.
+        self._relay = self._tls = self._delegate = None
+        self._on_data = self._on_eof = _closed  # type: ignore[assignment]
         STATS.finished(self.record)
         if host.access_log is not None and not self.record.http:  # requests log themselves
             host.access_log.record(self.record)
@@ -472,6 +480,10 @@ class ClientConnection(asyncio.Protocol):
 
 def _ignore(data: bytes) -> None:
     pass
+
+
+def _closed(*args: object) -> bool:
+    return False
 
 
 def _nothing() -> None:

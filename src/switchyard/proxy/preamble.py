@@ -93,7 +93,7 @@ class Preamble:
         self.local: tuple[str, int] | None = None
         self._trusted = bool(proxy_trusted)
         self._buffer = bytearray()
-        self._hello = ClientHelloReader()
+        self._hello: ClientHelloReader | None = None  # made when a TLS record starts
         self._postgres = False
         self._step = self._proxy_header if proxy_trusted is not None else self._ssl_request
 
@@ -166,6 +166,8 @@ class Preamble:
             data = bytes(self._buffer)  # bytes that came with the SSLRequest
             if not data:
                 return NEED_MORE
+        if self._hello is None:
+            self._hello = ClientHelloReader()
         result = self._hello.feed(data)
         kind = result.kind
         if kind is HelloKind.NEED_MORE:

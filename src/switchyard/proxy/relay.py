@@ -54,8 +54,8 @@ class ClientSide(Protocol):
 class Relay:
     """Relays one connection; `close` ends it (the connection owns the client socket)."""
 
-    __slots__ = ("_backend", "_backend_eof", "_backend_lost", "_client", "_client_eof",
-                 "_close", "_delay", "_delay_timer", "_held", "_ready", "_record",
+    __slots__ = ("_backend", "_backend_eof", "_backend_lost", "_backend_paused", "_client",
+                 "_client_eof", "_close", "_delay", "_delay_timer", "_held", "_ready", "_record",
                  "_splice", "_splice_at", "_started")
 
     def __init__(self, record: ConnectionRecord, client: ClientSide, close: Closer, *,
@@ -70,6 +70,7 @@ class Relay:
         self._started = False
         self._ready = False  # the client side takes bytes (TLS handshake done)
         self._held = bytearray()  # backend bytes waiting for the client side
+        self._backend_paused = False  # by us, while holding: resumed when the client is ready
         self._client_eof = False
         self._backend_eof = False
         self._splice: SpliceRelay | None = None
@@ -124,7 +125,9 @@ class Relay:
             self._to_client(held)
         if self._backend_eof:
             self._pass_backend_eof()
-        elif self._backend is not None and not self._backend.is_closing():
+        elif self._backend_paused and self._backend is not None and not self._backend.is_closing():
+            # Only when held bytes paused it: a needless resume costs a system call.
+            self._backend_paused = False
             self._backend.resume_reading()
 
     # -- bytes -----------------------------------------------------------------------
@@ -145,6 +148,7 @@ class Relay:
             self._held += data
             assert self._backend is not None
             self._backend.pause_reading()
+            self._backend_paused = True
             return
         self._to_client(data)
 
