@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import signal
 import time
 from collections.abc import Mapping, Sequence
 
+from switchyard.api.http_metrics import HTTPMetrics
 from switchyard.build import build_runtime
 from switchyard.config.dynamic import DynamicConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.config.static import StaticConfig, parse_entry_point_address
+from switchyard.http.handler import RequestRecord
 from switchyard.http.healthcheck import HTTPHealthMonitor
 from switchyard.internal import InternalServer, internal_services
 from switchyard.observability.accesslog import AccessLog
+from switchyard.observability.http_accesslog import HTTPAccessLog
+from switchyard.observability.logfile import LogFile
 from switchyard.providers.base import (
     Backoff,
     Provider,
@@ -95,11 +100,18 @@ class Switchyard:
             entrypoint.idle_timeout = ep.transport.responding_timeouts.tcp_idle_timeout
             self.entrypoints[name] = entrypoint
         self.access_log: AccessLog | None = None
+        self.http_access_log: HTTPAccessLog | None = None
         if static.access_log is not None:
-            self.access_log = AccessLog(static.access_log.file_path, static.access_log.format,
-                                        static.access_log.buffering_size)
+            # One file for both: a line per TCP connection, a line per HTTP request.
+            output = LogFile(static.access_log.file_path, static.access_log.buffering_size)
+            self.access_log = AccessLog(fmt=static.access_log.format, output=output)
+            self.http_access_log = HTTPAccessLog.from_config(static.access_log, output=output)
             for entrypoint in self.entrypoints.values():
                 entrypoint.access_log = self.access_log
+        self.http_metrics: HTTPMetrics | None = None
+        if static.metrics is not None and static.metrics.prometheus is not None:
+            self.http_metrics = HTTPMetrics.from_config(static.metrics,
+                                                        server_states=self._http_server_states)
         self.providers: list[Provider] = build_providers(static)
         self.throttle = static.providers.providers_throttle_duration if static.providers else 2.0
         self.configs: dict[str, DynamicConfig] = {}
@@ -132,6 +144,18 @@ class Switchyard:
         self._building = False
         self.stopping = False
         self._last_apply = 0.0
+
+    def _observe_request(self, record: RequestRecord) -> None:
+        """Every served HTTP request: Traefik's HTTP metrics and access log line."""
+        if self.http_metrics is not None:
+            self.http_metrics.observe(record)
+        if self.http_access_log is not None:
+            self.http_access_log.record(record)
+
+    def _http_server_states(self) -> list[tuple[str, str, bool]]:
+        """(service, server URL, up) of health-checked HTTP servers, for server_up metrics."""
+        return [(balancer.name, server.url, server.up)
+                for balancer, _ in self.runtime.http.health_checks for server in balancer.servers]
 
     def challenges(self, entrypoint: str) -> Sequence[ChallengeResponder]:
         """The ACME resolvers answering TLS-ALPN-01 hellos on `entrypoint`."""
@@ -222,6 +246,10 @@ class Switchyard:
         for name, entrypoint in self.entrypoints.items():
             table = runtime.tables.get(name)
             if table is not None:
+                if table.http is not None and (self.http_metrics or self.http_access_log):
+                    table = dataclasses.replace(table, http_settings=dataclasses.replace(
+                        table.http_settings, observer=self._observe_request))
+                    runtime.tables[name] = table
                 entrypoint.table = table
         previous, self.runtime = self.runtime, runtime
         self.reloads += 1
@@ -229,6 +257,8 @@ class Switchyard:
         self.health.update([s for s in runtime.service_objects.values()
                             if isinstance(s, LoadBalancer)])
         self.http_health.update(runtime.http.health_checks)
+        if self.http_metrics is not None:
+            self.http_metrics.retain(runtime.tables, runtime.http.routers, runtime.http.services)
         for balancer in previous.http.balancers:
             balancer.close()  # idle backend connections of the old generation
         log.info("configuration applied: %s", change)
@@ -333,6 +363,8 @@ class Switchyard:
         await self.http_health.stop()
         for balancer in self.runtime.http.balancers:
             balancer.close()
+        if self.http_access_log is not None:
+            self.http_access_log.flush()
         if self.access_log is not None:
             self.access_log.close()
 

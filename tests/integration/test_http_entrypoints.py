@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import socket
 import ssl
 import subprocess
@@ -216,3 +217,38 @@ def test_weighted_and_health_checked_services_from_the_configuration(
 
 async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+def test_each_request_has_traefiks_access_log_line_and_metrics(
+        loop_thread: LoopThread, web_backend: int, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    app = start_router(loop_thread, tmp_path, f"""
+http:
+  routers:
+    site: {{rule: "PathPrefix(`/`)", service: site}}
+  services:
+    site: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{web_backend}"}}]}}}}
+""", entrypoints={"ep": "127.0.0.1:0", "traefik": "127.0.0.1:0"},
+        api={"insecure": True}, metrics={"prometheus": {"addRoutersLabels": True}},
+        accessLog={"filePath": str(log), "format": "json"})
+    try:
+        port = app.entrypoints["ep"].port
+        assert curl(f"http://127.0.0.1:{port}/docs/a").stdout.startswith(b"page /docs/a")
+        assert curl("-o", "/dev/null", "-w", "%{http_code}",
+                    f"http://127.0.0.1:{port}/%zz").stdout == b"400"
+        metrics = curl(f"http://127.0.0.1:{app.internal_servers[0].port}/metrics").stdout.decode()
+
+        async def flush() -> None:
+            assert app.http_access_log is not None
+            app.http_access_log.flush()
+        loop_thread.run(flush())
+    finally:
+        stop_router(loop_thread, app)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    served = [line for line in lines if line.get("RouterName") == "site@file"]
+    assert served and served[0]["DownstreamStatus"] == 200
+    assert served[0]["RequestPath"] == "/docs/a" and served[0]["entryPointName"] == "ep"
+    assert ('traefik_entrypoint_requests_total{code="200",entrypoint="ep",method="GET",'
+            'protocol="http"} 1.0') in metrics
+    assert 'traefik_router_requests_total{code="200",method="GET",protocol="http",' \
+           'router="site@file",service="site@file"} 1.0' in metrics

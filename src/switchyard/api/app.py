@@ -86,7 +86,7 @@ def ping_routes(app: RunningInstance) -> list[web.RouteDef]:
 
 
 def metrics_routes(app: RunningInstance) -> list[web.RouteDef]:
-    registry = metrics_registry(app)
+    registry = metrics_registry(app, *([app.http_metrics] if app.http_metrics else []))
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry),

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from switchyard.api.http_metrics import HTTPMetrics
     from switchyard.config.static import StaticConfig
     from switchyard.proxy.decision import ChallengeResponder
     from switchyard.proxy.entrypoint import EntryPoint
@@ -35,5 +36,7 @@ class RunningInstance(Protocol):
     def last_reload_failure(self) -> float: ...
     @property
     def stopping(self) -> bool: ...
+    @property
+    def http_metrics(self) -> HTTPMetrics | None: ...
 
     def challenges(self, entrypoint: str) -> Sequence[ChallengeResponder]: ...
