@@ -256,3 +256,18 @@ def test_tls_layer_handshake_deadline(contexts: tuple[ssl.SSLContext, ssl.SSLCon
         await asyncio.sleep(0.1)
         assert errors == ["timed out waiting for the client's TLS handshake"]
     run(scenario)
+
+
+@pytest.mark.parametrize(("reason", "by", "first_fin", "closed_by"), [
+    (CloseReason.CLIENT_CLOSED, Side.BACKEND, Side.BACKEND, Side.CLIENT),
+    (CloseReason.BACKEND_CLOSED, Side.CLIENT, None, Side.BACKEND),
+    (CloseReason.NORMAL, Side.SWITCHYARD, Side.BACKEND, Side.BACKEND),
+    (CloseReason.TERMINATION_DELAY, Side.SWITCHYARD, Side.CLIENT, Side.SWITCHYARD),
+])
+def test_the_record_never_says_one_side_closed_for_the_others_reason(
+        reason: CloseReason, by: Side, first_fin: Side | None, closed_by: Side) -> None:
+    record = ConnectionRecord("ep")
+    record.first_fin = first_fin
+    record.finish(reason, "", by)
+    record.finish(CloseReason.SHUTDOWN, "later", Side.SWITCHYARD)  # the first end counts
+    assert (record.reason, record.closed_by) == (reason, closed_by)

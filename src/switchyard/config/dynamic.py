@@ -218,7 +218,7 @@ class LoadBalancer(TraefikModel):
     servers_transport: str = ""
     health_check: HealthCheck | None = None
     proxy_protocol: ProxyProtocol | None = None
-    # Deprecated; Traefik documents milliseconds but applies nanoseconds (spec 1.2).
+    # Deprecated; Traefik documents milliseconds but applies nanoseconds.
     termination_delay: int | None = None
 
 

@@ -235,7 +235,7 @@ class TCPServersTransport(TraefikModel):
 
     dial_timeout: Duration = 30.0
     dial_keep_alive: Duration = 15.0
-    # Traefik drops this when building default@internal (spec 1.4); kept to mirror the schema.
+    # Traefik drops this when building default@internal; kept to mirror the schema.
     termination_delay: Duration = 0.1
     tls: TransportTLS | None = None
 
@@ -263,7 +263,7 @@ class StaticConfig(TraefikModel):
     ocsp: dict[str, Any] | None = None
 
     def default_entry_points(self) -> list[str]:
-        """Entry points of routers that name none (spec 9.5), sorted by name.
+        """Entry points of routers that name none (asDefault ones, else all but traefik), sorted.
 
         The ``asDefault`` ones if any entry point has the flag, otherwise every TCP
         entry point; never UDP ones nor the internal ``traefik`` entry point.
