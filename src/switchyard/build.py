@@ -103,7 +103,7 @@ class _Builder:
         stores: dict[str, Any] = {}
         for provider, config in configs.items():
             for name, options in config.tls.options.items():
-                # `default` is one set of options whoever defines it (spec 1.6).
+                # `default` is one set of options whoever defines it.
                 qualified = name if name == "default" else f"{name}@{provider}"
                 self.tls_options[qualified] = options
                 self.tls_option_sources[qualified] = (provider, name)
@@ -185,7 +185,7 @@ class _Builder:
             try:
                 host, port = split_host_port(entry.address)
             except ValueError as exc:
-                # Traefik skips such servers with a log line only (spec 1.2); we
+                # Traefik skips such servers with a log line only; we
                 # also surface it as a warning so the API and `check` show it.
                 status.add_error(f"servers[{index}] skipped: {exc}", critical=False)
                 continue
@@ -195,7 +195,7 @@ class _Builder:
             self.tls_dialed_transports.add(transport.name)
             if problem:
                 # Every dial to these servers would fail; Traefik fails such a transport's
-                # build too (spec 1.4), so the service is not built.
+                # build too, so the service is not built.
                 raise BuildError(f'serversTransport "{transport.name}": tls.{problem}')
         health = None
         if lb.health_check is not None:
@@ -224,7 +224,7 @@ class _Builder:
             delay = DEFAULT_TRANSPORT.termination_delay
             if lb.termination_delay is not None:
                 # Deprecated field, documented in milliseconds; Traefik reads it
-                # as nanoseconds (spec 6.4). We honour the documentation.
+                # as nanoseconds. We honour the documentation.
                 delay = lb.termination_delay / 1000.0
             static_transport = self.static.tcp_servers_transport
             if static_transport is not None:
@@ -338,8 +338,8 @@ class _Builder:
     def _check_unused(self) -> None:
         """Build what no working router uses on the side, so its problems are still said.
 
-        Statuses stay as Traefik shows them (an unreferenced broken service is `enabled`,
-        spec 8.1); the problems become warnings in `issues`, for the log and `check`.
+        Statuses stay as Traefik shows them (an unreferenced broken service is `enabled`);
+        the problems become warnings in `issues`, for the log and `check`.
         """
         probe: _Builder | None = None
         for qualified, status in self.runtime.services.items():
@@ -456,7 +456,7 @@ class _Builder:
         if config.tls is not None and not config.tls.passthrough:
             found = self._server_context(config.tls.options, provider, status)
             if isinstance(found, str):
-                # Traefik keeps such a route and closes what it matches (spec 4.9),
+                # Traefik keeps such a route and closes what it matches,
                 # so a broken option never lets traffic fall through to another router.
                 status.add_error(found, critical=True)
                 tls_error = f'router "{status.name}": {found}'

@@ -137,7 +137,7 @@ class Switchyard:
                 log.warning("certificatesResolvers: %s", problem)
         for name, entrypoint in self.entrypoints.items():
             # ACME-TLS/1 hellos are ours to answer unless the entry point lets them
-            # through, or there is no TLS-challenge resolver at all (spec 4.4).
+            # through, or there is no TLS-challenge resolver at all.
             if self.resolvers and not static.entry_points[name].allow_acme_by_pass:
                 entrypoint.acme_resolvers = list(self.resolvers.values())
         self._rebuild: asyncio.TimerHandle | None = None

@@ -96,7 +96,7 @@ def _host_sni(host: str) -> Predicate:
             f"invalid value for HostSNI: `{host}` is not a valid host name (letters, digits, "
             "'_', '.', '-' and ':', optionally after a leading '*.'; or '*' alone)"
         )
-    # One trailing dot of the rule value is dropped; the SNI's is not (spec 2.6).
+    # One trailing dot of the rule value is dropped; the SNI's is not.
     host = host.removesuffix(".").lower()
     if host.startswith("*."):
         return _wildcard_host(host[1:])
@@ -198,7 +198,7 @@ def _host_sni_v2(hosts: Sequence[str]) -> Predicate:
     if hosts[0] == "*":
         return _always
     if "*" in names:
-        # A '*' after the first value only matches connections that have an SNI (spec 2.7).
+        # A '*' after the first value only matches connections that have an SNI.
         def host_sni_v2_any(meta: ConnMeta) -> bool:
             return bool(meta.sni)
 
@@ -265,7 +265,7 @@ def _regexp_search(searches: Sequence[Search]) -> Predicate:
         (search,) = searches
 
         def host_sni_regexp(meta: ConnMeta) -> bool:
-            # Unanchored, and run on the empty SNI too: `^$` matches plain TCP (spec 2.6).
+            # Unanchored, and run on the empty SNI too: `^$` matches plain TCP.
             return search((meta.sni or "").encode("utf-8", "surrogateescape")) is not None
 
         return host_sni_regexp

@@ -7,7 +7,7 @@ from switchyard.rules.parser import MatcherCall, parse
 
 
 def default_priority(text: str) -> int:
-    """-1 for a lone ``HostSNI(`*`)``, else the rule's length in UTF-8 bytes (spec 3).
+    """-1 for a lone ``HostSNI(`*`)``, else the rule's length in UTF-8 bytes.
 
     Negation is folded into the leaf before the check, so ``!HostSNI(`*`)`` is -1 as well;
     a rule that does not parse still gets its length.
