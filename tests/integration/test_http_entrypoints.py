@@ -236,7 +236,17 @@ http:
         assert curl(f"http://127.0.0.1:{port}/docs/a").stdout.startswith(b"page /docs/a")
         assert curl("-o", "/dev/null", "-w", "%{http_code}",
                     f"http://127.0.0.1:{port}/%zz").stdout == b"400"
-        metrics = curl(f"http://127.0.0.1:{app.internal_servers[0].port}/metrics").stdout.decode()
+        api = f"http://127.0.0.1:{app.internal_servers[0].port}"
+        metrics = curl(f"{api}/metrics").stdout.decode()
+        [router] = json.loads(curl(f"{api}/api/http/routers").stdout)
+        assert (router["name"], router["status"], router["entryPoints"], router["provider"]) == (
+            "site@file", "enabled", ["ep"], "file")
+        assert router["priorityStr"] == str(len("PathPrefix(`/`)"))
+        service = json.loads(curl(f"{api}/api/http/services/site@file").stdout)
+        assert service["type"] == "loadbalancer" and service["usedBy"] == ["site@file"]
+        assert service["serverStatus"] == {f"http://127.0.0.1:{web_backend}": "UP"}
+        missing = curl("-o", "/dev/null", "-w", "%{http_code}", f"{api}/api/http/routers/nope")
+        assert missing.stdout == b"404"
 
         async def flush() -> None:
             assert app.http_access_log is not None

@@ -208,6 +208,36 @@ def middleware_item(status: ElementStatus) -> Item:
     return data
 
 
+def http_router_item(app: RunningInstance, status: ElementStatus) -> Item:
+    """Traefik's RouterInfo for an HTTP router (no traffic counters yet)."""
+    data = _named(router_info(app, status), status)
+    data["priorityStr"] = str(router_priority(status))
+    return data
+
+
+def http_service_item(app: RunningInstance, status: ElementStatus) -> Item:
+    """Traefik's ServiceInfo: config, status, usedBy, type, serverStatus of load balancers."""
+    data = _named(_status_fields(go_json(status.config), status), status)
+    if status.used_by:
+        data["usedBy"] = sorted(status.used_by)
+    kinds = status.config.kinds
+    if kinds:
+        data["type"] = kinds[0].lower()
+    for balancer in app.runtime.http.balancers:
+        if balancer.name == status.name and balancer.servers:
+            data["serverStatus"] = {server.url: "UP" if server.up else "DOWN"
+                                    for server in balancer.servers}
+    return data
+
+
+def http_middleware_item(status: ElementStatus) -> Item:
+    data = _named(middleware_info(status), status)
+    kinds = status.config.kinds
+    if kinds:
+        data["type"] = kinds[0].lower()
+    return data
+
+
 def connection_item(record: ConnectionRecord, now: float) -> Item:
     return {
         "entryPoint": record.entrypoint,
@@ -380,6 +410,12 @@ class APIHandlers:
             get(f"{api}/tcp/middlewares", self.middlewares),
             get(f"{api}/tcp/middlewares/{{name:.+}}", self.middleware),
             get(f"{api}/tcp/connections", self.connections),
+            get(f"{api}/http/routers", self.http_routers),
+            get(f"{api}/http/routers/{{name:.+}}", self.http_router),
+            get(f"{api}/http/services", self.http_services),
+            get(f"{api}/http/services/{{name:.+}}", self.http_service),
+            get(f"{api}/http/middlewares", self.http_middlewares),
+            get(f"{api}/http/middlewares/{{name:.+}}", self.http_middleware),
             get(f"{api}/explain", self.explain),
         ]
 
@@ -434,6 +470,45 @@ class APIHandlers:
         if status is None:
             return _not_found(f"middleware not found: {name}")
         return web.json_response(middleware_item(status))
+
+    # -- http routers, services, middlewares ------------------------------
+
+    async def http_routers(self, request: web.Request) -> web.Response:
+        items = [http_router_item(self.app, s) for s in self.app.runtime.http.routers.values()]
+        return self._listing(
+            request, lambda q: [i for i in items if q.keeps(i, "rule", "name", router=True)],
+            _ROUTER_SORT)
+
+    async def http_router(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        status = self.app.runtime.http.routers.get(name)
+        if status is None:
+            return _not_found(f"router not found: {name}")
+        return web.json_response(http_router_item(self.app, status))
+
+    async def http_services(self, request: web.Request) -> web.Response:
+        items = [http_service_item(self.app, s) for s in self.app.runtime.http.services.values()]
+        return self._listing(
+            request, lambda q: [i for i in items if q.keeps(i, "name")], _SERVICE_SORT)
+
+    async def http_service(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        status = self.app.runtime.http.services.get(name)
+        if status is None:
+            return _not_found(f"service not found: {name}")
+        return web.json_response(http_service_item(self.app, status))
+
+    async def http_middlewares(self, request: web.Request) -> web.Response:
+        items = [http_middleware_item(s) for s in self.app.runtime.http.middlewares.values()]
+        return self._listing(
+            request, lambda q: [i for i in items if q.keeps(i, "name")], _MIDDLEWARE_SORT)
+
+    async def http_middleware(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        status = self.app.runtime.http.middlewares.get(name)
+        if status is None:
+            return _not_found(f"middleware not found: {name}")
+        return web.json_response(http_middleware_item(status))
 
     # -- explain, with this instance's live state (not in Traefik) -----------
 
