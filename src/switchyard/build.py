@@ -308,8 +308,7 @@ class _Builder:
         for ep_name, ep in self.entrypoints.items():
             routes = sort_routes(routes_by_ep[ep_name])
             entry_router: Handler | None = http.entry_routers.get(ep_name)
-            serves_http = isinstance(entry_router, EntryRouter) and bool(
-                entry_router.plain or entry_router.https)
+            serves_http = isinstance(entry_router, EntryRouter)
             challenges = [r for r in self.resolvers.values()
                           if isinstance(r, HTTPChallengeResolver)
                           and r.http_challenge_entrypoint() == ep_name]

@@ -133,7 +133,8 @@ Switchyard demo is running. Config: {dynamic}
     openssl s_client -connect 127.0.0.1:{tls_port} -servername secure.demo.localhost -quiet
   Wildcard SNI router (*.demo.localhost):
     openssl s_client -connect 127.0.0.1:{tls_port} -servername anything.demo.localhost -quiet
-  Unknown SNI: no router matches, the connection is closed:
+  Unknown SNI: no TCP router matches; the default HTTPS handler answers (its own
+  certificate, then HTTP 404), as Traefik does:
     openssl s_client -connect 127.0.0.1:{tls_port} -servername example.com -quiet
   Allow-listed (loopback allowed, at most 2 connections at a time):
     nc 127.0.0.1 {admin}

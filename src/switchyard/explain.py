@@ -250,6 +250,16 @@ def _outcome(decision: Decision, entrypoint: str, meta: ConnMeta,
     route = decision.route
     if decision.action is Action.ACME:
         return "answered by Switchyard: the TLS-ALPN-01 challenge handshake, then closed"
+    if decision.action is Action.HTTP:
+        https = decision.https
+        if https is None:
+            return (f'no TCP router takes it: handed to the HTTP server of "{entrypoint}", '
+                    "whose HTTP routers pick each request (no match: 404 page not found; "
+                    "a line that is not HTTP: 400 Bad Request)")
+        served = ("the default HTTPS handler (default TLS options and certificate)"
+                  if https.name == "default" else f'the HTTPS routers of "{https.name}"')
+        return (f"TLS terminated for {served}, then the HTTP server of \"{entrypoint}\": its "
+                "HTTP routers pick each request (no match: 404 page not found)")
     if decision.reason is CloseReason.NO_ROUTE and route is None and (
             ACME_TLS_ALPN not in meta.alpn or not meta.tls):
         kind = "TLS" if meta.tls else "non-TLS"

@@ -144,13 +144,14 @@ def test_explain_json_reports_a_refused_client(tmp_path: Path) -> None:
     assert found["outcome"].startswith('closed by middleware "office@file"')
 
 
-def test_explain_without_a_matching_router_says_the_connection_is_closed(
+def test_explain_without_a_matching_router_says_the_default_https_handler_takes_it(
         tmp_path: Path) -> None:
     result = switchyard("explain", "-c", str(write_config(tmp_path, BROKEN)),
                         "--entrypoint", "web", "--sni", "other.example.com",
                         "--client-ip", "10.1.2.3")
     assert result.returncode == 0, result.stderr
-    assert 'Result: closed: no TLS router on "web" matches this connection' in result.stdout
+    assert ("Result: TLS terminated for the default HTTPS handler (default TLS options and "
+            'certificate), then the HTTP server of "web"') in result.stdout
     assert "needs-tls@file: invalid rule" in result.stdout
 
 

@@ -262,3 +262,24 @@ http:
             'protocol="http"} 1.0') in metrics
     assert 'traefik_router_requests_total{code="200",method="GET",protocol="http",' \
            'router="site@file",service="site@file"} 1.0' in metrics
+
+
+def test_an_entry_point_with_tcp_routers_only_still_has_traefiks_http_server(
+        loop_thread: LoopThread, backends: Backends, tmp_path: Path) -> None:
+    app = start_router(loop_thread, tmp_path, f"""
+tcp:
+  routers:
+    db: {{rule: "HostSNI(`db.test`)", service: db, tls: {{passthrough: true}}}}
+    office: {{rule: "ClientIP(`10.0.0.0/8`)", service: db}}
+  services:
+    db: {{loadBalancer: {{servers: [{{address: "127.0.0.1:{backends.whoami("db")}"}}]}}}}
+""")
+    try:
+        port = app.entrypoints["ep"].port
+        tls = curl("-k", "--resolve", f"other.test:{port}:127.0.0.1", f"https://other.test:{port}/")
+        assert tls.stdout == b"404 page not found\n", tls.stderr
+        with connect(port) as conn:
+            conn.sendall(b"HELLO\r\n\r\n")
+            assert read_until_closed(conn).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    finally:
+        stop_router(loop_thread, app)

@@ -156,6 +156,8 @@ def test_explain_says_what_the_data_plane_does(dynamic: dict[str, Any], client_i
     if said.action == "forward":
         assert record.reason is CloseReason.SHUTDOWN  # it got as far as dialling
         assert (record.router, record.server) == (said.router, said.server)
+    elif said.action == "http":
+        assert record.http and record.router == ""  # handed to the HTTP server
     else:
         assert record.reason is not None and record.reason.value == said.close_reason
         assert record.router == (said.router or "")

@@ -111,8 +111,9 @@ def test_plain_connection_is_matched_against_non_tls_routers_only() -> None:
     assert [c.router for c in found.candidates] == ["plain-on-web@file"]
     assert found.router == "plain-on-web@file"
     assert found.other_kind_routers == 4
-    assert run("web", "198.51.100.1", tls=False).outcome.startswith(
-        'closed: no non-TLS router on "web"')
+    unmatched = run("web", "198.51.100.1", tls=False)
+    assert (unmatched.action, unmatched.close_reason) == ("http", None)
+    assert unmatched.outcome.startswith('no TCP router takes it: handed to the HTTP server of "web"')
 
 
 def test_entrypoint_with_only_non_tls_routers_routes_at_accept_without_sni() -> None:
