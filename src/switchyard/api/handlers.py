@@ -384,6 +384,16 @@ def _not_found(message: str) -> web.Response:
     return web.json_response({"message": message}, status=404)
 
 
+def _one(request: web.Request, statuses: Mapping[str, ElementStatus], what: str,
+         item: Callable[[ElementStatus], Item]) -> web.Response:
+    """One element by its (path-unescaped) name, or Traefik's 404 JSON."""
+    name = request.match_info["name"]
+    status = statuses.get(name)
+    if status is None:
+        return _not_found(f"{what} not found: {name}")
+    return web.json_response(item(status))
+
+
 # --- handlers ----------------------------------------------------------------------------
 
 
@@ -440,11 +450,8 @@ class APIHandlers:
             _ROUTER_SORT)
 
     async def router(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        status = self.app.runtime.routers.get(name)
-        if status is None:
-            return _not_found(f"router not found: {name}")
-        return web.json_response(router_item(self.app, status, traffic_snapshot(self.app)))
+        return _one(request, self.app.runtime.routers, "router",
+                    lambda s: router_item(self.app, s, traffic_snapshot(self.app)))
 
     async def services(self, request: web.Request) -> web.Response:
         snap = traffic_snapshot(self.app)
@@ -453,11 +460,8 @@ class APIHandlers:
             request, lambda q: [i for i in items if q.keeps(i, "name")], _SERVICE_SORT)
 
     async def service(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        status = self.app.runtime.services.get(name)
-        if status is None:
-            return _not_found(f"service not found: {name}")
-        return web.json_response(service_item(self.app, status, traffic_snapshot(self.app)))
+        return _one(request, self.app.runtime.services, "service",
+                    lambda s: service_item(self.app, s, traffic_snapshot(self.app)))
 
     async def middlewares(self, request: web.Request) -> web.Response:
         items = [middleware_item(s) for s in self.app.runtime.middlewares.values()]
@@ -465,11 +469,7 @@ class APIHandlers:
             request, lambda q: [i for i in items if q.keeps(i, "name")], _MIDDLEWARE_SORT)
 
     async def middleware(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        status = self.app.runtime.middlewares.get(name)
-        if status is None:
-            return _not_found(f"middleware not found: {name}")
-        return web.json_response(middleware_item(status))
+        return _one(request, self.app.runtime.middlewares, "middleware", middleware_item)
 
     # -- http routers, services, middlewares ------------------------------
 
@@ -480,11 +480,8 @@ class APIHandlers:
             _ROUTER_SORT)
 
     async def http_router(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        status = self.app.runtime.http.routers.get(name)
-        if status is None:
-            return _not_found(f"router not found: {name}")
-        return web.json_response(http_router_item(self.app, status))
+        return _one(request, self.app.runtime.http.routers, "router",
+                    lambda s: http_router_item(self.app, s))
 
     async def http_services(self, request: web.Request) -> web.Response:
         items = [http_service_item(self.app, s) for s in self.app.runtime.http.services.values()]
@@ -492,11 +489,8 @@ class APIHandlers:
             request, lambda q: [i for i in items if q.keeps(i, "name")], _SERVICE_SORT)
 
     async def http_service(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        status = self.app.runtime.http.services.get(name)
-        if status is None:
-            return _not_found(f"service not found: {name}")
-        return web.json_response(http_service_item(self.app, status))
+        return _one(request, self.app.runtime.http.services, "service",
+                    lambda s: http_service_item(self.app, s))
 
     async def http_middlewares(self, request: web.Request) -> web.Response:
         items = [http_middleware_item(s) for s in self.app.runtime.http.middlewares.values()]
@@ -504,11 +498,8 @@ class APIHandlers:
             request, lambda q: [i for i in items if q.keeps(i, "name")], _MIDDLEWARE_SORT)
 
     async def http_middleware(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        status = self.app.runtime.http.middlewares.get(name)
-        if status is None:
-            return _not_found(f"middleware not found: {name}")
-        return web.json_response(http_middleware_item(status))
+        return _one(request, self.app.runtime.http.middlewares, "middleware",
+                    http_middleware_item)
 
     # -- explain, with this instance's live state (not in Traefik) -----------
 
