@@ -8,7 +8,6 @@ import json
 import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from tests.harness import (
     connect,
     ensure_command,
     greeting_name,
+    http_server,
     read_until_closed,
     start_router,
     stop_router,
@@ -44,12 +44,8 @@ class _Page(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def web_backend() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with http_server(_Page) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import logging
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.harness import (
     connect,
     ensure_command,
     greeting_name,
+    http_server,
     read_until_closed,
     start_router,
 )
@@ -246,12 +246,8 @@ class _Page(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_backend() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with http_server(_Page) as port:
+        yield port
 
 
 def test_curl_over_https_reaches_a_plain_http_backend(

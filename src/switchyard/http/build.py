@@ -33,6 +33,7 @@ from switchyard.http.sticky import StickyCookie
 from switchyard.http.strategies import StrategyBalancer, picker_for
 from switchyard.http.upstream import UpstreamSettings
 from switchyard.http.weighted import Child, WeightedService
+from switchyard.rules.parser import MatcherCall, Node
 from switchyard.rules.request import Headers, RequestMeta, entrypoint_path
 from switchyard.status import ElementStatus
 
@@ -44,14 +45,26 @@ __all__ = ["EntryRouter", "HTTPBuild", "build_http"]
 _DEFAULT_TRANSPORT = "default@internal"
 
 
+_HEADER_MATCHERS = frozenset({"Header", "HeaderRegexp", "Headers", "HeadersRegexp"})
+_NO_HEADERS = Headers()
+
+
+def _reads_headers(node: Node) -> bool:
+    if isinstance(node, MatcherCall):
+        return node.name in _HEADER_MATCHERS
+    return any(_reads_headers(operand) for operand in node.operands)
+
+
 class EntryRouter:
     """Handler: an entry point's HTTP routers; the first that matches serves the request."""
 
-    __slots__ = ("https", "plain")
+    __slots__ = ("_headers", "https", "plain")
 
     def __init__(self, plain: HTTPRouteList[Handler], https: HTTPRouteList[Handler]) -> None:
         self.plain = plain
         self.https = https
+        # Decoding every header field for the rules costs per request: only when one reads them.
+        self._headers = any(_reads_headers(route.rule.tree) for route in (*plain, *https))
 
     def handle(self, exchange: Exchange) -> None:
         request, info = exchange.request, exchange.info
@@ -67,7 +80,7 @@ class EntryRouter:
         meta = RequestMeta(
             host=request.host, path=path, method=request.method.decode("latin-1"),
             headers=Headers((name.decode("latin-1"), value.decode("latin-1"))
-                            for name, value in request.headers),
+                            for name, value in request.headers) if self._headers else _NO_HEADERS,
             query=request.query, client_ip=info.client_ip, tls=info.tls)
         route = routes.match(meta)
         if route is None:

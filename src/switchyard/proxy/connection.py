@@ -258,7 +258,6 @@ class ClientConnection(asyncio.Protocol):
         https = decision.https
         if https is None:
             self._start_http(self.transport, "http", self._pending)
-            self._on_data = self._to_delegate
             self._on_eof = self._eof_to_delegate
             return
         assert https.tls_context is not None
@@ -288,17 +287,15 @@ class ClientConnection(asyncio.Protocol):
             tls_server_name=record.sni if scheme == "https" else None,
             tls_version=record.tls_version or None, tls_alpn=record.alpn_negotiated)
         http = HTTPServerConnection(table.http, info, table.http_settings)
-        self._delegate = http
+        self._rebind(http)
         http.connection_made(HandedTransport(inner, http, self._rebind))  # type: ignore[arg-type]
         if first:
             http.data_received(first)
 
     def _rebind(self, protocol: asyncio.BaseProtocol) -> None:
-        self._delegate = cast(asyncio.Protocol, protocol)
-
-    def _to_delegate(self, data: bytes) -> None:
-        assert self._delegate is not None
-        self._delegate.data_received(data)
+        delegate = self._delegate = cast(asyncio.Protocol, protocol)
+        if self._tls is None:
+            self._on_data = delegate.data_received  # plaintext: no hop per read
 
     def _plaintext_to_delegate(self, data: bytes) -> None:
         if self._delegate is not None:
