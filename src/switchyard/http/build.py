@@ -11,13 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from switchyard.config.http import HTTPLoadBalancer, HTTPRouter, HTTPSection, HTTPService
+from switchyard.config.http import (
+    HTTPLoadBalancer,
+    HTTPMiddleware,
+    HTTPRouter,
+    HTTPSection,
+    HTTPService,
+)
 from switchyard.http.balancer import BalancedServer, LoadBalancer
 from switchyard.http.failover import FailoverService
 from switchyard.http.handler import Handler
 from switchyard.http.healthcheck import HTTPHealthCheck
+from switchyard.http.middlewares.base import MiddlewareContext, MiddlewareError, Wrap
+from switchyard.http.middlewares.registry import build_middleware
 from switchyard.http.mirroring import Mirror, MirroringService
 from switchyard.http.passive import PassiveHealthChecked
 from switchyard.http.proxy import ReverseProxy, parse_server_url
@@ -122,6 +130,7 @@ class _Builder:
         self.services: dict[str, tuple[str, HTTPService]] = {}
         self.transports: dict[str, UpstreamSettings] = {}
         self.built: dict[str, Handler] = {}
+        self.middlewares: dict[str, tuple[str, HTTPMiddleware]] = {}
         for provider, section in sections.items():
             for name, router in section.routers.items():
                 self.routers[f"{name}@{provider}"] = router
@@ -132,11 +141,9 @@ class _Builder:
                                                                 service)
             for name, middleware in section.middlewares.items():
                 qualified = f"{name}@{provider}"
-                status = ElementStatus("middleware", qualified, provider, middleware)
-                kinds = ", ".join(middleware.kinds) or "no type"
-                status.add_error(f"HTTP middleware {kinds} is not implemented by Switchyard yet; "
-                                 "routers using it are disabled", critical=True)
-                self.result.middlewares[qualified] = status
+                self.middlewares[qualified] = (provider, middleware)
+                self.result.middlewares[qualified] = ElementStatus(
+                    "middleware", qualified, provider, middleware)
             for name, transport in section.servers_transports.items():
                 qualified = f"{name}@{provider}"
                 self.transports[qualified] = UpstreamSettings.from_config(qualified, transport)
@@ -155,16 +162,84 @@ class _Builder:
         for ep, table in routing.tables.items():
             result.entry_routers[ep] = EntryRouter(table.http, table.https)
             result.https_domains[ep] = tuple(table.https_domains)
+        self._validate_unused_middlewares()
         return result
 
+    # -- middlewares --------------------------------------------------------------------------
+
     def _handler(self, spec: RouterSpec) -> Handler:
-        for reference in spec.middlewares:
+        """The router's middlewares in declared order (the first is outermost), then its service."""
+        wraps = self._wraps(spec.middlewares, spec, (spec.name,))
+        handler = self._service(spec.service)
+        for wrap in reversed(wraps):
+            handler = wrap(handler)
+        return handler
+
+    def _wraps(self, references: Sequence[str], spec: RouterSpec,
+               stack: tuple[str, ...]) -> list[Wrap]:
+        wraps: list[Wrap] = []
+        for reference in references:
             status = self.result.middlewares.get(reference)
             if status is None:
                 raise HandlerBuildError(f'middleware "{reference}" does not exist')
-            status.used_by.append(spec.name)
-            raise HandlerBuildError(f'middleware "{reference}": {status.errors[0]}')
-        return self._service(spec.service)
+            if spec.name not in status.used_by:
+                status.used_by.append(spec.name)
+            if reference in stack:
+                raise HandlerBuildError(
+                    f"could not instantiate middleware {reference}: recursion detected in "
+                    f"{'->'.join((*stack, reference))}")
+            provider, config = self.middlewares[reference]
+            kinds = config.kinds
+            try:
+                if not kinds:
+                    raise MiddlewareError(f'invalid middleware "{reference}" configuration: '
+                                          "invalid middleware type or middleware does not exist")
+                if len(kinds) > 1:
+                    raise MiddlewareError(
+                        f'invalid middleware "{reference}" configuration: cannot create '
+                        "middleware: multi-types middleware not supported, consider declaring "
+                        f"two different pieces of middleware instead ({', '.join(kinds)})")
+                if kinds[0] == "chain":
+                    chained = _chain_references(config.chain, provider)
+                    wraps += self._wraps(chained, spec, (*stack, reference))
+                    continue
+                if kinds[0] == "plugin":
+                    raise MiddlewareError("plugins are not supported by Switchyard")
+                context = MiddlewareContext(
+                    name=reference, provider=provider, router=spec.name,
+                    entry_points=tuple(spec.config.entry_points or ()),
+                    service=self._middleware_service)
+                wraps.append(build_middleware(kinds[0], _options(config, kinds[0]), context))
+            except MiddlewareError as exc:
+                if not status.errors:
+                    status.add_error(str(exc), critical=True)
+                message = str(exc)
+                if f'"{reference}"' not in message:
+                    message = f'middleware "{reference}": {message}'
+                raise HandlerBuildError(message) from None
+        return wraps
+
+    def _middleware_service(self, qualified: str) -> Handler:
+        try:
+            return self._service(qualified)
+        except HandlerBuildError as exc:
+            raise MiddlewareError(str(exc)) from None
+
+    def _validate_unused_middlewares(self) -> None:
+        """A middleware no router uses is still checked, so that the API and `check` show it."""
+        for qualified, status in self.result.middlewares.items():
+            if status.used_by or status.errors:
+                continue
+            provider, config = self.middlewares[qualified]
+            kinds = config.kinds
+            if len(kinds) != 1 or kinds[0] in ("chain", "plugin"):
+                continue  # reported when a router uses it, as Traefik does
+            context = MiddlewareContext(name=qualified, provider=provider,
+                                        service=self._middleware_service)
+            try:
+                build_middleware(kinds[0], _options(config, kinds[0]), context)
+            except MiddlewareError as exc:
+                status.add_error(str(exc), critical=True)
 
     def _service(self, qualified: str) -> Handler:
         found = self.built.get(qualified)
@@ -266,6 +341,28 @@ class _Builder:
         if found is None:
             raise HandlerBuildError(f'servers transport not found "{qualified}"')
         return found
+
+
+def _options(config: HTTPMiddleware, kind: str) -> Mapping[str, Any]:
+    for name, info in type(config).model_fields.items():
+        if (info.alias or name) == kind:
+            value = getattr(config, name)
+            return value if isinstance(value, Mapping) else {}
+    return {}
+
+
+def _chain_references(chain: Mapping[str, Any] | None, provider: str) -> list[str]:
+    """The chain's middlewares, qualified with the chain's own provider."""
+    if not chain:
+        return []
+    for key, value in chain.items():
+        if key.lower() == "middlewares":
+            if isinstance(value, str):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise MiddlewareError("chain.middlewares: a list of middleware names")
+            return [_qualify(reference, provider) for reference in value]
+    return []
 
 
 def _qualify(reference: str, provider: str) -> str:

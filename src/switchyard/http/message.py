@@ -91,6 +91,21 @@ class RequestHead:
         """The raw query after ``?`` (empty when there is none)."""
         return split_target(self.target)[1].decode("latin-1")
 
+    @property
+    def raw_path(self) -> bytes:
+        """The path part of the target as bytes, still percent-encoded."""
+        return split_target(self.target)[0]
+
+    @property
+    def raw_query(self) -> bytes:
+        return split_target(self.target)[1]
+
+    def set_path(self, path: bytes) -> None:
+        """Replace the path (percent-encoded bytes), keeping the query; the target becomes
+        origin-form."""
+        query = split_target(self.target)[1]
+        self.target = path + b"?" + query if query or b"?" in self.target else path
+
     def __repr__(self) -> str:
         return f"RequestHead({self.method!r}, {self.target!r}, {self.version!r})"
 

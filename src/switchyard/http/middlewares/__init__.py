@@ -1,0 +1,1 @@
+"""HTTP middlewares, one module per Traefik type; `registry` maps type keys to modules."""
