@@ -95,13 +95,14 @@ class UpstreamPool:
     """Idle keep-alive connections to one server under one servers transport, most recent first."""
 
     __slots__ = ("_closed", "_context", "_idle", "_loop", "dialed", "host", "port", "settings",
-                 "tls")
+                 "tls", "unix_path")
 
     def __init__(self, host: str, port: int, settings: UpstreamSettings = DEFAULT_UPSTREAM_SETTINGS,
-                 *, tls: bool = False) -> None:
+                 *, tls: bool = False, unix_path: str = "") -> None:
         self.host = host
         self.port = port
         self.tls = tls
+        self.unix_path = unix_path  # dial this Unix socket instead (Switchyard's own services)
         self.settings = settings
         self._idle: list[UpstreamConnection] = []
         self._closed = False
@@ -170,6 +171,9 @@ class UpstreamPool:
     async def _connect(self, conn: UpstreamConnection) -> None:
         loop = self._loop
         assert loop is not None
+        if self.unix_path:
+            await loop.create_unix_connection(lambda: conn, self.unix_path)
+            return
         if not self.tls:
             await loop.create_connection(lambda: conn, self.host, self.port)
             return
