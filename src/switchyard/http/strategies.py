@@ -6,12 +6,12 @@ import random
 import time
 from collections import deque
 from collections.abc import Sequence
-from math import log
 from typing import TYPE_CHECKING, Protocol
 
 from switchyard.http.responder import http_error
 from switchyard.http.sticky import StickyCookie, StickyTargets
 from switchyard.http.weighted import EarliestDeadline
+from switchyard.services.strategies import hrw_score, two_choices
 
 if TYPE_CHECKING:
     from switchyard.http.balancer import BalancedServer
@@ -29,11 +29,6 @@ __all__ = [
     "hrw_score",
     "picker_for",
 ]
-
-_FNV64A_OFFSET = 0xCBF29CE484222325
-_FNV64_PRIME = 0x100000001B3
-_MASK64 = (1 << 64) - 1
-
 
 class Picker(Protocol):
     """Chooses the server for one request among the candidates (UP, never empty)."""
@@ -71,25 +66,9 @@ class PowerOfTwoChoices:
         count = len(candidates)
         if count == 1:
             return candidates[0]
-        first, second = self._rng.randrange(count), self._rng.randrange(count)
-        if second == first:
-            second = (second + 1) % count
+        first, second = two_choices(self._rng, count)
         one, two = candidates[first], candidates[second]
         return two if two.open_requests < one.open_requests else one
-
-
-def hrw_score(key: str, name: str, weight: int) -> float:
-    """Traefik's rendezvous score of a server for a client: FNV-1a of key+name mapped to
-    (0, 1), then ``weight / -ln(score)``."""
-    value = _FNV64A_OFFSET
-    for byte in (key + name).encode():
-        value = ((value ^ byte) * _FNV64_PRIME) & _MASK64
-    score = float(value) / 2.0**64
-    if score <= 0.0:
-        return 0.0
-    if score >= 1.0:  # Go divides by -0 here: minus infinity, never chosen
-        return float("-inf")
-    return weight / -log(score)
 
 
 class HighestRandomWeight:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from math import gcd
 from typing import Generic, Protocol, TypeVar
 
@@ -43,37 +43,45 @@ class WeightedRoundRobin(Generic[T]):
     def targets(self) -> list[T]:
         return list(self._targets)
 
-    def has_candidate(self) -> bool:
-        """True when some UP target has a positive weight (a pick can succeed)."""
-        return any(w > 0 and t.up for t, w in zip(self._targets, self._weights, strict=True))
+    def has_candidate(self, accept: Callable[[T], bool] | None = None) -> bool:
+        """True when some UP target has a positive weight (a pick can succeed).
 
-    def pick(self) -> T | None:
-        """The next target, or None when no UP target has a positive weight."""
+        `accept`, when given, narrows the targets further (the same as in `pick`).
+        """
+        return any(w > 0 and t.up and (accept is None or accept(t))
+                   for t, w in zip(self._targets, self._weights, strict=True))
+
+    def pick(self, accept: Callable[[T], bool] | None = None) -> T | None:
+        """The next target, or None when no UP target has a positive weight.
+
+        With `accept`, targets it refuses are passed over as DOWN ones are: the
+        rotation moves on past them (least-connections ties, retries elsewhere).
+        """
         if self._max == 0:
             return None
         checked = False
         steps = 2 * len(self._targets)
         while True:
-            found = self._step(steps)
+            found = self._step(steps, accept)
             if found is not None or checked:
                 return found
             # Nothing in a couple of rounds: check once whether anything can be
             # picked at all (Traefik spins forever here), then keep stepping; a
             # full cycle is bounded and reaches every positive-weight target.
-            if not self.has_candidate():
+            if not self.has_candidate(accept):
                 return None
             checked = True
             steps = len(self._targets) * (self._max // self._gcd)
 
-    def peek(self) -> T | None:
+    def peek(self, accept: Callable[[T], bool] | None = None) -> T | None:
         """What `pick` would return now, leaving the rotation where it is."""
         index, cw = self._index, self._cw
         try:
-            return self.pick()
+            return self.pick(accept)
         finally:
             self._index, self._cw = index, cw
 
-    def _step(self, steps: int) -> T | None:
+    def _step(self, steps: int, accept: Callable[[T], bool] | None) -> T | None:
         n = len(self._targets)
         targets, weights = self._targets, self._weights
         for _ in range(steps):
@@ -83,6 +91,7 @@ class WeightedRoundRobin(Generic[T]):
                 if self._cw <= 0:
                     self._cw = self._max
             weight = weights[self._index]
-            if weight >= self._cw and targets[self._index].up:
-                return targets[self._index]
+            target = targets[self._index]
+            if weight >= self._cw and target.up and (accept is None or accept(target)):
+                return target
         return None
