@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from switchyard.config.durations import Duration
@@ -23,8 +23,10 @@ __all__ = [
     "IPAllowList",
     "InFlightConn",
     "LoadBalancer",
+    "PassiveHealthCheck",
     "PeerCertSAN",
     "ProxyProtocol",
+    "Retry",
     "RouterTLS",
     "Server",
     "ServersTransport",
@@ -188,10 +190,11 @@ class TCPRouter(TraefikModel):
 
 
 class Server(TraefikModel):
-    """One backend of a load balancer."""
+    """One backend of a load balancer; ``weight`` (an addition) is 1 when omitted."""
 
     address: str = ""
     tls: bool = False
+    weight: int | None = None
 
 
 class HealthCheck(TraefikModel):
@@ -211,8 +214,25 @@ class ProxyProtocol(TraefikModel):
     version: int = 2
 
 
+class PassiveHealthCheck(TraefikModel):
+    """``loadBalancer.passiveHealthCheck``: failures of live traffic take a server out."""
+
+    failure_window: Duration = 10.0
+    max_failed_attempts: int = 1
+
+
+class Retry(TraefikModel):
+    """``loadBalancer.retry`` (TCP, an addition): dials in all, one per server, when refused."""
+
+    attempts: int = 0
+
+
+#: ``tcp.services.<name>.loadBalancer.strategy`` values (an addition), matched in any case.
+TCP_STRATEGIES = ("wrr", "p2c", "hrw", "leastConn")
+
+
 class LoadBalancer(TraefikModel):
-    """``tcp.services.<name>.loadBalancer``."""
+    """``tcp.services.<name>.loadBalancer``; strategy, passiveHealthCheck, retry are additions."""
 
     servers: list[Server] = []
     servers_transport: str = ""
@@ -220,6 +240,16 @@ class LoadBalancer(TraefikModel):
     proxy_protocol: ProxyProtocol | None = None
     # Deprecated; Traefik documents milliseconds but applies nanoseconds.
     termination_delay: int | None = None
+    strategy: str = ""  # "" is wrr, and keeps the API's view of Traefik configs as Traefik's
+    passive_health_check: PassiveHealthCheck | None = None
+    retry: Retry | None = None
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value and value.lower() not in {name.lower() for name in TCP_STRATEGIES}:
+            raise ValueError(f'unknown strategy "{value}": use one of {", ".join(TCP_STRATEGIES)}')
+        return value
 
 
 class WeightedService(TraefikModel):

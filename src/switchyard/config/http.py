@@ -11,6 +11,7 @@ from switchyard.config.dynamic import (
     Certificate,
     Domain,
     EmptyHealthCheck,
+    PassiveHealthCheck,
     PeerCertSAN,
     StrList,
     TraefikModel,
@@ -131,13 +132,6 @@ class ServerHealthCheck(TraefikModel):
     hostname: str = ""
     follow_redirects: bool = True
     headers: dict[str, str] = Field(default_factory=dict)
-
-
-class PassiveHealthCheck(TraefikModel):
-    """``loadBalancer.passiveHealthCheck``: failures of live requests mark a server down."""
-
-    failure_window: Duration = 10.0
-    max_failed_attempts: int = 1
 
 
 class ResponseForwarding(TraefikModel):
