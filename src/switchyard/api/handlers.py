@@ -15,6 +15,7 @@ from switchyard import __version__
 from switchyard.addresses import host_port
 from switchyard.api.metrics import Totals, TrafficSnapshot, traffic_snapshot
 from switchyard.build import qualify
+from switchyard.config.durations import go_duration
 from switchyard.config.dynamic import TCPMiddleware, TCPService, TraefikModel
 from switchyard.config.static import EntryPoint as EntryPointConfig
 from switchyard.observability.record import ConnectionRecord
@@ -38,30 +39,6 @@ _GO_INT_MAX = 2**63 - 1  # Traefik's int on the 64-bit platforms it ships for
 
 
 # --- Go-shaped JSON ----------------------------------------------------------------------
-
-
-def go_duration(seconds: float) -> str:
-    """Go's time.Duration.String(): "100ms", "30s", "1m30s", "1h0m0s"."""
-    ns = round(seconds * 1e9)
-    if ns == 0:
-        return "0s"
-    sign, ns = ("-" if ns < 0 else ""), abs(ns)
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= size:
-                return sign + _decimal(ns, size) + unit
-    hours, rest = divmod(ns, 3600 * 1_000_000_000)
-    minutes, rest = divmod(rest, 60 * 1_000_000_000)
-    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "")
-    return sign + text + _decimal(rest, 1_000_000_000) + "s"
-
-
-def _decimal(value: int, unit: int) -> str:
-    whole, fraction = divmod(value, unit)
-    if not fraction:
-        return str(whole)
-    digits = len(str(unit)) - 1
-    return f"{whole}.{str(fraction).rjust(digits, '0').rstrip('0')}"
 
 
 def go_json(model: TraefikModel) -> Item:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-__all__ = ["Duration", "parse_duration"]
+__all__ = ["Duration", "go_duration", "parse_duration"]
 
 _NS_PER_SECOND = 1_000_000_000
 _UNITS_NS = {
@@ -157,6 +157,30 @@ def _show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value)
+
+
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration.String(): "100ms", "30s", "1m30s", "1h0m0s"."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-" if ns < 0 else ""), abs(ns)
+    if ns < _NS_PER_SECOND:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return sign + _decimal(ns, size) + unit
+    hours, rest = divmod(ns, 3600 * _NS_PER_SECOND)
+    minutes, rest = divmod(rest, 60 * _NS_PER_SECOND)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "")
+    return sign + text + _decimal(rest, _NS_PER_SECOND) + "s"
+
+
+def _decimal(value: int, unit: int) -> str:
+    whole, fraction = divmod(value, unit)
+    if not fraction:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return f"{whole}.{str(fraction).rjust(digits, '0').rstrip('0')}"
 
 
 def _validate_duration(value: Any) -> float:
