@@ -99,6 +99,7 @@ def stop_router(loop: LoopThread, app: Switchyard) -> None:
         for entrypoint in app.entrypoints.values():
             entrypoint.stop_accepting()
             entrypoint.close_all()
+        await app.close_internal()
 
     loop.run(stop())
 

@@ -27,9 +27,11 @@ from switchyard.diagnostics import diagnose
 from switchyard.http.build import EntryRouter, HTTPBuild, build_http
 from switchyard.http.forwarded import ForwardedHeaders
 from switchyard.http.handler import Handler
+from switchyard.http.internal import internal_handlers
 from switchyard.http.responder import NOT_FOUND
 from switchyard.http.routing import HTTPSDomain
 from switchyard.http.server import ServerSettings
+from switchyard.internal import internal_http_services
 from switchyard.middlewares.base import Middleware
 from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
@@ -86,6 +88,7 @@ class _Builder:
             if not ep.address.lower().endswith("/udp")
         }
         self.default_eps = static.default_entry_points()
+        self.internal_handlers: Mapping[str, Handler] | None = None
         self.runtime = Runtime()
         self.routers: dict[str, tuple[str, str, TCPRouter]] = {}
         self.services: dict[str, tuple[str, TCPService]] = {}
@@ -501,8 +504,12 @@ class _Builder:
                 self.runtime.issues.append(ConfigIssue(
                     provider, f"http.{where}", f"{first['msg']}; the http section of this "
                     "provider is ignored until it is fixed", "error"))
+        available = internal_http_services(self.static)
+        handlers = (self.internal_handlers if self.internal_handlers is not None
+                    else internal_handlers(available, None))
         built = build_http(sections, list(self.entrypoints), default_entrypoints=self.default_eps,
-                           tls_options=list(self.tls_options))
+                           tls_options=list(self.tls_options), internal=handlers,
+                           internal_missing={k: v for k, v in available.items() if v})
         self.runtime.http = built
         for status in built.routers.values():
             tls = status.config.tls
@@ -674,13 +681,17 @@ def _check_proxy_version(version: int) -> None:
 
 def build_runtime(static: StaticConfig, configs: Mapping[str, DynamicConfig],
                   issues: Sequence[ConfigIssue] = (), previous: Runtime | None = None,
-                  resolvers: Mapping[str, CertificateSource] | None = None) -> Runtime:
+                  resolvers: Mapping[str, CertificateSource] | None = None,
+                  internal: Mapping[str, Handler] | None = None) -> Runtime:
     """Compile every provider's config; invalid elements are disabled, the rest runs.
 
     `resolvers` are the ACME certificate resolvers by name: routers ask them for
-    certificates, and what they hold joins the certificate store.
+    certificates, and what they hold joins the certificate store. `internal` are the
+    running instance's ``@internal`` HTTP services (see switchyard.http.internal).
     """
-    runtime = _Builder(static, configs, previous, resolvers or {}).build()
+    builder = _Builder(static, configs, previous, resolvers or {})
+    builder.internal_handlers = internal
+    runtime = builder.build()
     runtime.issues = [*issues, *runtime.issues]
     for provider, config in configs.items():
         # A Traefik file often carries HTTP or UDP routers next to TCP ones: say plainly

@@ -6,18 +6,22 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from switchyard.api.http_metrics import HTTPMetrics
 from switchyard.build import build_runtime
 from switchyard.config.dynamic import DynamicConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.config.static import StaticConfig, parse_entry_point_address
-from switchyard.http.handler import RequestRecord
+from switchyard.http.handler import Handler, RequestRecord
 from switchyard.http.healthcheck import HTTPHealthMonitor
-from switchyard.internal import InternalServer, internal_services
+from switchyard.http.internal import internal_handlers
+from switchyard.internal import InternalServer, internal_http_services, internal_services
 from switchyard.observability.accesslog import AccessLog
 from switchyard.observability.http_accesslog import HTTPAccessLog
 from switchyard.observability.logfile import LogFile
@@ -81,6 +85,10 @@ class Switchyard:
             host, port, _ = parse_entry_point_address(address)
             self.internal[name] = (host, port, services)
         self._internal_servers: list[InternalServer] = []
+        # The @internal HTTP services routers may name, on private Unix sockets (see start).
+        self._internal_http: dict[str, Handler] | None = None
+        self._internal_runners: list[Any] = []
+        self._internal_dir: str | None = None
         for name, ep in static.entry_points.items():
             if name in internal:
                 continue
@@ -218,7 +226,7 @@ class Switchyard:
 
             def compile_and_describe() -> tuple[Runtime, str]:
                 built = build_runtime(self.static, configs, issues, previous=previous,
-                                      resolvers=self.resolvers)
+                                      resolvers=self.resolvers, internal=self._internal_http)
                 return built, describe_change(previous, built)  # compares every element
 
             runtime, change = await asyncio.get_running_loop().run_in_executor(
@@ -235,7 +243,7 @@ class Switchyard:
         """Compile and swap now, on the calling thread (start-up and tests)."""
         previous = self.runtime
         runtime = build_runtime(self.static, configs, issues, previous=previous,
-                                resolvers=self.resolvers)
+                                resolvers=self.resolvers, internal=self._internal_http)
         self._swap(runtime, describe_change(previous, runtime))
         return runtime
 
@@ -273,6 +281,7 @@ class Switchyard:
     async def start(self) -> None:
         if self._stopping is None:
             self._stopping = asyncio.Event()
+        await self._start_internal_http()
         # The first config is applied before listening so no connection meets an empty table.
         for provider in self.providers:
             update = provider.load()
@@ -357,8 +366,7 @@ class Switchyard:
         if self._rebuild is not None:
             self._rebuild.cancel()
         await asyncio.gather(*(self._shutdown_entrypoint(name) for name in self.entrypoints))
-        for internal in self._internal_servers:
-            await internal.close()
+        await self.close_internal()
         self.health.stop()
         await self.http_health.stop()
         for balancer in self.runtime.http.balancers:
@@ -367,6 +375,32 @@ class Switchyard:
             self.http_access_log.flush()
         if self.access_log is not None:
             self.access_log.close()
+
+    async def _start_internal_http(self) -> None:
+        """Serve the @internal services this config has (API, dashboard, ping, prometheus) on
+        Unix sockets in a directory only this user can enter, for routers that name them."""
+        available = internal_http_services(self.static)
+        if self._internal_http is not None or not any(
+                why is None for name, why in available.items() if name != "noop@internal"):
+            self._internal_http = internal_handlers(available, {})
+            return
+        from switchyard.api.app import start_unix_services
+
+        self._internal_dir = tempfile.mkdtemp(prefix="switchyard-")  # mode 0700
+        sockets, self._internal_runners = await start_unix_services(self, self._internal_dir)
+        self._internal_http = internal_handlers(available, sockets)
+
+    async def close_internal(self) -> None:
+        """Stop the internal entry points and the @internal services' sockets."""
+        servers, self._internal_servers = self._internal_servers, []
+        for internal in servers:
+            await internal.close()
+        runners, self._internal_runners = self._internal_runners, []
+        for runner in runners:
+            await runner.cleanup()
+        if self._internal_dir is not None:
+            shutil.rmtree(self._internal_dir, ignore_errors=True)
+            self._internal_dir = None
 
     async def _shutdown_entrypoint(self, name: str) -> None:
         entrypoint = self.entrypoints[name]

@@ -73,7 +73,8 @@ def dashboard_routes(prefix: str) -> list[web.RouteDef]:
             web.get(home, serve), web.get(f"{home}{{file}}", serve)]
 
 
-def ping_routes(app: RunningInstance) -> list[web.RouteDef]:
+def ping_routes(app: RunningInstance, *, any_path: bool = False) -> list[web.RouteDef]:
+    """``/ping``; ``any_path``: every method and path, as ``ping@internal`` behind a router."""
     terminating = app.static.ping.terminating_status_code if app.static.ping else 503
 
     async def ping(request: web.Request) -> web.Response:
@@ -82,17 +83,68 @@ def ping_routes(app: RunningInstance) -> list[web.RouteDef]:
             return web.Response(status=terminating, text="Service Unavailable")
         return web.Response(text="OK")
 
+    if any_path:
+        return [web.route("*", "/{tail:.*}", ping)]
     return [web.get("/ping", ping)]
 
 
-def metrics_routes(app: RunningInstance) -> list[web.RouteDef]:
+def metrics_routes(app: RunningInstance, *, any_path: bool = False) -> list[web.RouteDef]:
     registry = metrics_registry(app, *([app.http_metrics] if app.http_metrics else []))
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    if any_path:
+        return [web.route("*", "/{tail:.*}", metrics)]
     return [web.get("/metrics", metrics)]
+
+
+async def start_unix_services(app: RunningInstance, directory: str) -> tuple[
+        dict[str, str], list[web.AppRunner]]:
+    """Serve the ``@internal`` services this config has on Unix sockets in ``directory``.
+
+    Returns internal service name -> socket path, and the runners to clean up. The sockets are
+    what HTTP routers naming ``api@internal`` (and the dashboard, ping, prometheus) reach; the
+    directory is private to this process's user.
+    """
+    from switchyard.internal import internal_http_services
+
+    available = {name for name, why in internal_http_services(app.static).items() if why is None}
+    apps: dict[str, tuple[web.Application, tuple[str, ...]]] = {}
+    prefix = (app.static.api.base_path if app.static.api is not None else "/").rstrip("/")
+    if "api@internal" in available:
+        web_app = web.Application()
+        web_app.add_routes(APIHandlers(app).routes(prefix))
+        names: tuple[str, ...] = ("api@internal",)
+        if "dashboard@internal" in available:
+            web_app.add_routes(dashboard_routes(prefix))
+            names += ("dashboard@internal",)
+        apps["api"] = (web_app, names)
+    if "ping@internal" in available:
+        web_app = web.Application()
+        web_app.add_routes(ping_routes(app, any_path=True))
+        apps["ping"] = (web_app, ("ping@internal",))
+    if "prometheus@internal" in available:
+        web_app = web.Application()
+        web_app.add_routes(metrics_routes(app, any_path=True))
+        apps["metrics"] = (web_app, ("prometheus@internal",))
+    sockets: dict[str, str] = {}
+    runners: list[web.AppRunner] = []
+    try:
+        for key, (web_app, served) in apps.items():
+            runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+            await runner.setup()
+            runners.append(runner)
+            path = f"{directory}/{key}.sock"
+            await web.UnixSite(runner, path).start()
+            for name in served:
+                sockets[name] = path
+    except BaseException:
+        for runner in runners:
+            await runner.cleanup()
+        raise
+    return sockets, runners
 
 
 def build_web_app(app: RunningInstance, services: set[str]) -> web.Application:

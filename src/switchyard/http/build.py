@@ -118,14 +118,24 @@ class HTTPBuild:
 
 
 def build_http(sections: Mapping[str, HTTPSection], entrypoints: Sequence[str], *,
-               default_entrypoints: Sequence[str], tls_options: Sequence[str]) -> HTTPBuild:
-    """Compile every provider's `http:` section for these (TCP) entry points."""
-    return _Builder(sections).run(entrypoints, default_entrypoints, tls_options)
+               default_entrypoints: Sequence[str], tls_options: Sequence[str],
+               internal: Mapping[str, Handler] | None = None,
+               internal_missing: Mapping[str, str] | None = None) -> HTTPBuild:
+    """Compile every provider's `http:` section for these (TCP) entry points.
+
+    ``internal`` are the ``@internal`` services routers may name (``api@internal``);
+    ``internal_missing`` says why a known one is not there (``ping is not enabled``).
+    """
+    return _Builder(sections, internal or {}, internal_missing or {}).run(
+        entrypoints, default_entrypoints, tls_options)
 
 
 class _Builder:
-    def __init__(self, sections: Mapping[str, HTTPSection]) -> None:
+    def __init__(self, sections: Mapping[str, HTTPSection], internal: Mapping[str, Handler],
+                 internal_missing: Mapping[str, str]) -> None:
         self.result = HTTPBuild()
+        self.internal = internal
+        self.internal_missing = internal_missing
         self.routers: dict[str, HTTPRouter] = {}
         self.services: dict[str, tuple[str, HTTPService]] = {}
         self.transports: dict[str, UpstreamSettings] = {}
@@ -245,6 +255,12 @@ class _Builder:
         found = self.built.get(qualified)
         if found is not None:
             return found
+        if qualified.endswith("@internal"):
+            internal = self.internal.get(qualified)
+            if internal is not None:
+                return internal
+            why = self.internal_missing.get(qualified)
+            raise HandlerBuildError(why or f"unknown internal service {qualified}")
         entry = self.services.get(qualified)
         if entry is None:
             raise HandlerBuildError(f'the service "{qualified}" does not exist')
