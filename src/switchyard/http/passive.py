@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from switchyard.services.passive import FailureWindow
 
 if TYPE_CHECKING:
     from switchyard.config.http import PassiveHealthCheck
@@ -16,8 +15,6 @@ if TYPE_CHECKING:
     from switchyard.http.message import ResponseHead
 
 __all__ = ["PassiveHealthChecked"]
-
-log = logging.getLogger("switchyard.healthcheck")
 
 
 def failed(status: int) -> bool:
@@ -33,27 +30,23 @@ def failed(status: int) -> bool:
 class PassiveHealthChecked:
     """Handler in front of a balancer (``next``): watches each request's outcome per server.
 
-    The server is the one the proxy recorded in ``exchange.server`` (its URL). A success clears
-    its failures; ``max_failed_attempts`` failures within ``failure_window`` seconds set it
-    DOWN. Without an active health check it is UP again after ``failure_window``; with one,
-    the active check brings it back, as in Traefik. Requests the balancer answers itself (503
-    with nothing UP) concern no server.
+    The server is the one the proxy recorded in ``exchange.server`` (its URL); the counting
+    (``failure_window``, ``max_failed_attempts``, the return after the window unless an active
+    check owns the state) is the shared FailureWindow's. Requests the balancer answers itself
+    (503 with nothing UP) concern no server.
     """
 
-    __slots__ = ("_by_url", "_failures", "_timers", "active", "failure_window",
-                 "max_failed_attempts", "name", "next")
+    __slots__ = ("_by_url", "failures", "name", "next")
 
     def __init__(self, name: str, next_handler: Handler, servers: Sequence[BalancedServer], *,
                  failure_window: float = 10.0, max_failed_attempts: int = 1,
                  active: bool = False) -> None:
         self.name = name
         self.next = next_handler
-        self.failure_window = failure_window
-        self.max_failed_attempts = max_failed_attempts
-        self.active = active
+        self.failures: FailureWindow[BalancedServer] = FailureWindow(
+            name, failure_window=failure_window, max_failed_attempts=max_failed_attempts,
+            active=active, what="failed requests")
         self._by_url = {server.url: server for server in servers}
-        self._failures: dict[str, list[float]] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     @classmethod
     def from_config(cls, name: str, next_handler: Handler, servers: Sequence[BalancedServer],
@@ -74,37 +67,14 @@ class PassiveHealthChecked:
         server = self._by_url.get(url)
         if server is None:
             return
-        if not failed(status):
-            self._failures.pop(url, None)
-            return
-        now = time.monotonic()
-        window_start = now - self.failure_window
-        recent = [t for t in self._failures.get(url, ()) if t > window_start]
-        recent.append(now)
-        self._failures[url] = recent
-        if len(recent) < self.max_failed_attempts or url in self._timers:
-            return
-        if server.up:
-            log.warning('service "%s": server %s is DOWN: %d failed requests within %gs',
-                        self.name, url, len(recent), self.failure_window)
-        server.up = False
-        if not self.active:
-            self._timers[url] = asyncio.get_running_loop().call_later(
-                self.failure_window, self._restore, url)
-
-    def _restore(self, url: str) -> None:
-        del self._timers[url]
-        server = self._by_url[url]
-        if not server.up:
-            server.up = True
-            log.warning('service "%s": server %s is UP again after %gs out', self.name, url,
-                        self.failure_window)
+        if failed(status):
+            self.failures.failed(url, server)
+        else:
+            self.failures.succeeded(url)
 
     def close(self) -> None:
         """Drop pending returns (the service left the configuration)."""
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        self.failures.close()
 
 
 class _OutcomeWriter:
