@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from switchyard.http.flowcontrol import BODY, BUFFER
@@ -47,8 +48,8 @@ class Exchange:
 
     __slots__ = (
         "_body_done", "_buffer", "_buffered", "_chunked", "_conn", "_consumer", "_continue_sent",
-        "_discarded", "_no_body", "_producer", "_started", "body_chunked", "close_after",
-        "closed_by",
+        "_discarded", "_no_body", "_on_finish", "_producer", "_started", "body_chunked",
+        "close_after", "closed_by",
         "expect_continue", "finished", "has_body", "info", "keep_alive", "request",
         "request_bytes", "response_bytes", "router", "server", "service", "started_at", "status",
         "writer",
@@ -85,6 +86,7 @@ class Exchange:
         self._consumer: BodyConsumer | None = None
         self._producer: Producer | None = None
         self._continue_sent = False
+        self._on_finish: list[Callable[[], None]] | None = None
 
     # -- for handlers ------------------------------------------------------------------------
 
@@ -111,6 +113,16 @@ class Exchange:
             writer.end()
         finally:
             self.uncork()
+
+    def on_finish(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the exchange finishes: its response ended or was aborted,
+        the client went away, or the connection was upgraded, whichever comes first."""
+        if self.finished:
+            callback()
+        elif self._on_finish is None:
+            self._on_finish = [callback]
+        else:
+            self._on_finish.append(callback)
 
     def read_body(self, consumer: BodyConsumer) -> None:
         """Deliver the request body to ``consumer``, first what has been held so far."""
@@ -156,6 +168,7 @@ class Exchange:
             backend.close()
             return
         self.finished = True
+        self._finished_callbacks()
         self._conn.switch_protocols(self, backend, backend_bytes)
 
     # -- the innermost ResponseWriter -------------------------------------------------------
@@ -282,6 +295,7 @@ class Exchange:
 
     def _finish(self) -> None:
         self.finished = True
+        self._finished_callbacks()
         self._producer = None
         self._buffer = []
         if self._buffered:
@@ -290,3 +304,9 @@ class Exchange:
         if self.has_body:
             # A slow body consumer no longer holds the client: the rest is read and dropped.
             self._conn.resume_reading(BODY)
+
+    def _finished_callbacks(self) -> None:
+        callbacks, self._on_finish = self._on_finish, None
+        if callbacks is not None:
+            for callback in callbacks:
+                callback()

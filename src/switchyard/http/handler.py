@@ -25,6 +25,8 @@ Exchange offers a handler (see switchyard.http.exchange):
 * response backpressure: ``exchange.set_producer(producer)`` with a Producer
   (``pause_producing()``, ``resume_producing()``, ``stop_producing()``): the client connection
   tells the producer when its transport is full and when the client has gone.
+* ``exchange.on_finish(callback)``: called once when the exchange is over (response ended or
+  aborted, client gone, connection upgraded), e.g. to release an in-flight slot.
 * ``exchange.send_continue()`` (an interim ``100 Continue``), ``exchange.cork()/uncork()`` (batch
   writes into one send) and ``exchange.upgrade(...)`` (hand both sockets to a byte relay after a
   ``101``).
