@@ -371,12 +371,18 @@ def check(ctx: click.Context, configfile: str | None) -> None:
                    "[default: TLS when --sni or --alpn is given].")
 @click.option("--postgres", is_flag=True,
               help="The client sends a Postgres SSLRequest before its ClientHello.")
+@click.option("--host", default="", help="HTTP: the request's Host [default: the SNI].")
+@click.option("--path", default="/", show_default=True,
+              help="HTTP: the request path, with its query if any.")
+@click.option("--method", default="GET", show_default=True, help="HTTP: the request method.")
+@click.option("--header", "headers", multiple=True,
+              help='HTTP: a request header as "Name: value"; repeat for several.')
 @click.option("--offline", is_flag=True,
               help="Answer from the configuration alone; do not ask the running instance.")
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
 def explain(configfile: str, entrypoint: str, client_ip: str, sni: str | None,
-            alpn: tuple[str, ...], tls: bool | None, postgres: bool, offline: bool,
-            as_json: bool) -> None:
+            alpn: tuple[str, ...], tls: bool | None, postgres: bool, host: str, path: str,
+            method: str, headers: tuple[str, ...], offline: bool, as_json: bool) -> None:
     """Which router would take such a connection, why, and what would happen next.
 
     When the configuration enables the API, the running instance is asked, so
@@ -386,18 +392,30 @@ def explain(configfile: str, entrypoint: str, client_ip: str, sni: str | None,
 
     from switchyard.explain import ExplainError, Explanation, render_text
     from switchyard.explain import explain as explain_connection
+    from switchyard.explain_http import RequestQuestion
 
+    pairs = []
+    for header in headers:
+        name, colon, value = header.partition(":")
+        if not colon or not name.strip():
+            raise click.BadParameter(f'"{header}": write it as "Name: value"',
+                                     param_hint="--header")
+        pairs.append((name.strip(), value.strip()))
+    if not path.startswith("/"):
+        raise click.BadParameter(f'"{path}": a path starts with "/"', param_hint="--path")
+    question = RequestQuestion(host, path, method, tuple(pairs))
     static, runtime = _runtime_for(configfile)
     wants_tls = bool(sni or alpn or postgres) if tls is None else tls
     found: Explanation | None = None
     note = "offline: answered from the configuration alone" if offline else ""
     api = None if offline else _api_address(static)
     if api is not None:
-        found, note = _ask_instance(api, entrypoint, client_ip, wants_tls, sni, alpn, postgres)
+        found, note = _ask_instance(api, entrypoint, client_ip, wants_tls, sni, alpn, postgres,
+                                    question)
     if found is None:
         try:
             found = explain_connection(runtime, static, entrypoint, client_ip, tls=wants_tls,
-                                       sni=sni, alpn=alpn, postgres=postgres)
+                                       sni=sni, alpn=alpn, postgres=postgres, request=question)
         except ExplainError as exc:
             raise click.UsageError(str(exc)) from exc
     if note:
@@ -420,7 +438,7 @@ def _api_address(static: StaticConfig) -> str | None:
 
 
 def _ask_instance(api: str, entrypoint: str, client_ip: str, tls: bool, sni: str | None,
-                  alpn: tuple[str, ...], postgres: bool) -> tuple[Any, str]:
+                  alpn: tuple[str, ...], postgres: bool, question: Any) -> tuple[Any, str]:
     """The running instance's own explanation, or None and why it could not be had."""
     import json
     import urllib.error
@@ -432,7 +450,9 @@ def _ask_instance(api: str, entrypoint: str, client_ip: str, tls: bool, sni: str
     query = urllib.parse.urlencode(
         [("entryPoint", entrypoint), ("clientIP", client_ip), ("tls", str(tls).lower()),
          ("postgres", str(postgres).lower()), *(("sni", sni),) * bool(sni),
-         *(("alpn", a) for a in alpn)])
+         *(("alpn", a) for a in alpn), *(("host", question.host),) * bool(question.host),
+         ("path", question.path), ("method", question.method),
+         *(("header", f"{n}: {v}") for n, v in question.headers)])
     url = f"{api}/api/explain?{query}"
     try:
         with urllib.request.urlopen(url, timeout=3) as answer:  # our own API, on loopback

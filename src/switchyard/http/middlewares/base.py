@@ -40,6 +40,7 @@ class MiddlewareContext:
     ``name`` is the qualified middleware name (``auth@file``), ``router`` the qualified router
     it is built for ("" when only validated), ``service`` gives the handler of a qualified or
     provider-relative service name (for ``errors``; raises MiddlewareError when it cannot).
+    ``kind`` is the type key as configured (``ipWhiteList`` or ``ipAllowList`` for one module).
     """
 
     name: str
@@ -47,6 +48,7 @@ class MiddlewareContext:
     router: str = ""
     entry_points: tuple[str, ...] = ()
     service: Callable[[str], Handler] | None = None
+    kind: str = ""
 
     def qualify(self, reference: str) -> str:
         """``reference`` with this middleware's provider when it names none."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Mapping
 from typing import Any
@@ -61,5 +62,7 @@ def build_middleware(kind: str, options: Mapping[str, Any] | None,
     module = _module(kind)
     if module is None:
         raise MiddlewareError(f"the {kind} middleware is not implemented by Switchyard yet")
+    if context.kind != kind:
+        context = dataclasses.replace(context, kind=kind)
     wrap: Wrap = module.build(options or {}, context)
     return wrap
