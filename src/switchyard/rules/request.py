@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from switchyard.gourl import ALNUM, HEX, HEX_DIGITS, UNRESERVED, URLPath, join_path, unescape
+
 __all__ = [
     "Headers",
     "RequestMeta",
@@ -21,23 +23,14 @@ _UNSET = object()
 # Go's url.ParseQuery gives up (an empty result) at this many '&' (urlmaxqueryparams).
 MAX_QUERY_SEPARATORS = 10_000
 
-_HEX = b"0123456789ABCDEF"
-_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
-_ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-# net/url shouldEscape(c, encodePath) is false for these (and for letters and digits).
-_PATH_SAFE = _ALNUM | frozenset(b"-_.~$&+,/:;=@")
-# net/url validEncoded(s, encodePath) also lets these sub-delimiters stand unescaped.
-_PATH_VALID = _PATH_SAFE | frozenset(b"!'()*[]%")
-# RFC 3986 unreserved characters: Traefik's entry point decodes their %XX forms (normalizePath).
-_UNRESERVED = frozenset(b"-._~") | _ALNUM
 # Traefik's muxer keeps these %XX forms encoded in the routing path (reserved characters and
 # '%' itself); only the upper-case spelling, as the entry point has upper-cased them already.
 _KEPT_ENCODED = frozenset(
-    b"%" + bytes([_HEX[c >> 4], _HEX[c & 15]]) for c in b":/?#[]@!$&'()*+,;=%"
+    b"%" + bytes([HEX[c >> 4], HEX[c & 15]]) for c in b":/?#[]@!$&'()*+,;=%"
 )
 # Go's token characters (RFC 7230): a header name made of anything else is left as it is by
 # CanonicalHeaderKey, and Go's server refuses such a header, so no request carries it.
-_TOKEN = _ALNUM | frozenset(b"!#$%&'*+-.^_`|~")
+_TOKEN = ALNUM | frozenset(b"!#$%&'*+-.^_`|~")
 # unicode.IsSpace, which Go's strings.TrimSpace trims.
 _GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
 _GO_SPACE += "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -149,69 +142,6 @@ class Headers:
         return f"Headers({list(self._pairs)!r})"
 
 
-def _unescape(data: bytes, *, plus_is_space: bool) -> bytes:
-    """Go's url unescape for paths (``plus_is_space`` False) or query components."""
-    if b"%" not in data and not (plus_is_space and b"+" in data):
-        return data
-    out = bytearray()
-    index = 0
-    size = len(data)
-    while index < size:
-        byte = data[index]
-        if byte == 0x25:  # '%'
-            if (
-                index + 2 >= size
-                or data[index + 1] not in _HEX_DIGITS
-                or data[index + 2] not in _HEX_DIGITS
-            ):
-                raise ValueError(f"invalid URL escape {_to_text(data[index : index + 3])!r}")
-            out.append(int(data[index + 1 : index + 3], 16))
-            index += 3
-            continue
-        out.append(0x20 if plus_is_space and byte == 0x2B else byte)
-        index += 1
-    return bytes(out)
-
-
-def _escape_path(data: bytes) -> bytes:
-    """Go's url escape in path mode: upper-case %XX for every byte a path cannot carry."""
-    if all(byte in _PATH_SAFE for byte in data):
-        return data
-    out = bytearray()
-    for byte in data:
-        if byte in _PATH_SAFE:
-            out.append(byte)
-        else:
-            out += b"%" + bytes((_HEX[byte >> 4], _HEX[byte & 15]))
-    return bytes(out)
-
-
-@dataclass(slots=True)
-class _URLPath:
-    """The (Path, RawPath) pair of a Go url.URL, which decides its EscapedPath()."""
-
-    path: bytes
-    raw: bytes
-
-    @classmethod
-    def parse(cls, escaped: bytes) -> _URLPath:
-        # url.URL.setPath: RawPath is kept only when it differs from the default encoding.
-        path = _unescape(escaped, plus_is_space=False)
-        return cls(path, b"" if _escape_path(path) == escaped else escaped)
-
-    def escaped(self) -> bytes:
-        raw = self.raw
-        if raw and all(byte in _PATH_VALID for byte in raw):
-            try:
-                if _unescape(raw, plus_is_space=False) == self.path:
-                    return raw
-            except ValueError:
-                pass
-        if self.path == b"*":
-            return b"*"
-        return _escape_path(self.path)
-
-
 def _normalized_raw(raw: bytes) -> bytes:
     """Traefik's normalizePath on a RawPath: %XX upper-cased, unreserved ones decoded."""
     out = bytearray()
@@ -224,26 +154,12 @@ def _normalized_raw(raw: bytes) -> bytes:
             continue
         encoded = raw[index : index + 3].upper()
         value = int(encoded[1:], 16)
-        if value in _UNRESERVED:
+        if value in UNRESERVED:
             out.append(value)
         else:
             out += encoded
         index += 3
     return bytes(out)
-
-
-def _clean(path: bytes) -> bytes:
-    """Go's path.Clean for a rooted path: no empty, '.' or '..' segments, no trailing '/'."""
-    kept: list[bytes] = []
-    for segment in path.split(b"/"):
-        if segment in (b"", b"."):
-            continue
-        if segment == b"..":
-            if kept:
-                kept.pop()
-            continue
-        kept.append(segment)
-    return b"/" + b"/".join(kept)
 
 
 def entrypoint_path(target: str, *, sanitize: bool = True) -> str:
@@ -252,20 +168,13 @@ def entrypoint_path(target: str, *, sanitize: bool = True) -> str:
     with ``sanitize`` (entry point ``http.sanitizePath``, on by default), '.', '..' and empty
     segments removed. ValueError for a path Go refuses (a bad %XX escape): answer 400.
     """
-    url = _URLPath.parse(_to_bytes(target))
+    url = URLPath.parse(_to_bytes(target))
     if url.raw:
         url.raw = _normalized_raw(url.raw)
     if not sanitize:
         return _to_text(url.escaped())
     # url.URL.JoinPath() with no elements, as Traefik's sanitizePath calls it.
-    escaped = url.escaped()
-    if escaped.startswith(b"/"):
-        cleaned = _clean(escaped)
-    else:
-        cleaned = _clean(b"/" + escaped)[1:]
-    if escaped.endswith(b"/") and not cleaned.endswith(b"/"):
-        cleaned += b"/"
-    return _to_text(_URLPath.parse(cleaned).escaped())
+    return _to_text(join_path(url).escaped())
 
 
 def routing_path(path: str) -> str | None:
@@ -292,7 +201,7 @@ def routing_path(path: str) -> str | None:
         encoded = data[index : index + 3]
         if encoded in _KEPT_ENCODED:
             out += encoded
-        elif encoded[1] in _HEX_DIGITS and encoded[2] in _HEX_DIGITS:
+        elif encoded[1] in HEX_DIGITS and encoded[2] in HEX_DIGITS:
             out.append(int(encoded[1:], 16))
         else:
             return None
@@ -315,8 +224,8 @@ def parse_query(query: str) -> dict[str, tuple[str, ...]]:
             continue
         key, _, value = pair.partition("=")
         try:
-            key = _to_text(_unescape(_to_bytes(key), plus_is_space=True))
-            value = _to_text(_unescape(_to_bytes(value), plus_is_space=True))
+            key = _to_text(unescape(_to_bytes(key), plus_is_space=True))
+            value = _to_text(unescape(_to_bytes(value), plus_is_space=True))
         except ValueError:
             continue
         found.setdefault(key, []).append(value)
