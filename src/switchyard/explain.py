@@ -9,6 +9,7 @@ from typing import Any
 
 from switchyard.config.static import StaticConfig
 from switchyard.diagnostics import diagnose
+from switchyard.explain_http import HTTPExplanation, RequestQuestion, explain_request, render_http
 from switchyard.internal import internal_services
 from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
@@ -113,6 +114,8 @@ class Explanation:
     live: bool = False
     # Contradictions `check` reports that bear on this connection (its entry point or router).
     warnings: list[str] = field(default_factory=list)
+    # When the connection goes to the HTTP server: which HTTP router serves the request.
+    http: HTTPExplanation | None = None
 
     def as_json(self) -> dict[str, Any]:
         """camelCase keys, like the REST API."""
@@ -139,7 +142,8 @@ class Explanation:
             middlewares=[MiddlewareVerdict(**m) for m in data["middlewares"]],
             service=service(data["service"]), outcome=data["outcome"], action=data["action"],
             close_reason=data["closeReason"], server=data["server"], postgres=data["postgres"],
-            live=data["live"], warnings=list(data.get("warnings", [])))
+            live=data["live"], warnings=list(data.get("warnings", [])),
+            http=HTTPExplanation.from_json(data["http"]) if data.get("http") else None)
 
 
 def _camel_keys(value: Any) -> Any:
@@ -172,13 +176,14 @@ def normalise_client_ip(text: str) -> str:
 def explain(runtime: Runtime, static: StaticConfig, entrypoint: str, client_ip: str,
             *, tls: bool, sni: str | None = None, alpn: Sequence[str] = (),
             postgres: bool = False, challenges: Sequence[ChallengeResponder] = (),
-            live: bool = False) -> Explanation:
+            live: bool = False, request: RequestQuestion | None = None) -> Explanation:
     """Route a described connection through `runtime` with the data plane's own decision.
 
     `postgres`: the client sends a Postgres SSLRequest before its ClientHello.
     `live`: `runtime` is the one a running instance routes with, so live state
     (server health, open connections) is known; offline, what depends on it is
-    marked as such. The server pick only looks: no balancer moves on.
+    marked as such. The server pick only looks: no balancer moves on. `request`
+    describes the HTTP request, for a connection the HTTP server takes.
     """
     internal = internal_services(static)
     if entrypoint in internal:
@@ -215,6 +220,11 @@ def explain(runtime: Runtime, static: StaticConfig, entrypoint: str, client_ip: 
                 if s.status == "disabled" and entrypoint in (
                     s.config.entry_points or static.default_entry_points())]
     verdicts = _middleware_verdicts(decision, client_ip, live) if route is not None else []
+    http = None
+    if decision.action is Action.HTTP:
+        http = explain_request(runtime, entrypoint, request or RequestQuestion(), tls=tls,
+                               client_ip=client_ip, sni=sni,
+                               default_entrypoints=static.default_entry_points())
     return Explanation(
         entry_point=entrypoint, client_ip=client_ip, tls=tls, sni=sni, alpn=tuple(alpn),
         routed_at_accept=routed_at_accept, candidates=candidates, other_kind_routers=other,
@@ -225,7 +235,8 @@ def explain(runtime: Runtime, static: StaticConfig, entrypoint: str, client_ip: 
         action=decision.action.value, close_reason=_close_reason(decision),
         server=decision.server.address if decision.server is not None else None,
         postgres=postgres, live=live,
-        warnings=_warnings(runtime, static, entrypoint, route.name if route else None))
+        warnings=_warnings(runtime, static, entrypoint, route.name if route else None),
+        http=http)
 
 
 def _warnings(runtime: Runtime, static: StaticConfig, entrypoint: str,
@@ -377,6 +388,8 @@ def render_text(found: Explanation) -> str:
         lines.append("Warnings (as check reports them):")
         lines += [f"  {warning}" for warning in found.warnings]
     lines.append(f"Result: {found.outcome}")
+    if found.http is not None:
+        lines += ["", *render_http(found.http)]
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from switchyard.http.balancer import BalancedServer, LoadBalancer
 from switchyard.http.failover import FailoverService
 from switchyard.http.handler import Handler
 from switchyard.http.healthcheck import HTTPHealthCheck
+from switchyard.http.message import RequestHead
 from switchyard.http.middlewares.base import MiddlewareContext, MiddlewareError, Wrap
 from switchyard.http.middlewares.registry import build_middleware
 from switchyard.http.mirroring import Mirror, MirroringService
@@ -74,6 +75,18 @@ class EntryRouter:
         # Decoding every header field for the rules costs per request: only when one reads them.
         self._headers = any(_reads_headers(route.rule.tree) for route in (*plain, *https))
 
+    def routes_for(self, tls: bool) -> HTTPRouteList[Handler]:
+        return self.https if tls else self.plain
+
+    def meta(self, request: RequestHead, *, tls: bool, client_ip: str) -> RequestMeta:
+        """What the rules see of ``request``; ValueError for a path Traefik answers 400 to."""
+        return RequestMeta(
+            host=request.host, path=entrypoint_path(request.path),
+            method=request.method.decode("latin-1"),
+            headers=Headers((name.decode("latin-1"), value.decode("latin-1"))
+                            for name, value in request.headers) if self._headers else _NO_HEADERS,
+            query=request.query, client_ip=client_ip, tls=tls)
+
     def handle(self, exchange: Exchange) -> None:
         request, info = exchange.request, exchange.info
         routes = self.https if info.tls else self.plain
@@ -81,15 +94,10 @@ class EntryRouter:
             NOT_FOUND.handle(exchange)
             return
         try:
-            path = entrypoint_path(request.path)
+            meta = self.meta(request, tls=info.tls, client_ip=info.client_ip)
         except ValueError:
             exchange.respond(400, None, b"")
             return
-        meta = RequestMeta(
-            host=request.host, path=path, method=request.method.decode("latin-1"),
-            headers=Headers((name.decode("latin-1"), value.decode("latin-1"))
-                            for name, value in request.headers) if self._headers else _NO_HEADERS,
-            query=request.query, client_ip=info.client_ip, tls=info.tls)
         route = routes.match(meta)
         if route is None:
             NOT_FOUND.handle(exchange)
