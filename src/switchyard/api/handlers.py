@@ -483,6 +483,7 @@ class APIHandlers:
     async def explain(self, request: web.Request) -> web.Response:
         """`switchyard explain` against the runtime this instance routes with right now."""
         from switchyard.explain import ExplainError, explain
+        from switchyard.explain_http import RequestQuestion
 
         query = request.query
         flag = {"true": True, "1": True, "false": False, "0": False, "": False}
@@ -491,11 +492,20 @@ class APIHandlers:
             if tls_text not in flag or pg_text not in flag:
                 raise ExplainError("tls and postgres take true or false")
             entrypoint = query.get("entryPoint", "")
+            pairs = []
+            for header in query.getall("header", []):
+                name, colon, value = header.partition(":")
+                if not colon or not name.strip():
+                    raise ExplainError(f'header "{header}": write it as "Name: value"')
+                pairs.append((name.strip(), value.strip()))
+            question = RequestQuestion(query.get("host", ""), query.get("path") or "/",
+                                       query.get("method") or "GET", tuple(pairs))
             found = explain(self.app.runtime, self.app.static, entrypoint,
                             query.get("clientIP", ""), tls=flag[tls_text],
                             sni=query.get("sni") or None, alpn=query.getall("alpn", []),
                             postgres=flag[pg_text],
-                            challenges=self.app.challenges(entrypoint), live=True)
+                            challenges=self.app.challenges(entrypoint), live=True,
+                            request=question)
         except ExplainError as exc:
             return web.json_response({"message": str(exc)}, status=400)
         return web.json_response(found.as_json())
