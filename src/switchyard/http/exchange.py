@@ -51,8 +51,8 @@ class Exchange:
         "_discarded", "_no_body", "_on_finish", "_producer", "_started", "body_chunked",
         "close_after", "closed_by",
         "expect_continue", "finished", "has_body", "info", "keep_alive", "request",
-        "request_bytes", "response_bytes", "router", "server", "service", "started_at", "status",
-        "writer",
+        "request_bytes", "request_unsent", "response_bytes", "router", "server", "service",
+        "started_at", "status", "writer",
     )
 
     def __init__(self, conn: ClientConnection, request: RequestHead, info: ConnectionInfo, *,
@@ -87,6 +87,9 @@ class Exchange:
         self._producer: Producer | None = None
         self._continue_sent = False
         self._on_finish: list[Callable[[], None]] | None = None
+        # Set by the reverse proxy when it answers an error because no server got the request
+        # (the dial failed): nothing was sent, so the retry middleware may send it again.
+        self.request_unsent = False
 
     # -- for handlers ------------------------------------------------------------------------
 
@@ -134,6 +137,17 @@ class Exchange:
             self._conn.resume_reading(BUFFER)
         if self._body_done and self.has_body:
             consumer.body_end()
+
+    def unread_body(self, chunks: list[bytes]) -> None:
+        """Put body ``chunks`` back: the next read_body() delivers them first (a replayed body).
+
+        The body's consumer is forgotten; what arrives meanwhile is held behind ``chunks``.
+        """
+        self._consumer = None
+        self._buffer = [*chunks, *self._buffer]
+        self._buffered = sum(map(len, self._buffer))
+        if self._buffered > BODY_HIGH_WATER:
+            self._conn.pause_reading(BUFFER)
 
     def pause_body(self) -> None:
         self._conn.pause_reading(BODY)

@@ -22,6 +22,9 @@ Exchange offers a handler (see switchyard.http.exchange):
   ``exchange.read_body(consumer)`` with a BodyConsumer (``body_data(chunk)``, ``body_end()``,
   ``body_aborted()``), and ``pause_body()`` / ``resume_body()`` for backpressure. Bytes that
   arrive before anyone reads are held (bounded: the client is paused above a high-water mark).
+  ``exchange.unread_body(chunks)`` puts read chunks back, so that a retry can send them again.
+* ``exchange.request_unsent``: set by the reverse proxy when the error it answers means no
+  server got the request (the dial failed), so the request may be tried again.
 * response backpressure: ``exchange.set_producer(producer)`` with a Producer
   (``pause_producing()``, ``resume_producing()``, ``stop_producing()``): the client connection
   tells the producer when its transport is full and when the client has gone.

@@ -92,6 +92,7 @@ class ReverseProxy:
                 return
             if conn is None:
                 assert failure is not None
+                exchange.request_unsent = True  # the retry middleware may send it again
                 self.upstream_failed(exchange, failure, retry=False)
             else:
                 self._send(conn, exchange)
