@@ -1,8 +1,9 @@
-"""Command line: run, check, explain, demo, whoami, version."""
+"""Command line: run, check, explain, healthcheck, demo, whoami, version."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,8 +19,13 @@ from switchyard.config.loader import (
     config_sections,
     key_locations,
     load_dynamic,
-    load_static,
     static_from_dict,
+)
+from switchyard.config.sources import (
+    StaticSource,
+    discover_static_file,
+    env_settings,
+    read_static,
 )
 from switchyard.config.static import FileProvider, Providers, StaticConfig
 from switchyard.observability.logsetup import configure_logging
@@ -31,53 +37,28 @@ FLAG_HELP = """Traefik-style flags override the static file, e.g.
 --entryPoints.tcp.address=:9000 --providers.file.filename=dynamic.yml --log.level=INFO"""
 
 
-def parse_dotted_flags(args: list[str]) -> dict[str, Any]:
-    """`--a.b.c=v` / `--a.b.c v` / `--a.b.c` (true) into a nested dict, as Traefik's CLI does."""
-    tree: dict[str, Any] = {}
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        if not arg.startswith("--") or len(arg) <= 2:
-            raise click.UsageError(f"unexpected argument {arg!r}: flags look like --entryPoints.web.address=:80")
-        key, sep, value = arg[2:].partition("=")
-        if not sep:
-            if index + 1 < len(args) and not args[index + 1].startswith("--"):
-                value = args[index + 1]
-                index += 1
-            else:
-                value = "true"
-        node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise click.UsageError(f"flag --{key} conflicts with another flag")
-            node = child
-        node[parts[-1]] = {"true": True, "false": False}.get(value.lower(), value)
-        index += 1
-    return tree
+def read_static_config(configfile: str | None, flags: list[str]
+                       ) -> tuple[StaticConfig, list[ConfigIssue], StaticSource]:
+    """The static config from the one source Traefik reads, and what is wrong in it.
 
-
-def read_static_config(configfile: str | None,
-                       flags: list[str]) -> tuple[StaticConfig, list[ConfigIssue]]:
-    """The static config from a file and/or flags, and what is wrong in them.
-
-    Raises ClickException with the reason when the configuration is unusable.
+    A file (-c, else traefik.yml|yaml|toml found where Traefik looks), else flags, else
+    TRAEFIK_* / SWITCHYARD_* variables. Raises ClickException when it is unusable.
     """
     try:
-        overrides = parse_dotted_flags(flags)
-        if configfile:
-            return load_static(configfile, overrides)
-        return static_from_dict(overrides, "flags")
+        return read_static(configfile, flags)
     except ConfigLoadError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
 def load_static_config(configfile: str | None, flags: list[str]) -> StaticConfig:
-    """The static config from a file and/or flags; exits with a message when it is unusable."""
-    static, issues = read_static_config(configfile, flags)
+    """The static config from its one source; exits with a message when it is unusable."""
+    static, issues, source = read_static_config(configfile, flags)
+    if source.kind == "file" and not configfile:
+        click.echo(f"note: static configuration read from {source.path} (no -c given)",
+                   err=True)
     for issue in issues:
-        click.echo(f"{issue.severity}: {issue.source}: {issue.path}: {issue.message}", err=True)
+        at = f"{issue.path}: " if issue.path else ""
+        click.echo(f"{issue.severity}: {issue.source}: {at}{issue.message}", err=True)
     return static
 
 
@@ -101,7 +82,8 @@ def run(ctx: click.Context, configfile: str | None, workers: int) -> None:
     static = load_static_config(configfile, list(ctx.args))
     if not static.entry_points:
         raise click.ClickException("no entry point configured: add entryPoints.<name>.address "
-                                   "to the static config or --entryPoints.<name>.address=:PORT")
+                                   "to the static config, --entryPoints.<name>.address=:PORT "
+                                   "or TRAEFIK_ENTRYPOINTS_<NAME>_ADDRESS=:PORT")
     log_cfg = static.log
     try:
         configure_logging(log_cfg.level, log_cfg.format, log_cfg.file_path)
@@ -260,7 +242,8 @@ def _check_problems(static: StaticConfig, runtime: Runtime, locate: _Locator,
     """Every problem `check` reports, each at the file and line it comes from."""
     from switchyard.diagnostics import diagnose
 
-    problems = [_Problem(i.source, i.line, i.severity, f"{i.path}: {i.message}")
+    problems = [_Problem(i.source, i.line, i.severity,
+                         f"{i.path}: {i.message}" if i.path else i.message)
                 for i in static_issues]
     for record in logged:
         severity = "error" if record.levelno >= logging.ERROR else "warning"
@@ -315,10 +298,11 @@ def check(ctx: click.Context, configfile: str | None) -> None:
     flags = list(ctx.args)
     # A leading argument that is not a flag is a dynamic file; later ones are flag values.
     dynamic = flags.pop(0) if flags and not flags[0].startswith("-") else None
-    if not (configfile or flags or dynamic):
+    if not (configfile or flags or dynamic) and not (
+            discover_static_file(os.environ) or env_settings(os.environ)):
         raise click.UsageError("give the static configuration (-c traefik.yml and/or flags "
-                               "such as --entryPoints.tcp.address=:9000), or a dynamic file: "
-                               "switchyard check dynamic.yml")
+                               "such as --entryPoints.tcp.address=:9000, or TRAEFIK_* "
+                               "variables), or a dynamic file: switchyard check dynamic.yml")
     if dynamic and not (configfile or flags):
         try:
             static_keys, _ = config_sections(dynamic)
@@ -334,12 +318,12 @@ def check(ctx: click.Context, configfile: str | None) -> None:
         static, runtime = _standalone(dynamic)
         locate = _Locator("(no static config)", FileProvider(filename=dynamic))
     else:
-        static, static_issues = read_static_config(configfile, flags)
+        static, static_issues, source = read_static_config(configfile, flags)
         if dynamic is not None:
             static = static.model_copy(update={"providers": Providers(
                 file=FileProvider(filename=dynamic, watch=False))})
         runtime, logged = _load_runtime(static)
-        locate = _Locator(configfile or "flags", static.providers.file)
+        locate = _Locator(source.path or source.kind, static.providers.file)
     problems = _check_problems(static, runtime, locate, static_issues, logged)
     for problem in sorted(problems, key=lambda p: (p.source, p.line or 0, p.text)):
         click.echo(str(problem))
@@ -356,6 +340,29 @@ def check(ctx: click.Context, configfile: str | None) -> None:
     click.echo(f"{len(runtime.routers)} routers, {len(runtime.services)} services, "
                f"{len(runtime.middlewares)} middlewares: {verdict}")
     sys.exit(1 if broken else 0)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+              epilog=FLAG_HELP)
+@click.option("-c", "--configfile", "--configFile", type=click.Path(dir_okay=False),
+              help="Static configuration (traefik.yml / traefik.toml).")
+@click.pass_context
+def healthcheck(ctx: click.Context, configfile: str | None) -> None:
+    """Ask the running instance's /ping (ping must be on); exit 0 when it answers 200, else 1.
+
+    The static configuration is read as `run` reads it, so a container's HEALTHCHECK can
+    run `switchyard healthcheck` with the same file, flags or TRAEFIK_* variables.
+    """
+    from switchyard.healthcheck import check_health
+
+    try:
+        static, _, _ = read_static_config(configfile, list(ctx.args))
+    except click.ClickException as exc:
+        click.echo(f"Error calling healthcheck: {exc.message}")
+        sys.exit(1)
+    healthy, line = check_health(static)
+    click.echo(line)
+    sys.exit(0 if healthy else 1)
 
 
 @main.command()
