@@ -11,6 +11,7 @@ import re2  # type: ignore[import-untyped]
 
 from switchyard.ipcheck import IPChecker
 from switchyard.rules.errors import RuleError
+from switchyard.rules.goregexp import OPTIONS, GoRegexp
 from switchyard.rules.gorilla import template_regexp
 from switchyard.rules.parser import MatcherCall
 
@@ -37,12 +38,7 @@ ACME_TLS_ALPN = "acme-tls/1"
 
 _HOST_V3 = re.compile(r"(?:\*\.)?[A-Za-z0-9_.\-:]+")
 _HOST_V2 = re.compile(r"[A-Za-z0-9_.\-:]+")
-# Go's regexp refuses \C (match any byte) where C++ RE2 takes it: an odd run of backslashes.
-_BACKSLASH_C = re.compile(r"(?<!\\)(?:\\\\)*\\C")
 
-_RE2_OPTIONS = re2.Options()
-# RE2 otherwise writes every pattern error to stderr through absl logging.
-_RE2_OPTIONS.log_errors = False
 
 
 class _Invalid(Exception):
@@ -237,23 +233,14 @@ def compile_go_regexp(pattern: str) -> Search:
     ValueError says why the pattern is refused. Bytes in, bytes matched: SNIs and request
     fields may carry surrogate escapes that UTF-8 cannot encode.
     """
-    if _BACKSLASH_C.search(pattern):
-        raise ValueError("\\C is not supported")
-    try:
-        regexp = re2.compile(pattern.encode("utf-8", "surrogateescape"), _RE2_OPTIONS)
-    except re2.error as exc:
-        reason = exc.args[0] if exc.args else exc
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
-        raise ValueError(str(reason)) from None
-    search: Search = regexp.search
+    search: Search = GoRegexp(pattern).search
     return search
 
 
 def regexp_set(patterns: Sequence[str]) -> Any:
     """An RE2 set searching (unanchored) for all ``patterns`` at once, with the options and
     encoding single HostSNIRegexp matchers use; ``.Match(sni_bytes)`` lists the hits."""
-    found = re2.Set.SearchSet(_RE2_OPTIONS)
+    found = re2.Set.SearchSet(OPTIONS)
     for pattern in patterns:
         found.Add(pattern.encode("utf-8", "surrogateescape"))
     found.Compile()

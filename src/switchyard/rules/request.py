@@ -13,6 +13,7 @@ __all__ = [
     "canonical_header_key",
     "canonical_host",
     "entrypoint_path",
+    "go_trim_space",
     "is_header_token",
     "parse_query",
     "routing_path",
@@ -51,6 +52,11 @@ def go_lower(text: str) -> str:
     if text.isascii():
         return text.lower()
     return "".join(c if len(low := c.lower()) != 1 else low for c in text.translate(_GO_LOWER))
+
+
+def go_trim_space(text: str) -> str:
+    """Go's strings.TrimSpace (white space as unicode.IsSpace has it)."""
+    return text.strip(_GO_SPACE)
 
 
 def split_host_port(hostport: str) -> tuple[str, str]:
