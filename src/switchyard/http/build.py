@@ -103,6 +103,10 @@ class EntryRouter:
             NOT_FOUND.handle(exchange)
             return
         exchange.router = route.name
+        # Traefik's entry point hands the cleaned, normalized path on (sanitizePath and
+        # normalizePath rewrite the request), so middlewares and the backend see that one.
+        if meta.path != request.path and request.raw_path.isascii():
+            request.set_path(meta.path.encode("ascii"))
         route.handler.handle(exchange)
 
 
