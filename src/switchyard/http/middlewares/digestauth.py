@@ -17,8 +17,8 @@ import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_to_bytes
 
+from switchyard.gourl import parse_url, unescape
 from switchyard.http.handler import Handler
 from switchyard.http.middlewares.base import MiddlewareContext, MiddlewareError, Wrap, parse_options
 from switchyard.http.middlewares.basicauth import (
@@ -39,7 +39,6 @@ __all__ = ["DigestAuth", "MalformedParams", "build", "digest_params", "url_path"
 CLIENT_CACHE_SIZE = 1000
 CLIENT_CACHE_TOLERANCE = 100
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 class MalformedParams(ValueError):
@@ -98,28 +97,11 @@ def digest_params(authorization: str) -> dict[str, str] | None:
 
 def url_path(reference: str) -> bytes | None:
     """The decoded path of a URI reference as Go's url.Parse gives it; None where it fails."""
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in reference):
+    try:
+        url = parse_url(reference.encode("utf-8", "surrogateescape"))
+    except ValueError:
         return None
-    rest = reference.partition("#")[0]
-    scheme = _SCHEME.match(rest)
-    if scheme is None and rest.startswith(":"):
-        return None  # missing protocol scheme
-    if scheme is not None:
-        rest = rest[scheme.end():]
-    rest = rest.partition("?")[0]
-    if scheme is not None and not rest.startswith("/"):
-        return b""  # an opaque URI has no path
-    if scheme is None and ":" in rest.partition("/")[0]:
-        return None  # first path segment in URL cannot contain colon
-    if rest.startswith("//") and (scheme is not None or not rest.startswith("///")):
-        authority, slash, path = rest[2:].partition("/")
-        port = authority.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
-        if port and not port.isdigit():
-            return None
-        rest = slash + path
-    if re.search(r"%(?![0-9a-fA-F]{2})", rest):
-        return None
-    return unquote_to_bytes(rest.encode("utf-8", "surrogateescape"))
+    return b"" if url.path is None else url.path.path
 
 
 def _md5_hex(*parts: str) -> str:
@@ -171,7 +153,10 @@ class DigestAuth:
         if request.target.decode("latin-1") != uri:
             # Traefik accepts a uri whose path is a prefix of the request's path.
             claimed = url_path(uri)
-            path = unquote_to_bytes(request.raw_path)
+            try:
+                path = unescape(request.raw_path)
+            except ValueError:
+                return None
             if claimed is None or not path.startswith(claimed):
                 return None
         username = params.get("username", "")
