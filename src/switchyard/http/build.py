@@ -206,7 +206,8 @@ class _Builder:
                 raise HandlerBuildError(f'middleware "{reference}" does not exist')
             if spec.name not in status.used_by:
                 status.used_by.append(spec.name)
-            if reference in stack:
+            # stack[0] is the router, named only in the message: a middleware may share its name.
+            if reference in stack[1:]:
                 raise HandlerBuildError(
                     f"could not instantiate middleware {reference}: recursion detected in "
                     f"{'->'.join((*stack, reference))}")
