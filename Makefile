@@ -10,7 +10,8 @@ install:
 # what is missing is installed, so a machine that has everything skips apt.
 TEST_TOOLS = openssl:openssl curl:curl nc:netcat-openbsd redis-server:redis-server \
 	etcd:etcd-server etcdctl:etcd-client chromium:chromium haproxy:haproxy \
-	pebble:pebble psql:postgresql-client pg_ctlcluster:postgresql
+	pebble:pebble psql:postgresql-client pg_ctlcluster:postgresql \
+	dockerd:docker.io busybox:busybox-static
 
 deps:
 	@missing=""; for pair in $(TEST_TOOLS); do \
