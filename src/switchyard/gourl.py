@@ -302,4 +302,7 @@ def _host(host: bytes) -> bytes:
         colon_port = host[colon:]
         if not _valid_port(colon_port):
             raise ValueError(f"invalid port {_quote(colon_port)} after host")
+        if b":" in host[:colon]:
+            # Recent Go refuses an IPv6 address outside brackets ("::1:8080").
+            raise ValueError(f"invalid host {_quote(host)}: IPv6 addresses need brackets")
     return unescape(host, host=True)
