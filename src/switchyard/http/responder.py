@@ -44,5 +44,8 @@ def http_error(exchange: Exchange, status: int, text: str) -> None:
 
 
 def status_text_error(exchange: Exchange, status: int) -> None:
-    """Answer as Traefik's proxy error handler does: the status text as the body, e.g. 502."""
-    exchange.respond(status, Headers([_TEXT_PLAIN]), reason(status).encode("latin-1"))
+    """Answer as Traefik's proxy error handler does: the status text as the body, e.g. 502.
+
+    Traefik sends it with a Content-Length and no Content-Type.
+    """
+    exchange.respond(status, None, reason(status).encode("latin-1"))
