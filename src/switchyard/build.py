@@ -46,7 +46,8 @@ from switchyard.services import (
     Service,
     WeightedService,
 )
-from switchyard.services.loadbalancer import HealthCheckSettings
+from switchyard.services.loadbalancer import HealthCheckSettings, PassiveSettings
+from switchyard.services.strategies import strategy_name
 from switchyard.status import ElementStatus
 from switchyard.tls.acme_http import ACMEChallengeHandler, HTTPChallengeResolver
 from switchyard.tls.backend import build_backend_context
@@ -192,7 +193,8 @@ class _Builder:
                 # also surface it as a warning so the API and `check` show it.
                 status.add_error(f"servers[{index}] skipped: {exc}", critical=False)
                 continue
-            servers.append(Server(entry.address, host, port, tls=entry.tls))
+            servers.append(Server(entry.address, host, port, tls=entry.tls,
+                                  weight=1 if entry.weight is None else entry.weight))
         if any(server.tls for server in servers):
             problem = _backend_tls_problem(transport.tls, servers[0].host)
             self.tls_dialed_transports.add(transport.name)
@@ -209,14 +211,22 @@ class _Builder:
                     unhealthy_interval=hc.unhealthy_interval, timeout=hc.timeout)
             except ValueError as exc:
                 raise BuildError(str(exc)) from exc
+        passive = None
+        if lb.passive_health_check is not None:
+            passive = PassiveSettings(lb.passive_health_check.failure_window,
+                                      lb.passive_health_check.max_failed_attempts)
+        attempts = lb.retry.attempts if lb.retry is not None else 1
+        strategy = strategy_name(lb.strategy)
         if isinstance(previous, LoadBalancer) and previous.transport == transport \
-                and previous.health_check == health and [
-            (s.address, s.tls) for s in previous.servers
-        ] == [(s.address, s.tls) for s in servers]:
-            # Same servers, same transport: keep the objects so health state and
-            # counters survive the reload.
+                and previous.health_check == health and previous.strategy == strategy \
+                and previous.retry_attempts == attempts and previous.passive == passive and [
+            (s.address, s.tls, s.weight) for s in previous.servers
+        ] == [(s.address, s.tls, s.weight) for s in servers]:
+            # Same servers, same transport: keep the objects so health state,
+            # open-connection counts and rotations survive the reload.
             return previous
-        return LoadBalancer(qualified, servers, transport, health)
+        return LoadBalancer(qualified, servers, transport, health, strategy=strategy,
+                            retry_attempts=attempts, passive=passive)
 
     def _transport(self, reference: str, provider: str, lb: Any) -> ServersTransport:
         if not reference:
@@ -562,7 +572,7 @@ class _Builder:
             http1 = options.model_copy(update={
                 "alpn_protocols": [p for p in options.alpn_protocols if p != "h2"]})
             try:
-                found = build_server_context(http1, self._store)
+                found = build_server_context(self.tls_options[name], self._store)
             except (TLSOptionsError, ValueError, ssl.SSLError) as exc:
                 found = f"tls.options.{name}: {exc}"
             self._https_contexts[name] = found

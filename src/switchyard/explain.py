@@ -65,6 +65,7 @@ class MiddlewareVerdict:
 class ServerInfo:
     address: str
     tls: bool
+    weight: int = 1
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class ServiceInfo:
     health_check: bool = False
     transport: str = ""
     children: list[WeightedChild] = field(default_factory=list)
+    strategy: str = "wrr"
+    retry_attempts: int = 1  # servers a connection may dial in all when dials are refused
+    passive_health_check: str = ""  # "3 failures within 10s", or "" when off
 
 
 @dataclass(frozen=True)
@@ -129,10 +133,13 @@ class Explanation:
             if raw is None:
                 return None
             return ServiceInfo(raw["name"], raw["type"],
-                               [ServerInfo(s["address"], s["tls"]) for s in raw["servers"]],
+                               [ServerInfo(s["address"], s["tls"], s.get("weight", 1))
+                                for s in raw["servers"]],
                                raw["healthCheck"], raw["transport"],
                                [WeightedChild(service(c["service"]), c["weight"])  # type: ignore[arg-type]
-                                for c in raw["children"]])
+                                for c in raw["children"]],
+                               raw.get("strategy", "wrr"), raw.get("retryAttempts", 1),
+                               raw.get("passiveHealthCheck", ""))
         return cls(
             entry_point=data["entryPoint"], client_ip=data["clientIP"], tls=data["tls"],
             sni=data["sni"], alpn=tuple(data["alpn"]), routed_at_accept=data["routedAtAccept"],
@@ -321,10 +328,16 @@ def _middleware_verdicts(decision: Decision, client_ip: str,
 
 def describe_service(service: Service | Child) -> ServiceInfo:
     if isinstance(service, LoadBalancer):
+        passive = service.passive
         return ServiceInfo(service.name, "loadBalancer",
-                           servers=[ServerInfo(s.address, s.tls) for s in service.servers],
+                           servers=[ServerInfo(s.address, s.tls, s.weight)
+                                    for s in service.servers],
                            health_check=service.health_check is not None,
-                           transport=service.transport.name)
+                           transport=service.transport.name, strategy=service.strategy,
+                           retry_attempts=service.retry_attempts,
+                           passive_health_check="" if passive is None else (
+                               f"{passive.max_failed_attempts} failed connections within "
+                               f"{passive.failure_window:g}s take a server out"))
     assert isinstance(service, WeightedService)
     return ServiceInfo(service.name, "weighted", health_check=service.health_checked,
                        children=[WeightedChild(describe_service(child), weight)
@@ -380,8 +393,7 @@ def render_text(found: Explanation) -> str:
             lines += _service_lines(found.service, "  ")
     lines.append("")
     if found.server is not None:
-        lines.append(f"Server picked: {found.server}" + (
-            "" if found.live else " (the first in rotation; a running instance may be further on)"))
+        lines.append(f"Server picked: {found.server}{_server_note(found)}")
     if found.close_reason is not None:
         lines.append(f"The access log would say: reason={found.close_reason}")
     if found.warnings:
@@ -391,6 +403,32 @@ def render_text(found: Explanation) -> str:
     if found.http is not None:
         lines += ["", *render_http(found.http)]
     return "\n".join(lines)
+
+
+_STRATEGY_TEXT = {
+    "wrr": "round robin",
+    "leastConn": "leastConn: fewest open connections, ties by round robin",
+    "p2c": "p2c: the less busy of two servers drawn at random",
+    "hrw": "hrw: the server hashing highest with the client IP",
+}
+
+
+def _server_note(found: Explanation) -> str:
+    """What the shown pick depends on, per strategy (offline nothing is open or rotated)."""
+    strategies = _strategies(found.service) if found.service is not None else set()
+    if found.live:
+        return ""
+    if strategies == {"hrw"}:
+        return f" (the same for every connection from {found.client_ip} while the servers stay UP)"
+    if "p2c" in strategies or "leastConn" in strategies:
+        return " (with no connection open yet; a running instance counts its open ones)"
+    return " (the first in rotation; a running instance may be further on)"
+
+
+def _strategies(service: ServiceInfo) -> set[str]:
+    if service.type == "loadBalancer":
+        return {service.strategy}
+    return set().union(*(_strategies(child.service) for child in service.children))
 
 
 def _connection_line(found: Explanation) -> str:
@@ -410,9 +448,14 @@ def _service_lines(service: ServiceInfo, indent: str) -> list[str]:
         extras = [f"transport {service.transport}"] if service.transport else []
         if service.health_check:
             extras.append("health-checked")
-        lines = [f"{indent}{service.name} (loadBalancer, round robin"
+        if service.retry_attempts > 1:
+            extras.append(f"up to {service.retry_attempts} servers dialled when refused")
+        if service.passive_health_check:
+            extras.append(f"passive health: {service.passive_health_check}")
+        lines = [f"{indent}{service.name} (loadBalancer, {_STRATEGY_TEXT[service.strategy]}"
                  + "".join(f", {e}" for e in extras) + ")"]
         lines += [f"{indent}  server {s.address}" + (" (TLS to backend)" if s.tls else "")
+                  + (f" weight {s.weight}" if s.weight != 1 else "")
                   for s in service.servers]
         if not service.servers:
             lines.append(f"{indent}  (no server: every connection would be closed)")

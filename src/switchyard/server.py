@@ -269,6 +269,10 @@ class Switchyard:
             self.http_metrics.retain(runtime.tables, runtime.http.routers, runtime.http.services)
         for balancer in previous.http.balancers:
             balancer.close()  # idle backend connections of the old generation
+        kept = {id(service) for service in runtime.service_objects.values()}
+        for service in previous.service_objects.values():
+            if isinstance(service, LoadBalancer) and id(service) not in kept:
+                service.close()  # passive-health returns of a replaced TCP service
         log.info("configuration applied: %s", change)
 
     def reload(self) -> None:

@@ -126,13 +126,17 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.booleans()):
             router["priority"] = draw(st.integers(-2, 40))
         routers[f"r{index}"] = router
+    # The strategies and weights of the balancer: explain's peek must pick what pick picks.
+    strategy = draw(st.sampled_from(["", "wrr", "p2c", "hrw", "leastConn"]))
+    weights = draw(st.lists(st.sampled_from([None, 0, 1, 3]), min_size=3, max_size=3))
+    up = [{"address": f"127.0.0.1:{9 + i}", **({} if w is None else {"weight": w})}
+          for i, w in enumerate(weights)]
     return {"tcp": {
         "routers": routers,
         "middlewares": {"office": {"ipAllowList": {"sourceRange": ["10.0.0.0/8"]}},
                         "none-allowed": {"inFlightConn": {"amount": 0}},
                         "two": {"inFlightConn": {"amount": 2}}},
-        "services": {"up": {"loadBalancer": {"servers": [{"address": "127.0.0.1:9"},
-                                                         {"address": "127.0.0.1:10"}]}},
+        "services": {"up": {"loadBalancer": {"servers": up, "strategy": strategy}},
                      "empty": {"loadBalancer": {"servers": []}},
                      "split": {"weighted": {"services": [{"name": "up", "weight": 0},
                                                          {"name": "empty", "weight": 1}]}}},
@@ -291,3 +295,37 @@ def test_after_a_postgres_ssl_request_only_tcp_tls_routers_are_consulted() -> No
     table = with_https(tcp_table({}), https_route("web@file", "HostSNI(`pg.example.com`)"))
     found = decide(table, tls("pg.example.com"), postgres=True)
     assert (found.action, found.reason) == (Action.REFUSE, CloseReason.NO_ROUTE)
+
+
+# -- balancing strategies: a live explain names the server the next connection gets --------
+
+
+def data_plane_keeping(runtime: Runtime, client_ip: str, keep: bool) -> ClientConnection:
+    """As `data_plane`, but with `keep` the connection stays open on its server afterwards."""
+    async def run() -> ClientConnection:
+        conn = ClientConnection(Host(runtime.tables["ep"]))
+        conn.connection_made(RecordingTransport((client_ip, 50000)))  # type: ignore[arg-type]
+        if not keep:
+            conn.close(CloseReason.SHUTDOWN)
+        return conn
+    return asyncio.run(run())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(strategy=st.sampled_from(["wrr", "p2c", "hrw", "leastConn"]),
+       weights=st.lists(st.sampled_from([0, 1, 2, 5]), min_size=1, max_size=4),
+       steps=st.lists(st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.2", "192.0.2.9"]),
+                                st.booleans()), min_size=1, max_size=12))
+def test_live_explain_names_the_server_each_strategy_picks_next(
+        strategy: str, weights: list[int], steps: list[tuple[str, bool]]) -> None:
+    servers = [{"address": f"127.0.0.1:{20 + i}", "weight": w} for i, w in enumerate(weights)]
+    static, runtime = build({"tcp": {
+        "routers": {"r": {"rule": "HostSNI(`*`)", "service": "s", "entryPoints": ["ep"]}},
+        "services": {"s": {"loadBalancer": {"servers": servers, "strategy": strategy}}}}})
+    for client_ip, keep in steps:
+        said = explain(runtime, static, "ep", client_ip, tls=False, live=True)
+        assert said.service is not None and said.service.strategy == strategy
+        done = data_plane_keeping(runtime, client_ip, keep)
+        assert done.record.server == (said.server or "")
+        if said.server is None:
+            assert said.close_reason == "no_server"

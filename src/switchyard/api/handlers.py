@@ -174,6 +174,9 @@ def service_item(app: RunningInstance, status: ElementStatus, snap: TrafficSnaps
         data["serverTraffic"] = {
             server.address: snap.servers.get((status.name, server.address), Totals()).as_json()
             for server in built.servers}
+        if built.failures is not None:  # passiveHealthCheck (not in Traefik's TCP API)
+            data["passiveEjections"] = {server.address: built.failures.ejections.get(
+                server.address, 0) for server in built.servers}
     return data
 
 

@@ -191,6 +191,17 @@ class SwitchyardCollector:
                     up.add_metric([name, server.address], 1 if server.up else 0)
         yield up
 
+        ejections = CounterMetricFamily(
+            "switchyard_tcp_service_server_passive_ejections",
+            "Times passive health took a server out (failed dials or resets within "
+            "failureWindow), by service and server.", labels=["service", "url"])
+        for name, service in sorted(runtime.service_objects.items()):
+            if isinstance(service, LoadBalancer) and service.failures is not None:
+                for server in service.servers:
+                    ejections.add_metric([name, server.address],
+                                         service.failures.ejections.get(server.address, 0))
+        yield ejections
+
         rejections = CounterMetricFamily(
             "traefik_tcp_middleware_rejections",
             "Connections a middleware refused, by entry point, router, middleware and reason.",

@@ -57,6 +57,13 @@ class TrafficStats:
             traffic.open += 1
             traffic.total += 1
 
+    def moved(self, service: str, old: str, new: str) -> None:
+        """A retried dial: the connection is open on server `new` instead of `old`."""
+        self.servers[(service, old)].open -= 1
+        traffic = self.servers[(service, new)]
+        traffic.open += 1
+        traffic.total += 1
+
     def finished(self, record: ConnectionRecord) -> None:
         """A connection ended: its bytes and duration go to every level it reached."""
         duration = record.duration()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, cast
 
 from switchyard.addresses import peer_address
+from switchyard.http.h2server import PREFACE, H2ServerConnection
 from switchyard.http.handler import ConnectionInfo
 from switchyard.http.server import HTTPServerConnection
 from switchyard.observability.record import CloseReason, ConnectionRecord, Phase, Side
@@ -24,6 +25,7 @@ from switchyard.proxy.dial import BackendRefused, DialError, dial, proxy_header
 from switchyard.proxy.handover import HandedTransport, Writable
 from switchyard.proxy.relay import ClientSide, Relay
 from switchyard.proxy.tlslayer import TLSLayer
+from switchyard.services import Server
 
 if TYPE_CHECKING:
     from switchyard.observability.accesslog import AccessLog
@@ -56,8 +58,8 @@ class ClientConnection(asyncio.Protocol):
 
     # Thousands live at once: slots keep each one small.
     __slots__ = ("_deadline", "_delegate", "_dial_task", "_finished", "_host", "_on_close",
-                 "_on_data", "_on_eof", "_pending", "_preamble", "_relay", "_table", "_tls",
-                 "record", "transport")
+                 "_on_data", "_on_eof", "_pending", "_preamble", "_relay", "_server", "_table",
+                 "_tls", "record", "transport")
 
     def __init__(self, host: ConnectionHost) -> None:
         self._host = host
@@ -75,6 +77,7 @@ class ClientConnection(asyncio.Protocol):
         self._on_close: list[Callable[[], None]] = []
         self._finished = False
         self._delegate: asyncio.Protocol | None = None  # who serves it after a handover (HTTP)
+        self._server: Server | None = None  # the server it is open on, once picked
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
@@ -229,10 +232,16 @@ class ClientConnection(asyncio.Protocol):
         assert route is not None and decision.server is not None
         for middleware, _ in decision.verdicts:
             middleware.enter(self)
-        record.server = decision.server.address
         record.phase = Phase.DIALING
+        self._assign(decision.server)
         STATS.routed(route.name, route.service_name, record.server)
         self._connect(decision)
+
+    def _assign(self, server: Server) -> None:
+        """The connection counts as open on `server` until it ends (p2c, leastConn read it)."""
+        self.record.server = server.address
+        server.open += 1
+        self._server = server
 
     def _answer_acme(self, decision: Decision) -> None:
         """TLS-ALPN-01: one handshake with the challenge certificate, then close."""
@@ -286,7 +295,11 @@ class ClientConnection(asyncio.Protocol):
             client_port=record.client_port, local_ip=local[0], local_port=local[1], scheme=scheme,
             tls_server_name=record.sni if scheme == "https" else None,
             tls_version=record.tls_version or None, tls_alpn=record.alpn_negotiated)
-        http = HTTPServerConnection(table.http, info, table.http_settings)
+        http: asyncio.Protocol
+        if record.alpn_negotiated == "h2" if scheme == "https" else first.startswith(PREFACE):
+            http = H2ServerConnection(table.http, info, table.http_settings)
+        else:
+            http = HTTPServerConnection(table.http, info, table.http_settings)
         self._rebind(http)
         http.connection_made(HandedTransport(inner, http, self._rebind))  # type: ignore[arg-type]
         if first:
@@ -341,23 +354,44 @@ class ClientConnection(asyncio.Protocol):
                               self._local)
         # A STARTTLS passed through: the backend must answer its own SSLRequest.
         postgres = self.record.postgres and route.tls_context is None
-        try:
-            backend = await dial(server, transport, relay.backend_protocol, header=header,
-                                 postgres=postgres)
-        except DialError as exc:
-            self._dial_task = None
-            log.warning('router "%s": cannot reach server %s: %s', route.name, server.address, exc)
-            self.close(CloseReason.DIAL_FAILED, f"dial {server.address}: {exc}", Side.SWITCHYARD)
-            return
-        except BackendRefused as exc:
-            self._dial_task = None
-            self.close(CloseReason.BACKEND_CLOSED, str(exc), Side.BACKEND)
-            return
+        tried: list[Server] = []
+        while True:
+            try:
+                backend = await dial(server, transport, relay.backend_protocol, header=header,
+                                     postgres=postgres)
+                break
+            except DialError as exc:
+                server.outcome(failed=True)
+                log.warning('router "%s": cannot reach server %s: %s', route.name,
+                            server.address, exc)
+                tried.append(server)
+                # Nothing was sent to it: another server can take the connection as well.
+                retry = (route.service.pick(self.record.client_ip, tried)
+                         if len(tried) < server.attempts else None)
+                if retry is None:
+                    self._dial_task = None
+                    self.close(CloseReason.DIAL_FAILED, f"dial {server.address}: {exc}",
+                               Side.SWITCHYARD)
+                    return
+                server, transport = retry
+                self._moved(route.service_name, tried[-1], server)
+                relay.forbid_splice_unless(plain=not server.tls)
+            except BackendRefused as exc:
+                self._dial_task = None
+                self.close(CloseReason.BACKEND_CLOSED, str(exc), Side.BACKEND)
+                return
         self._dial_task = None
         if self.record.reason is not None:  # the client left meanwhile
             backend.close()
             return
+        self.on_close(lambda: server.outcome(failed=_backend_failed(self.record)))
         self._relaying(decision)
+
+    def _moved(self, service: str, old: Server, new: Server) -> None:
+        """A retry: the connection now belongs to `new` in the counters and the record."""
+        STATS.moved(service, old.address, new.address)
+        old.open -= 1
+        self._assign(new)
 
     # -- stage 4: relay --------------------------------------------------------------
 
@@ -463,16 +497,23 @@ class ClientConnection(asyncio.Protocol):
         self._finished = True
         host = self._host
         host.closed(self)
+        if self._server is not None:
+            self._server.open -= 1
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             callback()
         # Stages refer back to the connection: dropping them lets reference counting free
         # everything now instead of leaving cycles to the garbage collector.
-        self._relay = self._tls = self._delegate = None
+        self._relay = self._tls = self._delegate = self._server = None
         self._on_data = self._on_eof = _closed  # type: ignore[assignment]
         STATS.finished(self.record)
         if host.access_log is not None and not self.record.http:  # requests log themselves
             host.access_log.record(self.record)
+
+
+def _backend_failed(record: ConnectionRecord) -> bool:
+    """A relayed connection counts against its server when the backend reset or cut it."""
+    return record.reason is CloseReason.BACKEND_CLOSED and bool(record.detail)
 
 
 def _ignore(data: bytes) -> None:

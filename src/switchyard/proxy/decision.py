@@ -34,17 +34,17 @@ class Action(enum.Enum):
     REFUSE = "refuse"  # close the connection
 
 
-# How a decision takes a server from a service: `Service.pick` advances the
-# balancer (the data plane), `Service.peek` only looks (`explain` on a live instance).
-Chooser = Callable[[Service], "tuple[Server, ServersTransport] | None"]
+# How a decision takes a server from a service for a client IP: `Service.pick` advances
+# the balancer (the data plane), `Service.peek` only looks (`explain` on a live instance).
+Chooser = Callable[[Service, str], "tuple[Server, ServersTransport] | None"]
 
 
-def pick(service: Service) -> tuple[Server, ServersTransport] | None:
-    return service.pick()
+def pick(service: Service, client_ip: str) -> tuple[Server, ServersTransport] | None:
+    return service.pick(client_ip)
 
 
-def peek(service: Service) -> tuple[Server, ServersTransport] | None:
-    return service.peek()
+def peek(service: Service, client_ip: str) -> tuple[Server, ServersTransport] | None:
+    return service.peek(client_ip)
 
 
 @dataclass(slots=True, eq=False)
@@ -164,7 +164,7 @@ def admit(route: Route, meta: ConnMeta, choose: Chooser = pick) -> Decision:
         verdicts, refusal = _verdicts(route.middlewares, meta.client_ip)
         if refusal is not None:
             return Decision(Action.REFUSE, route, CloseReason.REJECTED, refusal, verdicts)
-    picked = choose(route.service)
+    picked = choose(route.service, meta.client_ip)
     if picked is None:
         return Decision(Action.REFUSE, route, CloseReason.NO_SERVER,
                         f'service "{route.service_name}" has no server available', verdicts)

@@ -88,6 +88,11 @@ class Relay:
     def client_socket(self) -> socket.socket | None:
         return self._splice.client if self._splice is not None else None
 
+    def forbid_splice_unless(self, *, plain: bool) -> None:
+        """A retry dials another server: splice only if that one is plaintext too."""
+        if not plain:
+            self._splice_at = 0
+
     def backend_protocol(self) -> BackendProtocol:
         return BackendProtocol(self)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Sequence
 from math import log
 from typing import Protocol
 
+from switchyard.config.dynamic import TCP_STRATEGIES as STRATEGIES
 from switchyard.services.wrr import WeightedRoundRobin
 
 __all__ = [
@@ -23,16 +24,13 @@ __all__ = [
     "Strategy",
     "hrw_score",
     "strategy_for",
+    "strategy_name",
     "two_choices",
 ]
 
 _FNV64A_OFFSET = 0xCBF29CE484222325
 _FNV64_PRIME = 0x100000001B3
 _MASK64 = (1 << 64) - 1
-
-#: ``loadBalancer.strategy`` values a TCP service takes, as written in the docs (any case).
-STRATEGIES = ("wrr", "p2c", "hrw", "leastConn")
-
 
 def hrw_score(key: str, name: str, weight: int) -> float:
     """Traefik's rendezvous score of a server for a client: FNV-1a of key+name mapped to
@@ -186,15 +184,20 @@ class HighestRandomWeight:
     peek = pick
 
 
-def strategy_for(name: str, servers: Sequence[Balanced]) -> Strategy:
-    """The strategy for a ``loadBalancer.strategy`` value ("" is wrr); ValueError for others."""
-    key = name.lower() or "wrr"
-    if key == "wrr":
-        return RoundRobin(servers)
-    if key == "leastconn":
-        return LeastConnections(servers)
-    if key == "p2c":
-        return PowerOfTwoChoices(servers)
-    if key == "hrw":
-        return HighestRandomWeight(servers)
-    raise ValueError(f'unknown strategy "{name}": use one of {", ".join(STRATEGIES)}')
+def strategy_name(value: str) -> str:
+    """The documented spelling of a ``loadBalancer.strategy`` value ("" is wrr); ValueError
+    for values no strategy has."""
+    for name in STRATEGIES:
+        if name.lower() == (value.lower() or "wrr"):
+            return name
+    raise ValueError(f'unknown strategy "{value}": use one of {", ".join(STRATEGIES)}')
+
+
+_BY_NAME: dict[str, Callable[[Sequence[Balanced]], Strategy]] = {
+    "wrr": RoundRobin, "leastConn": LeastConnections, "p2c": PowerOfTwoChoices,
+    "hrw": HighestRandomWeight}
+
+
+def strategy_for(value: str, servers: Sequence[Balanced]) -> Strategy:
+    """The strategy for a ``loadBalancer.strategy`` value over ``servers``."""
+    return _BY_NAME[strategy_name(value)](servers)

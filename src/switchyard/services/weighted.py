@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,8 +19,10 @@ class Child(Protocol):
     @property
     def up(self) -> bool: ...
 
-    def pick(self) -> tuple[Server, ServersTransport] | None: ...
-    def peek(self) -> tuple[Server, ServersTransport] | None: ...
+    def pick(self, client_ip: str = "", exclude: Collection[Server] = ()
+             ) -> tuple[Server, ServersTransport] | None: ...
+    def peek(self, client_ip: str = "", exclude: Collection[Server] = ()
+             ) -> tuple[Server, ServersTransport] | None: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -44,11 +46,14 @@ class WeightedService:
     def up(self) -> bool:
         return self._wrr.has_candidate()
 
-    def pick(self) -> tuple[Server, ServersTransport] | None:
+    def pick(self, client_ip: str = "", exclude: Collection[Server] = ()
+             ) -> tuple[Server, ServersTransport] | None:
+        """A child by weight, then its server for ``client_ip`` (none of ``exclude``)."""
         child = self._wrr.pick()
-        return None if child is None else child.pick()
+        return None if child is None else child.pick(client_ip, exclude)
 
-    def peek(self) -> tuple[Server, ServersTransport] | None:
+    def peek(self, client_ip: str = "", exclude: Collection[Server] = ()
+             ) -> tuple[Server, ServersTransport] | None:
         """What `pick` would return now, without moving any rotation on."""
         child = self._wrr.peek()
-        return None if child is None else child.peek()
+        return None if child is None else child.peek(client_ip, exclude)
