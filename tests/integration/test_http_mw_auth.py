@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
+import http.server
 import json
+import ssl
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import pytest
 
 from switchyard.http.middlewares.htpasswd import apr1, sha1_secret
-from tests.harness import LoopThread, ensure_command
+from tests.harness import LoopThread, ensure_command, free_port
 from tests.mwkit import echo_backend, echoed, raw_request, serve
 
 
@@ -287,3 +292,232 @@ def test_digest_lone_quote_parameter_gets_traefiks_500(digest: dict[str, int]) -
                          b'Authorization: Digest username="\r\nConnection: close\r\n\r\n')
     assert answer.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
     assert answer.endswith(b"\r\n\r\nInternal Server Error\n")
+
+
+# -- forwardAuth ---------------------------------------------------------------------------------
+
+
+class _AuthHandler(http.server.BaseHTTPRequestHandler):
+    """An auth server steered by the client's X-Auth header (copied into the auth request)."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[dict[str, Any]]
+
+    def _answer(self) -> None:
+        body = b""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while (size := int(self.rfile.readline().strip(), 16)):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+        elif self.headers.get("Content-Length"):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.seen.append({  # type: ignore[attr-defined]
+            "method": self.command, "target": self.path, "body": body,
+            "headers": [(name.lower(), value) for name, value in self.headers.items()]})
+        verdict = self.headers.get("X-Auth", "allow")
+        if verdict == "allow":
+            self._send(200, [("X-Auth-User", "alice"), ("X-Auth-Role", "admin"),
+                             ("X-Auth-Role", "ops"), ("X-Unlisted", "no"),
+                             ("Set-Cookie", "auth=token; Path=/"),
+                             ("Set-Cookie", "tracking=1")], b"")
+        elif verdict == "deny":
+            self._send(401, [("WWW-Authenticate", 'Bearer realm="sso"'),
+                             ("Content-Type", "text/plain"), ("X-Reason", "expired")], b"denied")
+        elif verdict == "redirect":
+            self._send(302, [("Location", "/login?next=%2Fapp")], b"")
+        else:
+            self._send(int(verdict), [], b"status " + verdict.encode())
+
+    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def auth_server(context: ssl.SSLContext | None = None) -> Iterator[tuple[int, list[Any]]]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AuthHandler)
+    server.daemon_threads = True
+    server.seen = []  # type: ignore[attr-defined]
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], server.seen  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+FORWARD = """
+http:
+  routers:
+    r-fa: {{rule: "PathPrefix(`/fa`)", middlewares: [fa], service: echo}}
+    r-legacy: {{rule: "PathPrefix(`/legacy`)", middlewares: [legacy], service: echo}}
+    r-body: {{rule: "PathPrefix(`/body`)", middlewares: [body], service: echo}}
+    r-down: {{rule: "PathPrefix(`/down`)", middlewares: [down], service: echo}}
+    r-tls: {{rule: "PathPrefix(`/tls`)", middlewares: [secure], service: echo}}
+    r-bad-tls: {{rule: "PathPrefix(`/bad-tls`)", middlewares: [bad-tls], service: echo}}
+  middlewares:
+    fa:
+      forwardAuth:
+        address: "http://127.0.0.1:{auth}/check?from=traefik"
+        trustForwardHeader: false
+        authResponseHeaders: [X-Auth-User]
+        authResponseHeadersRegex: "^X-Auth-R"
+        addAuthCookiesToResponse: [auth]
+    legacy:
+      forwardAuth:
+        address: "http://127.0.0.1:{auth}/legacy"
+        authRequestHeaders: [X-Auth, Accept]
+        preserveLocationHeader: true
+        preserveRequestMethod: true
+    body:
+      forwardAuth:
+        address: "http://127.0.0.1:{auth}/body"
+        forwardBody: true
+        maxBodySize: 10
+    down:
+      forwardAuth:
+        address: "http://127.0.0.1:{dead}/nobody"
+    secure:
+      forwardAuth:
+        address: "https://localhost:{tls_auth}/tls"
+        tls: {{ca: "{ca_file}"}}
+    bad-tls:
+      forwardAuth:
+        address: "https://localhost:{tls_auth}/tls"
+        tls: {{cert: "{ca_file}"}}
+  services:
+    echo:
+      loadBalancer:
+        servers: [{{url: "http://127.0.0.1:{echo}"}}]
+"""
+
+
+@pytest.fixture
+def forward(loop_thread: LoopThread, tmp_path: Path, ca: Any
+            ) -> Iterator[tuple[dict[str, int], list[Any], list[Any]]]:
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with (auth_server() as (auth, seen), auth_server(server_context) as (tls_auth, tls_seen),
+          echo_backend() as echo):
+        dynamic = FORWARD.format(auth=auth, tls_auth=tls_auth, dead=free_port(), echo=echo,
+                                 ca_file=ca_file)
+        with serve(loop_thread, tmp_path, dynamic, api={"insecure": True}) as ports:
+            yield ports, seen, tls_seen
+
+
+def _request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
+             body: bytes | None = None) -> tuple[int, http.client.HTTPResponse, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response, response.read()
+    finally:
+        conn.close()
+
+
+def test_forward_auth_lets_a_request_in_and_copies_the_listed_answer_headers(forward: Any) -> None:
+    ports, seen, _ = forward
+    status, response, body = _request(ports["web"], "POST", "/fa/app?x=1", {
+        "X-Auth-User": "mallory", "X-Auth-Rank": "spoofed", "X-Forwarded-Prefix": "/evil",
+        "Cookie": "c=1"}, b"payload")
+    assert status == 200
+    fields = echoed(body)["fields"]
+    assert fields["x-auth-user"] == ["alice"]
+    assert fields["x-auth-role"] == ["admin", "ops"]
+    assert "x-auth-rank" not in fields  # the regex strips what the auth server did not say
+    assert "x-unlisted" not in fields
+    assert echoed(body)["body"] == "payload"
+    # Only the listed auth cookie joins the response; the other one stays with the auth server.
+    assert response.headers.get_all("Set-Cookie") == ["auth=token; Path=/"]
+    (auth,) = seen
+    assert (auth["method"], auth["target"], auth["body"]) == ("GET", "/check?from=traefik", b"")
+    headers = dict(auth["headers"])
+    assert headers["x-forwarded-method"] == "POST"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-host"] == f"127.0.0.1:{ports['web']}"
+    assert headers["x-forwarded-uri"] == "/fa/app?x=1"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-forwarded-port"] == str(ports["web"])
+    assert headers["host"].startswith("127.0.0.1:")  # the address's, not the client's
+    assert "x-forwarded-prefix" not in headers  # trustForwardHeader false drops them all
+    assert headers["cookie"] == "c=1"
+
+
+def test_forward_auth_refusal_reaches_the_client_as_the_auth_server_wrote_it(forward: Any) -> None:
+    ports, _, _ = forward
+    status, response, body = _request(ports["web"], "GET", "/fa", {"X-Auth": "deny"})
+    assert (status, body) == (401, b"denied")
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="sso"'
+    assert response.headers["X-Reason"] == "expired"
+    assert response.headers["Content-Type"] == "text/plain"
+    status, _, body = _request(ports["web"], "GET", "/fa", {"X-Auth": "403"})
+    assert (status, body) == (403, b"status 403")
+
+
+def test_forward_auth_redirect_location_is_made_absolute_unless_preserved(forward: Any) -> None:
+    ports, seen, _ = forward
+    status, response, _ = _request(ports["web"], "GET", "/fa", {"X-Auth": "redirect"})
+    auth_port = int(dict(seen[0]["headers"])["host"].rpartition(":")[2])
+    assert status == 302
+    assert response.headers["Location"] == f"http://127.0.0.1:{auth_port}/login?next=%2Fapp"
+    status, response, _ = _request(ports["web"], "GET", "/legacy", {"X-Auth": "redirect"})
+    assert (status, response.headers["Location"]) == (302, "/login?next=%2Fapp")
+
+
+def test_forward_auth_request_headers_filter_and_method_preserved(forward: Any) -> None:
+    ports, seen, _ = forward
+    status, _, _ = _request(ports["web"], "PUT", "/legacy/x", {
+        "X-Auth": "allow", "Accept": "text/html", "Cookie": "secret", "X-Forwarded-Prefix": "/p"})
+    assert status == 200
+    (auth,) = seen
+    assert auth["method"] == "PUT"
+    headers = dict(auth["headers"])
+    assert "cookie" not in headers and "x-forwarded-prefix" not in headers
+    assert headers["accept"] == "text/html"
+    assert headers["x-forwarded-uri"] == "/legacy/x"
+    assert headers["user-agent"] == "Go-http-client/1.1"  # as Go's client says when filtered
+
+
+def test_forward_auth_forwards_the_body_within_max_body_size(forward: Any) -> None:
+    ports, seen, _ = forward
+    status, _, body = _request(ports["web"], "POST", "/body", {}, b"0123456789")
+    assert status == 200
+    assert seen[0]["body"] == b"0123456789"
+    assert echoed(body)["body"] == "0123456789"
+    status, _, body = _request(ports["web"], "POST", "/body", {}, b"0123456789+")
+    assert (status, body) == (401, b"")
+    assert len(seen) == 1
+
+
+def test_forward_auth_server_down_gives_an_empty_500(forward: Any) -> None:
+    ports, _, _ = forward
+    status, response, body = _request(ports["web"], "GET", "/down")
+    assert (status, body, response.headers["Content-Length"]) == (500, b"", "0")
+
+
+def test_forward_auth_over_tls_with_a_ca_and_a_bad_tls_setting_is_an_error(forward: Any) -> None:
+    ports, _, tls_seen = forward
+    assert _request(ports["web"], "GET", "/tls/x")[0] == 200
+    assert tls_seen[0]["target"] == "/tls"
+    assert _request(ports["web"], "GET", "/bad-tls")[0] == 404
+    errors = {item["name"]: item.get("error", []) for item in
+              json.loads(_request(ports["api"], "GET", "/api/http/middlewares")[2])}
+    assert errors["bad-tls@file"] == [
+        ("unable to create client TLS configuration: both TLS cert and key must be defined "
+         "(tls.cert and tls.key)")]
