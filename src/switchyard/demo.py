@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import tempfile
 from pathlib import Path
 
-from switchyard.config.loader import static_from_dict
+import yaml
+
+from switchyard.config.loader import load_static
 from switchyard.server import Switchyard
 from switchyard.whoami import server_tls_context, start_whoami
 
@@ -117,15 +120,33 @@ async def run_demo(base_port: int) -> None:
         text = text.replace("{" + name + "}", str(port))
     dynamic.write_text(text)
     entrypoints = {"tcp": base_port, "admin": base_port + 1, "blocked": base_port + 2,
-                   "tls": base_port + 3}
-    static, _ = static_from_dict({
-        "entryPoints": {name: {"address": f"127.0.0.1:{port}"} for name, port in entrypoints.items()},
+                   "tls": base_port + 3, "traefik": base_port + 4}
+    access_log = workdir / "access.log"
+    static_file = workdir / "traefik.yml"
+    # A real static file, so that the `check` and `explain` commands printed below read the
+    # same configuration the demo runs.
+    static_file.write_text(yaml.safe_dump({
+        "entryPoints": {name: {"address": f"127.0.0.1:{port}"}
+                        for name, port in entrypoints.items()},
         "providers": {"file": {"filename": str(dynamic)}},
-    }, "demo")
+        "api": {"insecure": True, "dashboard": True},
+        "ping": {},
+        "metrics": {"prometheus": {}},
+        "accessLog": {"filePath": str(access_log), "format": "json"},
+    }, sort_keys=False))
+    static, _ = load_static(str(static_file))
     app = Switchyard(static)
-    tcp, admin, blocked, tls_port = (entrypoints[n] for n in ("tcp", "admin", "blocked", "tls"))
+    tcp, admin, blocked, tls_port, api = (entrypoints[n] for n in (
+        "tcp", "admin", "blocked", "tls", "traefik"))
+    serving = asyncio.create_task(app.serve())
+    # The API entry point is the last to listen: say what to try once everything answers.
+    while not app.internal_servers and not serving.done():
+        await asyncio.sleep(0.02)
+    if serving.done():
+        await serving  # it failed to start: let the error through
     print(f"""
-Switchyard demo is running. Config: {dynamic}
+Switchyard demo is running. Static config: {static_file}
+                            Dynamic config: {dynamic}
 
   Plain TCP catch-all, round robin over plain-a / plain-b (run it twice):
     nc 127.0.0.1 {tcp}
@@ -142,10 +163,24 @@ Switchyard demo is running. Config: {dynamic}
     nc 127.0.0.1 {blocked}
 
 Each backend greets with its name and the client address it sees, then echoes.
+
+  Dashboard:     http://127.0.0.1:{api}/dashboard/
+  API:           http://127.0.0.1:{api}/api/rawdata
+  Metrics:       http://127.0.0.1:{api}/metrics
+  Ping:          http://127.0.0.1:{api}/ping   (switchyard healthcheck -c {static_file})
+  Access log:    {access_log}   (one JSON line per connection)
+
+  Which router takes a connection, and why (asks this running instance):
+    switchyard explain -c {static_file} --entrypoint tls --sni secure.demo.localhost \\
+      --client-ip 127.0.0.1
+    switchyard explain -c {static_file} --entrypoint blocked --client-ip 127.0.0.1
+  Every configuration problem, with file and line:
+    switchyard check -c {static_file}
+
 Ctrl-C stops.
 """, flush=True)
     try:
-        await app.serve()
+        await serving
     finally:
         for server in backends.values():
             server.close()
