@@ -25,6 +25,7 @@ from switchyard.config.loader import ConfigIssue
 from switchyard.config.static import StaticConfig
 from switchyard.diagnostics import diagnose
 from switchyard.http.build import EntryRouter, HTTPBuild, build_http
+from switchyard.http.entrypoint_models import entry_point_http
 from switchyard.http.forwarded import ForwardedHeaders
 from switchyard.http.handler import Handler
 from switchyard.http.internal import internal_handlers
@@ -514,12 +515,18 @@ class _Builder:
                 self.runtime.issues.append(ConfigIssue(
                     provider, f"http.{where}", f"{first['msg']}; the http section of this "
                     "provider is ignored until it is fixed", "error"))
+        redirections, models, problems = entry_point_http(self.static.entry_points)
+        for where, message in problems:
+            self.runtime.issues.append(ConfigIssue("static", where, message, "error"))
+        if redirections.routers:
+            sections["internal"] = redirections
         available = internal_http_services(self.static)
         handlers = (self.internal_handlers if self.internal_handlers is not None
                     else internal_handlers(available, None))
         built = build_http(sections, list(self.entrypoints), default_entrypoints=self.default_eps,
                            tls_options=list(self.tls_options), internal=handlers,
-                           internal_missing={k: v for k, v in available.items() if v})
+                           internal_missing={k: v for k, v in available.items() if v},
+                           models=models)
         self.runtime.http = built
         for status in built.routers.values():
             tls = status.config.tls

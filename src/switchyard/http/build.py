@@ -21,6 +21,7 @@ from switchyard.config.http import (
     HTTPService,
 )
 from switchyard.http.balancer import BalancedServer, LoadBalancer
+from switchyard.http.entrypoint_models import EntryPointModel, apply_models
 from switchyard.http.failover import FailoverService
 from switchyard.http.handler import Handler
 from switchyard.http.healthcheck import HTTPHealthCheck
@@ -132,14 +133,18 @@ class HTTPBuild:
 def build_http(sections: Mapping[str, HTTPSection], entrypoints: Sequence[str], *,
                default_entrypoints: Sequence[str], tls_options: Sequence[str],
                internal: Mapping[str, Handler] | None = None,
-               internal_missing: Mapping[str, str] | None = None) -> HTTPBuild:
+               internal_missing: Mapping[str, str] | None = None,
+               models: Mapping[str, EntryPointModel] | None = None) -> HTTPBuild:
     """Compile every provider's `http:` section for these (TCP) entry points.
 
     ``internal`` are the ``@internal`` services routers may name (``api@internal``);
-    ``internal_missing`` says why a known one is not there (``ping is not enabled``).
+    ``internal_missing`` says why a known one is not there (``ping is not enabled``). ``models``
+    are the entry points' (see switchyard.http.entrypoint_models).
     """
-    return _Builder(sections, internal or {}, internal_missing or {}).run(
-        entrypoints, default_entrypoints, tls_options)
+    builder = _Builder(sections, internal or {}, internal_missing or {})
+    # The entry points' models (http.middlewares, http.tls) apply to every router on them.
+    builder.routers = apply_models(builder.routers, models or {}, default_entrypoints)
+    return builder.run(entrypoints, default_entrypoints, tls_options)
 
 
 class _Builder:
