@@ -52,6 +52,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"x" * 10)
             self.wfile.flush()
+            time.sleep(0.25)  # long enough for Traefik to flush the head (every 100 ms)
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return

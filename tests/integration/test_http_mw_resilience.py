@@ -226,7 +226,7 @@ def test_circuit_breaker_trips_on_5xx_answers_falls_back_and_recovers(
         reached = backend.count
         status, headers, body = request(ports["web"], "/cb")
         assert (status, body) == (503, b"Service Unavailable")
-        assert headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert "Content-Type" not in headers  # as Traefik sends it
         assert backend.count == reached
         backend.reset([200])
         time.sleep(0.5)

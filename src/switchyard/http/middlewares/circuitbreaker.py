@@ -41,7 +41,6 @@ _DEFAULT_CHECK_PERIOD = 0.1
 _DEFAULT_FALLBACK = 10.0
 _DEFAULT_RECOVERY = 10.0
 _CLIENT_CLOSED = 499  # what Traefik's proxy writes (and the breaker records) when the client left
-_TEXT_PLAIN = (b"Content-Type", b"text/plain; charset=utf-8")
 
 _COUNTER_BUCKETS = 10  # seconds
 _HISTOGRAMS = 6
@@ -283,10 +282,8 @@ class CircuitBreaker:
     def __init__(self, breaker: Breaker, response_code: int, next_handler: Handler) -> None:
         self.breaker = breaker
         self.response_code = response_code
-        text = reason(response_code).encode("latin-1")
-        self.body = text
-        # Go sniffs a Content-Type only when there is a body to sniff.
-        self.headers = Headers([_TEXT_PLAIN]) if text else Headers()
+        self.body = reason(response_code).encode("latin-1")  # "" for a code Go does not name
+        self.headers = Headers()  # Traefik sends the text without a Content-Type
         self.next = next_handler
 
     def handle(self, exchange: Exchange) -> None:
