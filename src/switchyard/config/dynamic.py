@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 from switchyard.config.durations import Duration
 
 __all__ = [
+    "IN_FLIGHT_SCOPES",
     "Certificate",
     "ClientAuth",
     "Domain",
@@ -26,16 +27,21 @@ __all__ = [
     "PassiveHealthCheck",
     "PeerCertSAN",
     "ProxyProtocol",
+    "RateLimit",
+    "Redis",
+    "RedisTLS",
     "Retry",
     "RouterTLS",
     "Server",
     "ServersTransport",
     "Store",
     "StrList",
+    "TCPIPStrategy",
     "TCPMiddleware",
     "TCPRouter",
     "TCPSection",
     "TCPService",
+    "TCPSourceCriterion",
     "TLSOptions",
     "TLSSection",
     "TraefikModel",
@@ -280,10 +286,102 @@ class TCPService(TraefikModel):
 # --- tcp.middlewares ---------------------------------------------------------------------
 
 
+#: ``inFlightConn.scope`` values (an addition): what one count covers.
+IN_FLIGHT_SCOPES = ("clientIP", "router", "global")
+
+
 class InFlightConn(TraefikModel):
-    """Limit on simultaneous connections per client IP."""
+    """Limit on simultaneous connections: per client IP (Traefik's), router or overall."""
 
     amount: int = 0
+    scope: str = ""  # "" is clientIP; the API shows Traefik's configs as Traefik does
+
+    @field_validator("scope")
+    @classmethod
+    def _known_scope(cls, value: str) -> str:
+        for name in IN_FLIGHT_SCOPES:
+            if value.lower() == name.lower():
+                return name
+        if value:
+            raise ValueError(f'unknown scope "{value}": use one of {", ".join(IN_FLIGHT_SCOPES)}')
+        return value
+
+
+class TCPIPStrategy(TraefikModel):
+    """``sourceCriterion.ipStrategy`` for TCP: the client address (PROXY-announced when the
+    entry point trusts the peer), IPv6 ones folded onto their ``ipv6Subnet``."""
+
+    ipv6_subnet: int | None = None
+    depth: int = 0
+    excluded_ips: StrList = []
+
+    @model_validator(mode="after")
+    def _no_forwarded_headers(self) -> TCPIPStrategy:
+        if self.depth or self.excluded_ips:
+            raise ValueError("depth and excludedIPs read X-Forwarded-For, which a TCP "
+                             "connection has not: remove them (the PROXY protocol address "
+                             "is already the client's when the entry point trusts its peer)")
+        if self.ipv6_subnet is not None and not 0 < self.ipv6_subnet <= 128:
+            raise ValueError(f"ipv6Subnet {self.ipv6_subnet}: use a prefix length from 1 to 128")
+        return self
+
+
+class TCPSourceCriterion(TraefikModel):
+    """``rateLimit.sourceCriterion`` for TCP: only ``ipStrategy`` (there are no headers)."""
+
+    ip_strategy: TCPIPStrategy | None = None
+    request_header_name: str = ""
+    request_host: bool = False
+
+    @model_validator(mode="after")
+    def _no_request_fields(self) -> TCPSourceCriterion:
+        if self.request_header_name or self.request_host:
+            raise ValueError("requestHeaderName and requestHost need an HTTP request: a TCP "
+                             "rateLimit groups connections by ipStrategy only")
+        return self
+
+
+class RedisTLS(TraefikModel):
+    """TLS towards Redis."""
+
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    insecure_skip_verify: bool = False
+
+
+class Redis(TraefikModel):
+    """``rateLimit.redis``: a Redis server holding the buckets, so instances share a limit."""
+
+    endpoints: StrList = ["localhost:6379"]
+    tls: RedisTLS | None = None
+    username: str = ""
+    password: str = ""
+    db: int = 0
+    pool_size: int = 0
+    min_idle_conns: int = 0
+    max_active_conns: int = 0
+    read_timeout: Duration = 3.0
+    write_timeout: Duration = 3.0
+    dial_timeout: Duration = 5.0
+
+
+class RateLimit(TraefikModel):
+    """``tcp.middlewares.<name>.rateLimit`` (an addition): new connections per source, as
+    Traefik's HTTP rateLimit counts requests: ``average`` per ``period``, ``burst`` at once."""
+
+    average: int = 0
+    period: Duration = 1.0
+    burst: int = 1
+    source_criterion: TCPSourceCriterion | None = None
+    redis: Redis | None = None
+
+    @field_validator("period")
+    @classmethod
+    def _non_negative_period(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError(f"negative value not valid for period: {value:g}s")
+        return value
 
 
 class IPAllowList(TraefikModel):
@@ -298,13 +396,16 @@ class TCPMiddleware(TraefikModel):
     in_flight_conn: InFlightConn | None = None
     ip_allow_list: IPAllowList | None = None
     ip_white_list: IPAllowList | None = None
+    rate_limit: RateLimit | None = None
 
     @property
     def kinds(self) -> list[str]:
-        """The types set, in Traefik's field order: the API names the first, the last one acts."""
+        """The types set, in Traefik's field order (rateLimit, an addition, last): the API names
+        the first, the last one acts."""
         return [kind for kind, value in (("inFlightConn", self.in_flight_conn),
                                          ("ipWhiteList", self.ip_white_list),
-                                         ("ipAllowList", self.ip_allow_list))
+                                         ("ipAllowList", self.ip_allow_list),
+                                         ("rateLimit", self.rate_limit))
                 if value is not None]
 
 
