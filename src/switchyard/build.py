@@ -566,18 +566,15 @@ class _Builder:
             return HTTPSRoute(name, rule, priority, rank, tls_error=context)
         settings = self.tls_options[options]
         return HTTPSRoute(name, rule, priority, rank, tls_context=context,
-                          tls_alpn=tuple(p for p in settings.alpn_protocols if p != "h2"),
+                          tls_alpn=tuple(settings.alpn_protocols),
                           sni_strict=bool(settings.sni_strict), certificates=self._store)
 
     def _https_context(self, name: str) -> ssl.SSLContext | str:
-        """A context for HTTPS routers: the options as given, less h2 (HTTP/1.1 only for now)."""
+        """A context for HTTPS routers: the options as given (h2 and http/1.1 by default)."""
         found = self._https_contexts.get(name)
         if found is None:
             if self._store is None:
                 self._store = self._certificate_store()
-            options = self.tls_options[name]
-            http1 = options.model_copy(update={
-                "alpn_protocols": [p for p in options.alpn_protocols if p != "h2"]})
             try:
                 found = build_server_context(self.tls_options[name], self._store)
             except (TLSOptionsError, ValueError, ssl.SSLError) as exc:

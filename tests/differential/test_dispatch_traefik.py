@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.server
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 import trustme
 
-from tests.harness import Backends, LoopThread, http_server
+from tests.harness import Backends, LoopThread, ensure_command, http_server
 from tests.traefikkit import TRAEFIK, side_by_side
 
 pytestmark = [
@@ -234,3 +235,39 @@ def test_the_dispatch_table_is_traefiks(
     # The table is only worth something if it exercises every kind of answer.
     answers = {seen.get("answer", "")[:8] for *_, seen in observed}
     assert {"tcp:tls-", "tcp:term", "http 200", "http 404", "http 400"} <= answers, observed
+
+
+# (entry point, curl options, Host): which HTTP version each proxy speaks to curl, and who answers.
+HTTP2_CASES: list[tuple[str, tuple[str, ...], str]] = [
+    ("shared", ("--http2",), "web.test"),                 # ALPN h2 to an HTTPS router
+    ("shared", ("--http2",), "other.test"),               # h2 to the HTTPS catch-all
+    ("shared2", ("--http2",), "other.test"),              # a TCP route: h2 is the backend's call
+    ("bare", ("--http2",), "any.test"),                   # the default HTTPS handler
+    ("plain", ("--http2-prior-knowledge",), "site.test"),  # h2c on a plain port
+    ("plain", ("--http1.1",), "site.test"),
+    ("plain", ("--http2", "--proto-default", "http"), "site.test"),  # Upgrade: h2c
+]
+
+
+def _curl(port: int, options: tuple[str, ...], host: str) -> str:
+    tls = "--http2" in options and "--proto-default" not in options
+    url = f"{'https' if tls else 'http'}://{host}:{port}/"
+    answer = subprocess.run(
+        [ensure_command("curl", "curl"), "-sk", *options, "--resolve", f"{host}:{port}:127.0.0.1",
+         "-w", "\n%{http_version} %{http_code}", url],
+        capture_output=True, timeout=20, check=False)
+    body, _, version = answer.stdout.rpartition(b"\n")
+    return f"{version.decode()} {body.decode(errors='replace').strip()[:40]}"
+
+
+def test_http2_is_spoken_where_traefik_speaks_it(
+        both: tuple[dict[str, int], dict[str, int], dict[bytes, str]]) -> None:
+    theirs, ours, _ = both
+    differences = []
+    for entrypoint, options, host in HTTP2_CASES:
+        traefik = _curl(theirs[entrypoint], options, host)
+        switchyard = _curl(ours[entrypoint], options, host)
+        if traefik != switchyard:
+            differences.append(f"{entrypoint} {options} {host}: traefik {traefik!r} != "
+                               f"switchyard {switchyard!r}")
+    assert not differences, "\n".join(differences)
