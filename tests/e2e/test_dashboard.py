@@ -31,6 +31,23 @@ tcp:
       loadBalancer:
         servers:
           - address: "127.0.0.1:{port}"
+http:
+  routers:
+    site:
+      rule: "Host(`site.test`)"
+      service: site
+      middlewares: [prefix]
+    lost:
+      rule: "Host(`lost.test`)"
+      service: site
+      middlewares: [nosuch]
+  middlewares:
+    prefix: {{addPrefix: {{prefix: "/app"}}}}
+  services:
+    site:
+      loadBalancer:
+        servers:
+          - url: "http://127.0.0.1:{port}"
 """
 
 
@@ -88,7 +105,16 @@ def test_dashboard_renders_routers_errors_and_live_connection_counts(
                 "disabled")
             error = routers.locator("li.error")
             assert "has HostSNI matcher, but no TLS on router" in error.inner_text()
-            assert page.locator("#problems li.error").count() == 1
+            assert page.locator("#problems li.error").count() == 2
+            http = page.locator("#http-routers tbody")
+            assert http.locator('tr[data-name="site@file"] .badge').inner_text() == "enabled"
+            assert "prefix@file" in http.locator('tr[data-name="site@file"]').inner_text()
+            assert 'middleware "nosuch@file" does not exist' in http.locator(
+                "li.error").inner_text()
+            assert "addprefix" in page.locator(
+                '#http-middlewares tr[data-name="prefix@file"]').inner_text()
+            assert "http://127.0.0.1:" in page.locator(
+                '#http-services tr[data-name="site@file"]').inner_text()
             assert page.locator("#open-connections").inner_text() == "1"
             assert page.locator('#routers tr[data-name="shop@file"] td[data-field="open"]'
                                 ).inner_text() == "1"

@@ -569,7 +569,11 @@ class APIHandlers:
     async def rawdata(self, request: web.Request) -> web.Response:
         runtime = self.app.runtime
         data: Item = {}
+        http = runtime.http
         for key, elements in (
+            ("routers", {n: http_router_item(self.app, s) for n, s in http.routers.items()}),
+            ("middlewares", {n: http_middleware_item(s) for n, s in http.middlewares.items()}),
+            ("services", {n: http_service_item(self.app, s) for n, s in http.services.items()}),
             ("tcpRouters", {n: router_info(self.app, s) for n, s in runtime.routers.items()}),
             ("tcpMiddlewares", {n: middleware_info(s) for n, s in runtime.middlewares.items()}),
             ("tcpServices", {n: service_info(self.app, s) for n, s in runtime.services.items()}),
@@ -582,8 +586,9 @@ class APIHandlers:
         app, runtime, static = self.app, self.app.runtime, self.app.static
         prometheus = static.metrics.prometheus if static.metrics is not None else None
         data: Item = {
-            "http": {"routers": _EMPTY_SECTION, "services": _EMPTY_SECTION,
-                     "middlewares": _EMPTY_SECTION},
+            "http": {"routers": _section(runtime.http.routers),
+                     "services": _section(runtime.http.services),
+                     "middlewares": _section(runtime.http.middlewares)},
             "tcp": {"routers": _section(runtime.routers), "services": _section(runtime.services),
                     "middlewares": _section(runtime.middlewares)},
             "udp": {"routers": _EMPTY_SECTION, "services": _EMPTY_SECTION,

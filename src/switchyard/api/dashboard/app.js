@@ -78,6 +78,7 @@ function fillTable(id, rows, columns, emptyText) {
 
 function renderOverview(overview, entrypoints) {
   const tcp = overview.tcp;
+  const http = overview.http;
   const traffic = (overview.switchyard || {}).traffic || {};
   const card = (label, section) => el("div", { class: "card" },
     el("div", { class: "label" }, label),
@@ -89,6 +90,9 @@ function renderOverview(overview, entrypoints) {
     card("TCP routers", tcp.routers),
     card("TCP services", tcp.services),
     card("TCP middlewares", tcp.middlewares),
+    card("HTTP routers", http.routers),
+    card("HTTP services", http.services),
+    card("HTTP middlewares", http.middlewares),
     el("div", { class: "card" },
       el("div", { class: "label" }, "Open connections"),
       el("div", { class: "value", id: "open-connections" }, traffic.openConnections || 0),
@@ -109,7 +113,7 @@ function renderOverview(overview, entrypoints) {
     (config.lastReloadSuccess ? ", last " + new Date(config.lastReloadSuccess).toLocaleTimeString() : "");
 }
 
-function renderProblems(overview, routers, services, middlewares) {
+function renderProblems(overview, routers, services, middlewares, http) {
   const items = [];
   const config = (overview.switchyard || {}).config || {};
   for (const [provider, message] of Object.entries(config.providerErrors || {})) {
@@ -121,7 +125,9 @@ function renderProblems(overview, routers, services, middlewares) {
     items.push(el("li", { class: issue.severity === "error" ? "error" : "warn" },
       `${where}: ${issue.path ? issue.path + ": " : ""}${issue.message}`));
   }
-  for (const [kind, list] of [["router", routers], ["service", services], ["middleware", middlewares]]) {
+  for (const [kind, list] of [["router", routers], ["service", services], ["middleware", middlewares],
+    ["HTTP router", http.routers], ["HTTP service", http.services],
+    ["HTTP middleware", http.middlewares]]) {
     for (const item of list) {
       for (const error of item.error || []) {
         items.push(el("li", { class: item.status === "disabled" ? "error" : "warn" },
@@ -204,6 +210,64 @@ function renderMiddlewares(middlewares) {
   fillTable("middlewares", rows, 5, "No TCP middleware");
 }
 
+function renderHTTPRouters(routers) {
+  const rows = routers.filter((r) => matchesFilter(r, "name", "rule", "service")).flatMap((r) =>
+    elementRows(r, [
+      el("td", {}, badge(r.status)),
+      el("td", {}, r.name),
+      el("td", {}, el("code", {}, r.rule || "")),
+      el("td", {}, (r.using || r.entryPoints || []).join(", ")),
+      el("td", { class: "num" }, r.priorityStr || r.priority || 0),
+      el("td", {}, (r.middlewares || []).join(", ")),
+      el("td", {}, r.service || ""),
+      el("td", {}, r.tls ? (r.tls.certResolver ? "resolver " + r.tls.certResolver : "yes") : ""),
+    ], 8));
+  fillTable("http-routers", rows, 8, "No HTTP router");
+}
+
+function renderHTTPServices(services) {
+  const rows = services.filter((s) => matchesFilter(s, "name")).flatMap((s) => {
+    let servers = [];
+    if (s.loadBalancer) {
+      servers = (s.loadBalancer.servers || []).map((server) => {
+        const status = (s.serverStatus || {})[server.url];
+        return el("span", { class: "server" }, status ? badge(status) : "", " ",
+          el("code", {}, server.url));
+      });
+    } else if (s.weighted) {
+      servers = (s.weighted.services || []).map((child) =>
+        el("span", { class: "server" }, child.name, el("span", { class: "muted" },
+          " weight " + (child.weight === undefined ? 1 : child.weight))));
+    } else if (s.failover) {
+      servers = [el("span", { class: "server" }, s.failover.service),
+        el("span", { class: "server muted" }, "fallback " + s.failover.fallback)];
+    } else if (s.mirroring) {
+      servers = [el("span", { class: "server" }, s.mirroring.service),
+        ...(s.mirroring.mirrors || []).map((m) => el("span", { class: "server muted" },
+          "mirror " + m.name + " " + (m.percent || 0) + "%"))];
+    }
+    return elementRows(s, [
+      el("td", {}, badge(s.status)),
+      el("td", {}, s.name),
+      el("td", {}, s.type || ""),
+      el("td", {}, servers),
+      el("td", {}, (s.usedBy || []).join(", ")),
+    ], 5);
+  });
+  fillTable("http-services", rows, 5, "No HTTP service");
+}
+
+function renderHTTPMiddlewares(middlewares) {
+  const rows = middlewares.filter((m) => matchesFilter(m, "name")).flatMap((m) =>
+    elementRows(m, [
+      el("td", {}, badge(m.status)),
+      el("td", {}, m.name),
+      el("td", {}, m.type || ""),
+      el("td", {}, (m.usedBy || []).join(", ")),
+    ], 4));
+  fillTable("http-middlewares", rows, 4, "No HTTP middleware");
+}
+
 function renderConnections(connections) {
   document.getElementById("connections-count").textContent = "(" + connections.length + ")";
   fillTable("connections", connections.map((c) => el("tr", {},
@@ -220,11 +284,14 @@ function renderConnections(connections) {
 
 function render(data) {
   renderOverview(data.overview, data.entrypoints);
-  renderProblems(data.overview, data.routers, data.services, data.middlewares);
+  renderProblems(data.overview, data.routers, data.services, data.middlewares, data.http);
   renderEntryPoints(data.entrypoints);
   renderRouters(data.routers);
   renderServices(data.services);
   renderMiddlewares(data.middlewares);
+  renderHTTPRouters(data.http.routers);
+  renderHTTPServices(data.http.services);
+  renderHTTPMiddlewares(data.http.middlewares);
   renderConnections(data.connections);
 }
 
@@ -236,14 +303,18 @@ async function getJSON(path) {
 
 async function refresh() {
   try {
-    const [overview, version, entrypoints, routers, services, middlewares, connections] =
+    const [overview, version, entrypoints, routers, services, middlewares, connections,
+      httpRouters, httpServices, httpMiddlewares] =
       await Promise.all([
         getJSON("overview"), getJSON("version"), getJSON("entrypoints?per_page=1000"),
         getJSON("tcp/routers?per_page=10000"), getJSON("tcp/services?per_page=10000"),
         getJSON("tcp/middlewares?per_page=10000"), getJSON("tcp/connections?per_page=200"),
+        getJSON("http/routers?per_page=10000"), getJSON("http/services?per_page=10000"),
+        getJSON("http/middlewares?per_page=10000"),
       ]);
     document.getElementById("version").textContent = "v" + version.Version;
-    lastData = { overview, entrypoints, routers, services, middlewares, connections };
+    const http = { routers: httpRouters, services: httpServices, middlewares: httpMiddlewares };
+    lastData = { overview, entrypoints, routers, services, middlewares, connections, http };
     render(lastData);
     document.getElementById("offline").hidden = true;
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
