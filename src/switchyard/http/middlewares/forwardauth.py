@@ -32,6 +32,7 @@ from switchyard.http.forwarded import is_managed_header
 from switchyard.http.handler import Handler
 from switchyard.http.message import Headers, RequestHead, ResponseHead, split_target
 from switchyard.http.middlewares.base import MiddlewareContext, MiddlewareError, Wrap, parse_options
+from switchyard.http.middlewares.setcookie import SetCookie, read_set_cookie
 from switchyard.http.upstream import Failure, UpstreamConnection, UpstreamPool, UpstreamSettings
 from switchyard.rules.goregexp import GoRegexp
 from switchyard.tls.backend import BackendTLSError, build_backend_context
@@ -41,8 +42,7 @@ if TYPE_CHECKING:
     from switchyard.http.handler import ResponseWriter
     from switchyard.http.tunnel import Endpoint
 
-__all__ = ["ForwardAuthOptions", "auth_request_headers", "build", "canonical_header_key",
-           "cookie_name"]
+__all__ = ["ForwardAuthOptions", "auth_request_headers", "build", "canonical_header_key"]
 
 log = logging.getLogger("switchyard.http.forwardauth")
 
@@ -55,7 +55,6 @@ _HOP_HEADERS = frozenset({b"connection", b"keep-alive", b"te", b"trailers", b"tr
 # Go keeps these out of a request's header fields and writes them itself.
 _NOT_COPIED = frozenset({b"host", b"content-length", b"trailer"})
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_COOKIE_VALUE_BYTES = frozenset(range(0x20, 0x7F)) - frozenset(b'";\\')
 
 
 class ForwardAuthTLS(TraefikModel):
@@ -88,20 +87,6 @@ def canonical_header_key(name: bytes) -> bytes:
     if not name or any(byte not in _TOKEN for byte in name):
         return name
     return b"-".join(part[:1].upper() + part[1:].lower() for part in name.split(b"-"))
-
-
-def cookie_name(set_cookie: bytes) -> bytes | None:
-    """The name of a Set-Cookie value Go's cookie reader accepts, else None (Go drops it)."""
-    first = set_cookie.strip().split(b";", 1)[0].strip()
-    name, equals, value = first.partition(b"=")
-    name = name.strip()
-    if not equals or not name or any(byte not in _TOKEN for byte in name):
-        return None
-    if len(value) > 1 and value[:1] == b'"' and value[-1:] == b'"':
-        value = value[1:-1]
-    if any(byte not in _COOKIE_VALUE_BYTES for byte in value):
-        return None
-    return name
 
 
 def auth_request_headers(headers: Headers, *, trust: bool | None, allowed: frozenset[bytes],
@@ -281,7 +266,8 @@ class ForwardAuth:
                                   if not regex.matches(canonical_header_key(pair[0]))]
             request_headers += [(canonical_header_key(name), value) for name, value in headers
                                 if regex.matches(canonical_header_key(name))]
-        cookies = [value for value in headers.values(b"set-cookie") if cookie_name(value)]
+        cookies = [cookie for cookie in map(read_set_cookie, headers.values(b"set-cookie"))
+                   if cookie is not None]
         if cookies:
             exchange.writer = _AuthCookies(exchange.writer, cookies, self._cookie_names)
         self.next.handle(exchange)
@@ -299,8 +285,6 @@ class ForwardAuth:
                 exchange.respond(500)
                 return
             fields.set(b"location", parsed.string(), b"Location")
-        if body and fields.get(b"content-type") is None:
-            fields.append((b"Content-Type", _sniff(body)))
         exchange.respond(status, fields, body)
 
 
@@ -348,33 +332,9 @@ def _remove_dot_segments(path: bytes) -> bytes:
     return joined if joined.startswith(b"/") else b"/" + joined
 
 
-def _sniff(body: bytes) -> bytes:
-    """A short form of Go's DetectContentType for the answers auth servers give."""
-    head = body[:512].lstrip(b"\t\n\x0c\r ").lower()
-    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<a ", b"<p>",
-                        b"<h1", b"<div", b"<title", b"<br")):
-        return b"text/html; charset=utf-8"
-    if head.startswith(b"<?xml"):
-        return b"text/xml; charset=utf-8"
-    if head.startswith(b"{") or not any(byte < 0x20 and byte not in b"\t\n\x0c\r\x1b"
-                                        for byte in body[:512]):
-        return b"text/plain; charset=utf-8"
-    return b"application/octet-stream"
-
-
 def _redirect(exchange: Exchange, url: bytes) -> None:
-    """What Go's http.Redirect writes for a 302 to an absolute or root-relative ``url``."""
-    escaped = bytes(url).decode("utf-8", "replace")
-    fields = Headers([(b"Location", url)])
-    method = exchange.request.method
-    body = b""
-    if method in (b"GET", b"HEAD"):
-        fields.append((b"Content-Type", b"text/html; charset=utf-8"))
-    if method == b"GET":
-        html = (escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-                .replace('"', "&#34;").replace("'", "&#39;"))
-        body = f'<a href="{html}">Found</a>.\n\n'.encode()
-    exchange.respond(302, fields, body)
+    """The 302 Traefik 3.7 answers for ``authSigninURL``: the Location and no body."""
+    exchange.respond(302, Headers([(b"Location", url)]))
 
 
 class _BodyCollector:
@@ -458,6 +418,8 @@ class _AuthCall:
         if body is not None:
             parts.append(b"Transfer-Encoding: chunked\r\n" if chunked
                          else b"Content-Length: %d\r\n" % len(body))
+        elif self._method in (b"POST", b"PUT", b"PATCH"):
+            parts.append(b"Content-Length: 0\r\n")  # Go's client says so for these methods
         if self._gzip:
             parts.append(b"Accept-Encoding: gzip\r\n")
         parts.append(b"\r\n")
@@ -634,19 +596,21 @@ class _NoClient:
 
 
 class _AuthCookies:
-    """ResponseWriter: the service's cookies but those named, then the auth server's named ones."""
+    """ResponseWriter: the service's cookies but those named, then the auth server's named ones,
+    all rewritten in Go's form (Traefik parses and re-serializes them whenever the auth server
+    sets any cookie)."""
 
     __slots__ = ("_cookies", "_names", "_next")
 
-    def __init__(self, next_writer: ResponseWriter, cookies: list[bytes],
+    def __init__(self, next_writer: ResponseWriter, cookies: list[SetCookie],
                  names: frozenset[bytes]) -> None:
         self._next = next_writer
-        self._cookies = [value for value in cookies if cookie_name(value) in names]
+        self._cookies = [cookie.string() for cookie in cookies if cookie.name in names]
         self._names = names
 
     def start(self, head: ResponseHead) -> None:
-        kept = [value for value in head.headers.values(b"set-cookie")
-                if (name := cookie_name(value)) is not None and name not in self._names]
+        kept = [cookie.string() for cookie in map(read_set_cookie, head.headers.values(b"set-cookie"))
+                if cookie is not None and cookie.name not in self._names]
         head.headers.remove(b"set-cookie")
         head.headers += [(b"Set-Cookie", value) for value in (*kept, *self._cookies)]
         self._next.start(head)
