@@ -98,14 +98,11 @@ def auth_request_headers(headers: Headers, *, trust: bool | None, allowed: froze
     X-Forwarded fields are always overwritten and the others passed on. ``allowed`` (lower-case
     names, empty: all) is authRequestHeaders.
     """
-    named: set[bytes] = set()
-    upgrade: bytes | None = None
+    named: set[bytes] = set()  # Connection: Upgrade comes back in Traefik, then goes as hop-by-hop
     for name, value in headers:
         if name.lower() == b"connection":
             tokens = {token.strip().lower() for token in value.split(b",")} - {b""}
             named |= tokens
-    if b"upgrade" in named:
-        upgrade = headers.get(b"upgrade")
     out = Headers()
     had_agent = False
     for name, value in headers:
@@ -117,7 +114,6 @@ def auth_request_headers(headers: Headers, *, trust: bool | None, allowed: froze
         if lower == b"user-agent":
             had_agent = True
         out.append((name, value))
-    del upgrade  # Connection: Upgrade is put back by Traefik, then dropped as hop-by-hop
     if trust is not None and not had_agent:
         out.append((b"User-Agent", b""))  # no Go default User-Agent, unless filtered out below
     if allowed:
