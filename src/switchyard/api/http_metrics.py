@@ -10,7 +10,8 @@ scraped: ``traefik_{entrypoint,router,service}_requests_total``,
 
 Which requests count where, as in Traefik: every request at its entry point; at a router
 when one matched (``addRoutersLabels``); at a service only when a server was picked, under the
-load balancer that picked it. Requests to ``@internal`` services count nowhere unless
+load balancer that picked it, and once more for each earlier attempt a retry dropped
+(``record.attempts``). Requests to ``@internal`` services count nowhere unless
 ``metrics.addInternals``.
 
 ``protocol`` (websocket, sse, grpc-web, grpc, http) comes from the request's Connection,
@@ -171,39 +172,51 @@ class HTTPMetrics:
         protocol = request_protocol(fields) if fields else "http"
         code = str(grpc_code(record) if protocol in _GRPC_PROTOCOLS else status_code(record))
         method = _METHODS.get(record.method, "EXTENSION_METHOD")
-        slot = bisect.bisect_left(self.buckets, record.duration)
         headers = (tuple((first_value(fields, name) or b"").decode("latin-1")
                          for name in self._header_names)
                    if self._header_names else None)
         tls = tls_names(record) if record.tls else None
         if self.entrypoint is not None:
             entry_point = record.entry_point
-            self._add(self.entrypoint, (code, entry_point, method, protocol), record, slot,
-                      headers)
+            self._add(self.entrypoint, (code, entry_point, method, protocol),
+                      record.request_bytes, record.response_bytes, record.duration, headers)
             if tls is not None:
                 self._add_tls(self.entrypoint, (entry_point, tls[1], tls[0]))
         if self.router is not None and record.router:
             router, service = record.router, router_service(record)
-            self._add(self.router, (code, method, protocol, router, service), record, slot,
-                      headers)
+            self._add(self.router, (code, method, protocol, router, service),
+                      record.request_bytes, record.response_bytes, record.duration, headers)
             if tls is not None:
                 self._add_tls(self.router, (router, service, tls[1], tls[0]))
-        if self.service is not None and record.server:
-            service = record.service
-            self._add(self.service, (code, method, protocol, service), record, slot, headers)
-            if tls is not None:
-                self._add_tls(self.service, (service, tls[1], tls[0]))
+        if self.service is not None:
+            # Attempts a retry dropped reached a server too: Traefik counts each at its service.
+            for attempt in record.attempts:
+                self._add_service(attempt.service, str(attempt.status), method, protocol,
+                                  attempt.request_bytes, attempt.response_bytes,
+                                  attempt.duration, headers, tls)
+            if record.server:
+                self._add_service(record.service, code, method, protocol, record.request_bytes,
+                                  record.response_bytes, record.duration, headers, tls)
 
-    def _add(self, level: _Level, key: tuple[str, ...], record: RequestRecord, slot: int,
-             headers: tuple[str, ...] | None) -> None:
+    def _add_service(self, service: str, code: str, method: str, protocol: str,
+                     request_bytes: int, response_bytes: int, duration: float,
+                     headers: tuple[str, ...] | None, tls: tuple[str, str] | None) -> None:
+        assert self.service is not None
+        self._add(self.service, (code, method, protocol, service), request_bytes,
+                  response_bytes, duration, headers)
+        if tls is not None:
+            self._add_tls(self.service, (service, tls[1], tls[0]))
+
+    def _add(self, level: _Level, key: tuple[str, ...], request_bytes: int, response_bytes: int,
+             duration: float, headers: tuple[str, ...] | None) -> None:
         series = level.series.get(key)
         if series is None:
             series = level.series[key] = _Series(len(self.buckets) + 1)
         series.count += 1
-        series.request_bytes += record.request_bytes
-        series.response_bytes += record.response_bytes
-        series.duration_sum += record.duration
-        series.buckets[slot] += 1
+        series.request_bytes += request_bytes
+        series.response_bytes += response_bytes
+        series.duration_sum += duration
+        series.buckets[bisect.bisect_left(self.buckets, duration)] += 1
         if headers is not None:
             headed = key + headers
             level.headed[headed] = level.headed.get(headed, 0) + 1

@@ -9,7 +9,13 @@ from switchyard.http.flowcontrol import BODY, BUFFER
 from switchyard.http.message import Headers, RequestHead, ResponseHead, date_value, status_line
 
 if TYPE_CHECKING:
-    from switchyard.http.handler import BodyConsumer, ConnectionInfo, Producer, ResponseWriter
+    from switchyard.http.handler import (
+        Attempt,
+        BodyConsumer,
+        ConnectionInfo,
+        Producer,
+        ResponseWriter,
+    )
     from switchyard.http.tunnel import Endpoint
 
 __all__ = ["ClientConnection", "Exchange"]
@@ -48,11 +54,11 @@ class Exchange:
 
     __slots__ = (
         "_body_done", "_buffer", "_buffered", "_chunked", "_conn", "_consumer", "_continue_sent",
-        "_discarded", "_no_body", "_on_finish", "_producer", "_started", "body_chunked",
-        "close_after", "closed_by",
+        "_discarded", "_no_body", "_on_finish", "_producer", "_started", "attempts",
+        "body_chunked", "close_after", "closed_by",
         "expect_continue", "finished", "has_body", "info", "keep_alive", "request",
-        "request_bytes", "request_unsent", "response_bytes", "router", "server", "service",
-        "started_at", "status", "writer",
+        "request_bytes", "request_unsent", "response_bytes", "router", "server",
+        "service", "started_at", "status", "writer",
     )
 
     def __init__(self, conn: ClientConnection, request: RequestHead, info: ConnectionInfo, *,
@@ -90,6 +96,7 @@ class Exchange:
         # Set by the reverse proxy when it answers an error because no server got the request
         # (the dial failed): nothing was sent, so the retry middleware may send it again.
         self.request_unsent = False
+        self.attempts: tuple[Attempt, ...] = ()  # responses a retry dropped, for the record
 
     # -- for handlers ------------------------------------------------------------------------
 

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from switchyard.http.message import ResponseHead
 
 __all__ = [
+    "Attempt",
     "BodyConsumer",
     "ConnectionInfo",
     "Handler",
@@ -125,21 +126,34 @@ class ConnectionInfo:
         return self.scheme == "https"
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A server's response that the retry middleware dropped to try again (Traefik's service
+    metrics count every attempt that reached a service's server, the dropped ones too)."""
+
+    service: str
+    status: int
+    request_bytes: int
+    response_bytes: int
+    duration: float
+
+
 class RequestRecord:
     """One served request, for metrics and the access log (made only when an observer is set).
 
     ``closed_by`` is ``""`` for a complete exchange, else ``"client"`` or ``"backend"`` (who went
-    away first); ``status`` is 0 when no response was started.
+    away first); ``status`` is 0 when no response was started. ``attempts`` are the earlier
+    attempts a retry dropped, oldest first.
     """
 
-    __slots__ = ("client_ip", "client_port", "closed_by", "duration", "entry_point", "method",
-                 "path", "protocol", "request_bytes", "response_bytes", "router", "server",
-                 "service", "status", "tls")
+    __slots__ = ("attempts", "client_ip", "client_port", "closed_by", "duration", "entry_point",
+                 "method", "path", "protocol", "request_bytes", "response_bytes", "router",
+                 "server", "service", "status", "tls")
 
     def __init__(self, *, entry_point: str, router: str, service: str, server: str, method: str,
                  path: str, protocol: str, status: int, request_bytes: int, response_bytes: int,
                  duration: float, client_ip: str, client_port: int, tls: bool,
-                 closed_by: str) -> None:
+                 closed_by: str, attempts: tuple[Attempt, ...] = ()) -> None:
         self.entry_point = entry_point
         self.router = router
         self.service = service
@@ -155,6 +169,7 @@ class RequestRecord:
         self.client_port = client_port
         self.tls = tls
         self.closed_by = closed_by
+        self.attempts = attempts
 
     def __repr__(self) -> str:
         return (f"RequestRecord({self.method} {self.path} -> {self.status}, "

@@ -457,7 +457,8 @@ class HTTPServerConnection(asyncio.Protocol):
             status=exchange.status, request_bytes=exchange.request_bytes,
             response_bytes=exchange.response_bytes,
             duration=time.monotonic() - exchange.started_at, client_ip=info.client_ip,
-            client_port=info.client_port, tls=info.tls, closed_by=exchange.closed_by))
+            client_port=info.client_port, tls=info.tls, closed_by=exchange.closed_by,
+            attempts=exchange.attempts))
 
 
 class _TooLarge(Exception):
