@@ -33,7 +33,7 @@ from pydantic import Field
 
 from switchyard.config.durations import Duration
 from switchyard.config.dynamic import StrList, TraefikModel
-from switchyard.http.handler import Handler, ResponseWriter
+from switchyard.http.handler import Attempt, Handler, ResponseWriter
 from switchyard.http.message import RequestHead
 from switchyard.http.middlewares.base import MiddlewareContext, MiddlewareError, Wrap, parse_options
 
@@ -192,6 +192,7 @@ class _Run:
         if self.body is not None:
             exchange.unread_body(list(self.body))
         exchange.request_unsent = False
+        exchange.server = ""  # which server this attempt reaches, if any
         last = self.attempt >= self.retry.attempts
         exchange.writer = self.writer if last else _Attempt(self)
         self.retry.next.handle(exchange)
@@ -209,7 +210,12 @@ class _Run:
         status = head.status
         return any(low <= status <= high for low, high in self.statuses)
 
-    def again(self) -> None:
+    def again(self, status: int, dropped_bytes: int, started: float) -> None:
+        exchange = self.exchange
+        if exchange.server:  # it reached a server: the service metrics count it
+            sent = 0 if exchange.request_unsent else self.size
+            exchange.attempts += (Attempt(exchange.service, status, sent, dropped_bytes,
+                                          time.monotonic() - started),)
         self.attempt += 1
         self.exchange.writer = self.writer
         wait = self.backoff.next_wait()
@@ -223,31 +229,37 @@ class _Run:
 class _Attempt:
     """The writer of an attempt that is not the last: passes its response on, or drops it."""
 
-    __slots__ = ("dropping", "run")
+    __slots__ = ("dropped", "dropping", "run", "started", "status")
 
     def __init__(self, run: _Run) -> None:
         self.run = run
         self.dropping = False
+        self.started = time.monotonic()
+        self.status = 0
+        self.dropped = 0  # body bytes dropped
 
     def start(self, head: ResponseHead) -> None:
         if self.run.retries(head):
             self.dropping = True
+            self.status = head.status
         else:
             self.run.writer.start(head)
 
     def write(self, chunk: bytes) -> None:
-        if not self.dropping:
+        if self.dropping:
+            self.dropped += len(chunk)
+        else:
             self.run.writer.write(chunk)
 
     def end(self) -> None:
         if self.dropping:
-            self.run.again()
+            self.run.again(self.status, self.dropped, self.started)
         else:
             self.run.writer.end()
 
     def abort(self) -> None:
         if self.dropping:
-            self.run.again()
+            self.run.again(self.status, self.dropped, self.started)
         else:
             self.run.writer.abort()
 
