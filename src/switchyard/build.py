@@ -36,6 +36,7 @@ from switchyard.internal import internal_http_services
 from switchyard.middlewares.base import Middleware
 from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
+from switchyard.middlewares.ratelimit import SharedRateLimit, build_rate_limit
 from switchyard.routing.table import HTTPSRoute, Route, RouteList, RoutingTable, sort_routes
 from switchyard.rules import RuleError, default_priority, host_sni_values, parse_domains, parse_rule
 from switchyard.runtime import Runtime
@@ -291,6 +292,9 @@ class _Builder:
             if kinds[-1] == "inFlightConn":
                 assert config.in_flight_conn is not None
                 return InFlightConn(qualified, config.in_flight_conn.amount)
+            if kinds[-1] == "rateLimit":
+                assert config.rate_limit is not None
+                return build_rate_limit(qualified, config.rate_limit)
             allow = config.ip_allow_list if kinds[-1] == "ipAllowList" else config.ip_white_list
             assert allow is not None
             return IPAllowList(qualified, allow.source_range, kind=kinds[-1])
@@ -497,6 +501,7 @@ class _Builder:
                 sni_strict=tls_context is not None and config.tls is not None
                 and self.sni_strict_for(config.tls.options, provider),
                 certificates=self._store if tls_context is not None else None,
+                shared_limits=tuple(m for m in middlewares if isinstance(m, SharedRateLimit)),
             )))
         return routes
 

@@ -13,6 +13,7 @@ from switchyard.explain_http import HTTPExplanation, RequestQuestion, explain_re
 from switchyard.internal import internal_services
 from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
+from switchyard.middlewares.ratelimit import RateLimit, SharedRateLimit, source_key
 from switchyard.observability.record import CloseReason
 from switchyard.proxy.decision import (
     Action,
@@ -322,6 +323,20 @@ def _middleware_verdicts(decision: Decision, client_ip: str,
                 allows = None
                 detail = (f"allows it while fewer than {amount} connections from {client_ip} "
                           "are open")
+        elif isinstance(middleware, RateLimit):
+            source = source_key(client_ip, middleware.ipv6_subnet)
+            if middleware.rate.unlimited:
+                detail = "average is 0: no limit"
+            elif live:
+                detail = refusal or f"a token is left for {source} ({middleware.rate.describe()})"
+            else:
+                allows = None
+                detail = (f"allows it while {source} has opened fewer than "
+                          f"{middleware.rate.describe()} connections")
+        elif isinstance(middleware, SharedRateLimit):
+            allows = None  # Redis answers when the connection comes
+            detail = (f"{middleware.rate.describe()} connections per {client_ip}'s source, "
+                      "counted in Redis with every instance sharing it: asked when it connects")
         found.append(MiddlewareVerdict(middleware.name, middleware.kind, True, allows, detail))
     return found
 

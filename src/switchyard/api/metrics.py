@@ -90,7 +90,8 @@ def effective_middleware_kind(config: TCPMiddleware) -> str:
 
 
 _REJECTION_REASONS = {"inFlightConn": "too_many_connections",
-                      "ipWhiteList": "ip_not_allowed", "ipAllowList": "ip_not_allowed"}
+                      "ipWhiteList": "ip_not_allowed", "ipAllowList": "ip_not_allowed",
+                      "rateLimit": "rate_limited"}
 
 class SwitchyardCollector:
     """Builds every metric family from STATS and the current Runtime on each scrape.

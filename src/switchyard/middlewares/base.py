@@ -31,3 +31,15 @@ class Middleware(Protocol):
 
     def enter(self, conn: Admissible) -> None:
         """A connection it let through goes on to the service."""
+
+
+class SharedLimit(Protocol):
+    """A middleware whose verdict lives in a store shared with other instances (Redis).
+
+    The decision cannot read it synchronously: a routed connection asks `admit` before
+    its server is dialled, and is refused when it answers a reason.
+    """
+
+    name: str
+
+    async def admit(self, client_ip: str) -> str | None: ...

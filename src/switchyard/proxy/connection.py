@@ -230,6 +230,36 @@ class ClientConnection(asyncio.Protocol):
             self.close(decision.reason, decision.detail, Side.SWITCHYARD)
             return
         assert route is not None and decision.server is not None
+        if route.shared_limits:
+            self._ask_shared_limits(decision)
+            return
+        self._forward(decision)
+
+    def _ask_shared_limits(self, decision: Decision) -> None:
+        """Limits kept in a shared store answer asynchronously: hold the client meanwhile."""
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self._on_data = self._hold
+        self._dial_task = asyncio.get_running_loop().create_task(self._shared_verdicts(decision))
+
+    async def _shared_verdicts(self, decision: Decision) -> None:
+        route = decision.route
+        assert route is not None
+        for limit in route.shared_limits:
+            refusal = await limit.admit(self.record.client_ip)
+            if refusal is not None:
+                self._dial_task = None
+                STATS.rejected(self.record.entrypoint, route.name, limit.name)
+                self.close(CloseReason.REJECTED, refusal, Side.SWITCHYARD)
+                return
+        self._dial_task = None
+        if self.record.reason is None:
+            self._forward(decision)
+
+    def _forward(self, decision: Decision) -> None:
+        """Let the middlewares count it, open it on its server, dial."""
+        route, record = decision.route, self.record
+        assert route is not None and decision.server is not None
         for middleware, _ in decision.verdicts:
             middleware.enter(self)
         record.phase = Phase.DIALING
