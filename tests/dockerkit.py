@@ -130,19 +130,21 @@ class DockerEngine:
         return self.out("run", "-d", "--init", "--name", name, "-e", f"NAME={name}",
                         *options, self.image(), *(command or greeter()))
 
-    def remove_everything(self) -> None:
-        """Every service, container and user network: the next test starts from nothing."""
+    def remove_everything(self, networks: bool = True) -> None:
+        """Every service, container (and user network): the next test starts from nothing."""
         services = self.out("service", "ls", "-q") if self.swarm_active() else ""
         if services:
             self.docker("service", "rm", *services.split(), check=False)
         containers = self.out("ps", "-aq")
         if containers:
             self.docker("rm", "-f", "-v", *containers.split(), check=False)
-        networks = self.out("network", "ls", "-q", "--filter", "type=custom").split()
-        if networks:
+        if not networks:
+            return
+        custom = self.out("network", "ls", "-q", "--filter", "type=custom").split()
+        if custom:
             # Swarm's ingress network is left to `swarm leave`.
-            names = [self.out("network", "inspect", "-f", "{{.Name}}", n) for n in networks]
-            keep = [n for n, name in zip(networks, names, strict=True)
+            names = [self.out("network", "inspect", "-f", "{{.Name}}", n) for n in custom]
+            keep = [n for n, name in zip(custom, names, strict=True)
                     if name not in ("ingress", "docker_gwbridge")]
             if keep:
                 self.docker("network", "rm", *keep, check=False)

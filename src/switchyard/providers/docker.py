@@ -8,7 +8,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -39,12 +39,16 @@ from switchyard.rules.lexer import Token, TokenKind, tokenize
 __all__ = [
     "Container",
     "DockerOptions",
+    "Engine",
+    "EngineSession",
     "compile_constraints",
     "config_from_containers",
     "docker_provider",
 ]
 
 log = logging.getLogger("switchyard.providers.docker")
+
+S = TypeVar("S", bound="EngineSession")
 
 NAME = "docker"
 _TIMEOUT = 5.0
@@ -73,6 +77,7 @@ class Container:
     ports: tuple[int, ...]  # exposed ports; the lowest is the default server port
     network_mode: str = ""
     health: str = ""
+    service: str = ""  # the default service name when it is not the container's (Swarm)
 
     @classmethod
     def from_inspect(cls, data: Mapping[str, Any]) -> Container:
@@ -98,7 +103,7 @@ class Container:
     @property
     def service_name(self) -> str:
         """Traefik's default service name: the compose service and project, else the name."""
-        name = self.name
+        name = self.service or self.name
         if _COMPOSE_PROJECT in self.labels and _COMPOSE_SERVICE in self.labels:
             name = f"{self.labels[_COMPOSE_SERVICE]}_{self.labels[_COMPOSE_PROJECT]}"
         return normalize_name(name)
@@ -206,10 +211,21 @@ class _Merged:
     conflicts: set[tuple[str, str]] = field(default_factory=set)
 
 
+#: Labels naming the network whose address is used, first found wins, per provider.
+NETWORK_LABELS = {"docker": ("traefik.docker.network",),
+                  # traefik.docker.* is the deprecated spelling Traefik still reads for Swarm.
+                  "swarm": ("traefik.swarm.network", "traefik.docker.network")}
+
+
 def config_from_containers(
-    containers: list[Container], options: DockerOptions, constraint: Constraint | None = None
+    containers: list[Container], options: DockerOptions, constraint: Constraint | None = None,
+    provider: str = NAME,
 ) -> tuple[DynamicConfig, list[ConfigIssue]]:
-    """The ``docker`` provider's configuration from the running containers' labels."""
+    """The ``docker`` (or ``swarm``) provider's configuration from the containers' labels.
+
+    For Swarm, each running task of a service is a container named ``<service>.<slot>``
+    with the service's labels.
+    """
     keep = constraint or compile_constraints(options.constraints)
     by_ref = {c.id: c for c in containers} | {c.name: c for c in containers}
     issues: list[ConfigIssue] = []
@@ -218,11 +234,11 @@ def config_from_containers(
     for container in sorted(containers, key=lambda c: f"{c.service_name}-{c.id}"):
         if not _wanted(container, options, keep):
             continue
-        config = _container_config(container, options, by_ref, issues)
+        config = _container_config(container, options, by_ref, issues, provider)
         if config is not None:
             _merge(merged, config.tcp, f'container "{container.name}"')
     for kind, name in sorted(merged.conflicts):
-        issues.append(ConfigIssue(NAME, f"tcp.{kind}.{name}", "defined with different "
+        issues.append(ConfigIssue(provider, f"tcp.{kind}.{name}", "defined with different "
                                   f"configurations by {', '.join(merged.owners[kind, name])};"
                                   " none of them is used", "error"))
         getattr(merged, "transports" if kind == "serversTransports" else kind).pop(name, None)
@@ -244,16 +260,17 @@ def _wanted(container: Container, options: DockerOptions, keep: Constraint) -> b
 
 def _container_config(
     container: Container, options: DockerOptions, by_ref: Mapping[str, Container],
-    issues: list[ConfigIssue],
+    issues: list[ConfigIssue], provider: str,
 ) -> DynamicConfig | None:
-    source = f'docker container "{container.name}"'
+    kind = "swarm task" if provider == "swarm" else "docker container"
+    source = f'{kind} "{container.name}"'
     raw, found = decode_labels(container.labels, source)
     issues.extend(found)
     tcp = raw.get("tcp")
     if not isinstance(tcp, dict) or not tcp:
         return None  # an HTTP-only (or unlabelled) container: Switchyard routes TCP only
     if (tcp.get("routers") or tcp.get("services")) and not _routers_and_services(
-            container, options, by_ref, tcp, source, issues):
+            container, options, by_ref, tcp, source, issues, NETWORK_LABELS[provider]):
         return None
     config, found = validate_labels(raw, source)
     issues.extend(found)
@@ -262,14 +279,14 @@ def _container_config(
 
 def _routers_and_services(
     container: Container, options: DockerOptions, by_ref: Mapping[str, Container],
-    tcp: dict[str, Any], source: str, issues: list[ConfigIssue],
+    tcp: dict[str, Any], source: str, issues: list[ConfigIssue], network_labels: tuple[str, ...],
 ) -> bool:
     """Traefik's TCP service and router defaults for one container; False drops the container."""
     services = tcp.get("services")
     if not isinstance(services, dict) or not services:
         services = tcp["services"] = {container.service_name: {"loadBalancer": {}}}
     for name, service in services.items():
-        problem = _fill_server(container, options, by_ref, service)
+        problem = _fill_server(container, options, by_ref, service, network_labels)
         if problem:
             # As Traefik does, a container whose server cannot be placed contributes nothing.
             issues.append(ConfigIssue(source, f"traefik.tcp.services.{name}", problem, "error"))
@@ -295,7 +312,8 @@ def _routers_and_services(
 
 
 def _fill_server(
-    container: Container, options: DockerOptions, by_ref: Mapping[str, Container], service: Any
+    container: Container, options: DockerOptions, by_ref: Mapping[str, Container], service: Any,
+    network_labels: tuple[str, ...],
 ) -> str:
     """Put the container's address into the service's first server; the problem, if any."""
     balancer = service.get("loadBalancer") if isinstance(service, dict) else None
@@ -310,7 +328,7 @@ def _fill_server(
         del servers[0][port_key[0]]
     if not port and container.ports:
         port = str(min(container.ports))
-    ip = _ip_address(container, options, by_ref)
+    ip = _ip_address(container, options, by_ref, network_labels)
     if not ip:
         return f'unable to find the IP address for the container "{container.name}"'
     if not port:
@@ -321,9 +339,9 @@ def _fill_server(
 
 
 def _ip_address(container: Container, options: DockerOptions, by_ref: Mapping[str, Container],
-                depth: int = 0) -> str:
-    label = ci_get(container.labels, "traefik.docker.network")
-    network = label[1] if label is not None else options.network
+                network_labels: tuple[str, ...], depth: int = 0) -> str:
+    labels = (ci_get(container.labels, key) for key in network_labels)
+    network = next((label[1] for label in labels if label is not None), options.network)
     if network:
         if network in container.networks:
             return container.networks[network]
@@ -333,7 +351,8 @@ def _ip_address(container: Container, options: DockerOptions, by_ref: Mapping[st
         return "127.0.0.1"
     if container.network_mode.startswith("container:") and depth < 3:
         other = by_ref.get(container.network_mode.removeprefix("container:"))
-        return _ip_address(other, options, by_ref, depth + 1) if other is not None else ""
+        return (_ip_address(other, options, by_ref, network_labels, depth + 1)
+                if other is not None else "")
     # Sorted, so that a container on several networks gets the same address every time.
     return next((container.networks[n] for n in sorted(container.networks)
                  if container.networks[n]), "")
@@ -383,7 +402,7 @@ def docker_provider(options: DockerOptions) -> RemoteProvider[list[Container]]:
         keep = compile_constraints(options.constraints)
     except ValueError as error:
         raise ConfigLoadError(f"providers.docker.constraints: {error}") from None
-    engine = _Engine.from_endpoint(options.endpoint)
+    engine = Engine.from_endpoint(options.endpoint)
 
     def to_update(containers: list[Container]) -> ProviderUpdate:
         config, issues = config_from_containers(containers, options, keep)
@@ -394,26 +413,33 @@ def docker_provider(options: DockerOptions) -> RemoteProvider[list[Container]]:
 
 
 @dataclass(frozen=True)
-class _Engine:
+class Engine:
+    """Where the Docker Engine API answers: a unix socket or a TCP address."""
+
     base_url: str
     socket_path: str
+    endpoint: str
 
     @classmethod
-    def from_endpoint(cls, endpoint: str) -> _Engine:
+    def from_endpoint(cls, endpoint: str, provider: str = NAME) -> Engine:
         parts = urlsplit(endpoint)
         if parts.scheme == "unix":
-            return cls("http://docker", parts.path)
+            return cls("http://docker", parts.path, endpoint)
         if parts.scheme in ("tcp", "http"):
-            return cls(f"http://{parts.netloc}", "")
-        raise ConfigLoadError(f'providers.docker.endpoint "{endpoint}": use unix:///path/to/'
+            return cls(f"http://{parts.netloc}", "", endpoint)
+        raise ConfigLoadError(f'providers.{provider}.endpoint "{endpoint}": use unix:///path/to/'
                               "docker.sock or tcp://host:port (TLS to the engine is not "
                               "supported yet)")
 
     async def open(self) -> Session[list[Container]]:
+        return await self.connect(EngineSession)
+
+    async def connect(self, kind: Callable[[aiohttp.ClientSession], S]) -> S:
+        """A session of ``kind``, already subscribed to the engine's events."""
         connector = aiohttp.UnixConnector(self.socket_path) if self.socket_path else None
         http = aiohttp.ClientSession(self.base_url, connector=connector,
                                      timeout=aiohttp.ClientTimeout(sock_connect=_TIMEOUT))
-        session = _EngineSession(http)
+        session = kind(http)
         try:
             await session.subscribe()
         except StoreUnavailable:
@@ -422,13 +448,20 @@ class _Engine:
         return session
 
 
-class _EngineSession:
+class EngineSession:
+    """One connection to the engine: its event stream, and ``read`` for the containers."""
+
+    #: The event types that mean "read again".
+    EVENT_TYPES: tuple[str, ...] = ("container",)
+    #: Read again this often even without an event (seconds; None: only on events).
+    refresh: float | None = None
+
     def __init__(self, http: aiohttp.ClientSession) -> None:
         self.http = http
         self.events: aiohttp.ClientResponse | None = None
 
     async def subscribe(self) -> None:
-        filters = quote(json.dumps({"type": ["container"]}))
+        filters = quote(json.dumps({"type": list(self.EVENT_TYPES)}))
         try:
             # No read timeout: the event stream stays open, quiet, until something happens.
             self.events = await self.http.get(f"/events?filters={filters}")
@@ -464,10 +497,12 @@ class _EngineSession:
 
     async def next_change(self, timeout: float | None) -> bool:
         assert self.events is not None
+        polling = timeout is None and self.refresh is not None
         try:
-            line = await asyncio.wait_for(self.events.content.readline(), timeout)
+            line = await asyncio.wait_for(self.events.content.readline(),
+                                          self.refresh if polling else timeout)
         except TimeoutError:
-            return False
+            return polling  # time for the periodic re-read, or no change within the timeout
         except (aiohttp.ClientError, OSError) as error:
             raise StoreUnavailable(f"event stream: {error or type(error).__name__}") from error
         if not line:

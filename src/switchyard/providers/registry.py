@@ -35,6 +35,10 @@ def build_providers(static: StaticConfig) -> list[Provider]:
         from switchyard.providers.docker import DockerOptions, docker_provider
 
         providers.append(docker_provider(_options(DockerOptions, section.docker, "docker")))
+    if section.swarm is not None:
+        from switchyard.providers.swarm import SwarmOptions, swarm_provider
+
+        providers.append(swarm_provider(_options(SwarmOptions, section.swarm, "swarm")))
     if section.kubernetes_crd is not None:
         from switchyard.providers.kubernetes import KubernetesCRDOptions, KubernetesCRDProvider
         crd = _options(KubernetesCRDOptions, section.kubernetes_crd, "kubernetesCRD")
