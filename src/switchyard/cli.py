@@ -261,10 +261,13 @@ def _check_problems(static: StaticConfig, runtime: Runtime, locate: _Locator,
         source, line = locate.element("file", problem.partition(": ")[0])
         problems.append(_Problem("tls" if line is None else source, line,
                                  _tls_severity(problem), problem))
-    for kind, group in (("router", runtime.routers), ("service", runtime.services),
-                        ("middleware", runtime.middlewares)):
+    http = runtime.http
+    for section, group in (("tcp.routers", runtime.routers), ("tcp.services", runtime.services),
+                           ("tcp.middlewares", runtime.middlewares),
+                           ("http.routers", http.routers), ("http.services", http.services),
+                           ("http.middlewares", http.middlewares)):
         for element in group.values():
-            path = f"{_SECTIONS[kind]}.{element.name.rpartition('@')[0]}"
+            path = f"{section}.{element.name.rpartition('@')[0]}"
             source, line = locate.element(element.provider, path)
             severity = "error" if element.status == "disabled" else "warning"
             for error in element.errors:
@@ -327,8 +330,10 @@ def check(ctx: click.Context, configfile: str | None) -> None:
     problems = _check_problems(static, runtime, locate, static_issues, logged)
     for problem in sorted(problems, key=lambda p: (p.source, p.line or 0, p.text)):
         click.echo(str(problem))
-    disabled = [e for group in (runtime.routers, runtime.services, runtime.middlewares)
-                for e in group.values() if e.status == "disabled"]
+    http = runtime.http
+    groups = (runtime.routers, runtime.services, runtime.middlewares,
+              http.routers, http.services, http.middlewares)
+    disabled = [e for group in groups for e in group.values() if e.status == "disabled"]
     broken = bool(disabled) or any(p.severity == "error" for p in problems)
     warnings = sum(1 for p in problems if p.severity == "warning")
     if standalone:
@@ -337,8 +342,12 @@ def check(ctx: click.Context, configfile: str | None) -> None:
                    "-c traefik.yml to check them too")
     verdict = "errors found" if broken else "configuration OK" + (
         f" with {warnings} warning{'s' if warnings != 1 else ''}" if warnings else "")
-    click.echo(f"{len(runtime.routers)} routers, {len(runtime.services)} services, "
-               f"{len(runtime.middlewares)} middlewares: {verdict}")
+    counts = f"{len(runtime.routers)} routers, {len(runtime.services)} services, " \
+             f"{len(runtime.middlewares)} middlewares"
+    if http.routers or http.services or http.middlewares:
+        counts = f"TCP: {counts}; HTTP: {len(http.routers)} routers, " \
+                 f"{len(http.services)} services, {len(http.middlewares)} middlewares"
+    click.echo(f"{counts}: {verdict}")
     sys.exit(1 if broken else 0)
 
 

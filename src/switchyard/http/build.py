@@ -121,6 +121,9 @@ class HTTPBuild:
     services: dict[str, ElementStatus] = field(default_factory=dict)
     middlewares: dict[str, ElementStatus] = field(default_factory=dict)
     balancers: list[LoadBalancer | StrategyBalancer] = field(default_factory=list)
+    # What would break in elements no enabled router built:
+    # (kind, qualified name, provider, error, referenced by a disabled router).
+    unused: list[tuple[str, str, str, str, bool]] = field(default_factory=list)
     # Balancers with an active health check: the server keeps one monitor across builds.
     health_checks: list[tuple[LoadBalancer | StrategyBalancer, HTTPHealthCheck]] = field(
         default_factory=list)
@@ -254,7 +257,11 @@ class _Builder:
             raise MiddlewareError(str(exc)) from None
 
     def _validate_unused_middlewares(self) -> None:
-        """A middleware no router uses is still checked, so that the API and `check` show it."""
+        """Middlewares and services no enabled router built are still tried, for `check`.
+
+        As in Traefik they stay enabled (nothing runs them); what would break once a router
+        uses them is kept in ``HTTPBuild.unused``.
+        """
         for qualified, status in self.result.middlewares.items():
             if status.used_by or status.errors:
                 continue
@@ -262,12 +269,30 @@ class _Builder:
             kinds = config.kinds
             if len(kinds) != 1 or kinds[0] in ("chain", "plugin"):
                 continue  # reported when a router uses it, as Traefik does
-            context = MiddlewareContext(name=qualified, provider=provider,
+            context = MiddlewareContext(name=qualified, provider=provider, kind=kinds[0],
                                         service=self._middleware_service)
             try:
                 build_middleware(kinds[0], _options(config, kinds[0]), context)
             except MiddlewareError as exc:
-                status.add_error(str(exc), critical=True)
+                self.result.unused.append(("middleware", qualified, provider, str(exc), False))
+        probe: _Builder | None = None
+        for qualified, status in self.result.services.items():
+            if qualified in self.built or status.errors:
+                continue
+            if probe is None:  # its balancers and health checks are thrown away
+                probe = _Builder({}, self.internal, self.internal_missing)
+                probe.services, probe.transports = self.services, self.transports
+                probe.result.services = {
+                    name: ElementStatus("service", name, found.provider, found.config)
+                    for name, found in self.result.services.items()}
+            try:
+                probe._service(qualified)
+            except HandlerBuildError as exc:
+                self.result.unused.append(("service", qualified, status.provider, str(exc),
+                                           bool(status.used_by)))
+        if probe is not None:
+            for balancer in probe.result.balancers:
+                balancer.close()
 
     def _service(self, qualified: str) -> Handler:
         found = self.built.get(qualified)
