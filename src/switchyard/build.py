@@ -533,6 +533,8 @@ class _Builder:
                            internal_missing={k: v for k, v in available.items() if v},
                            models=models)
         self.runtime.http = built
+        for kind, qualified, provider, error, referenced in built.unused:
+            self._unused(kind, qualified, provider, f"http.{kind}s", [error], referenced)
         for status in built.routers.values():
             tls = status.config.tls
             if status.enabled and tls is not None and tls.cert_resolver:
