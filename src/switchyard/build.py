@@ -98,6 +98,7 @@ class _Builder:
         self.middleware_cfgs: dict[str, tuple[str, TCPMiddleware]] = {}
         self.transports: dict[str, TransportConfig] = {}
         self.previous_services = previous.service_objects if previous else {}
+        self.previous_counts = previous.connection_counts if previous else {}
         self._building: list[str] = []
         self.tls_options: dict[str, Any] = {}
         self.tls_option_sources: dict[str, tuple[str, str]] = {}  # name -> (provider, key)
@@ -273,8 +274,12 @@ class _Builder:
 
     # -- middlewares ------------------------------------------------------
 
-    def middleware(self, qualified: str) -> Middleware:
-        """A fresh instance: Traefik keeps middleware state per router and entry point."""
+    def middleware(self, qualified: str, router: str) -> Middleware:
+        """A fresh instance: Traefik keeps middleware state per router and entry point.
+
+        inFlightConn's `router` and `global` scopes share their counts instead, the same
+        ones as the previous generation's.
+        """
         found = self.middleware_cfgs.get(qualified)
         if found is None:
             raise BuildError(f'middleware "{qualified}" does not exist')
@@ -290,8 +295,16 @@ class _Builder:
                              f"only {kinds[-1]} applies", critical=False)
         try:
             if kinds[-1] == "inFlightConn":
-                assert config.in_flight_conn is not None
-                return InFlightConn(qualified, config.in_flight_conn.amount)
+                limit = config.in_flight_conn
+                assert limit is not None
+                counts = None
+                if limit.scope in ("router", "global"):
+                    key = (router if limit.scope == "router" else "", qualified)
+                    counts = self.runtime.connection_counts.get(key)
+                    if counts is None:
+                        counts = self.runtime.connection_counts[key] = \
+                            self.previous_counts.get(key, {})
+                return InFlightConn(qualified, limit.amount, limit.scope or "clientIP", counts)
             if kinds[-1] == "rateLimit":
                 assert config.rate_limit is not None
                 return build_rate_limit(qualified, config.rate_limit)
@@ -374,7 +387,7 @@ class _Builder:
                 continue
             probe = probe or _Builder(self.static, self.configs, None, self.resolvers)
             try:
-                probe.middleware(qualified)
+                probe.middleware(qualified, "")
             except BuildError:
                 pass
             self._unused("middleware", qualified, status.provider, "tcp.middlewares",
@@ -482,7 +495,8 @@ class _Builder:
         routes = []
         for ep in using:
             try:
-                middlewares = tuple(self.middleware(qualify(m, provider)) for m in config.middlewares)
+                middlewares = tuple(self.middleware(qualify(m, provider), status.name)
+                                    for m in config.middlewares)
             except BuildError as exc:
                 return fail(str(exc))
             routes.append((ep, Route(

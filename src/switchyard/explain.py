@@ -315,14 +315,18 @@ def _middleware_verdicts(decision: Decision, client_ip: str,
             amount = middleware.amount
             if amount <= 0:
                 detail = f"amount is {amount}: every connection is refused"
-            elif live:
-                detail = (f"{middleware.open_connections(client_ip)} of {amount} connections "
-                          f"from {client_ip} are open now" + (f": {refusal}" if refusal else ""))
             else:
-                # The limit depends on what is open at that moment, which a config cannot know.
-                allows = None
-                detail = (f"allows it while fewer than {amount} connections from {client_ip} "
-                          "are open")
+                whose = {"clientIP": f"from {client_ip}", "router": "of this router",
+                         "global": "of every router using it"}[middleware.scope]
+                if live:
+                    detail = (f"{middleware.open_connections(client_ip)} of {amount} "
+                              f"connections {whose} are open now"
+                              + (f": {refusal}" if refusal else ""))
+                else:
+                    # The limit depends on what is open at that moment, which a config
+                    # cannot know.
+                    allows = None
+                    detail = f"allows it while fewer than {amount} connections {whose} are open"
         elif isinstance(middleware, RateLimit):
             source = source_key(client_ip, middleware.ipv6_subnet)
             if middleware.rate.unlimited:

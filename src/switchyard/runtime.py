@@ -26,6 +26,9 @@ class Runtime:
     # which may run in a worker thread.
     acme_requests: list[tuple[str, list[tuple[str, list[str]]]]] = field(default_factory=list)
     http: HTTPBuild = field(default_factory=HTTPBuild)  # HTTP routers, services, middlewares
+    # Open connections of inFlightConn's router and global scopes, by (router or "", middleware):
+    # handed on to the next generation, since the connections they count outlive it.
+    connection_counts: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         """Every error and warning, one line each, element first."""

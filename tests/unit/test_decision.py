@@ -119,7 +119,8 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         tls = draw(st.sampled_from(TLS_KINDS))
         if tls is not None:
             router["tls"] = tls
-        middlewares = draw(st.lists(st.sampled_from(["office", "none-allowed", "two"]),
+        middlewares = draw(st.lists(st.sampled_from(["office", "none-allowed", "two", "pool",
+                                                     "rate"]),
                                     max_size=2, unique=True))
         if middlewares:
             router["middlewares"] = middlewares
@@ -135,7 +136,9 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         "routers": routers,
         "middlewares": {"office": {"ipAllowList": {"sourceRange": ["10.0.0.0/8"]}},
                         "none-allowed": {"inFlightConn": {"amount": 0}},
-                        "two": {"inFlightConn": {"amount": 2}}},
+                        "two": {"inFlightConn": {"amount": 2}},
+                        "pool": {"inFlightConn": {"amount": 1, "scope": "global"}},
+                        "rate": {"rateLimit": {"average": 1, "period": "1m"}}},
         "services": {"up": {"loadBalancer": {"servers": up, "strategy": strategy}},
                      "empty": {"loadBalancer": {"servers": []}},
                      "split": {"weighted": {"services": [{"name": "up", "weight": 0},
