@@ -33,10 +33,10 @@ import h2.settings
 from switchyard.http.deadline import Deadline
 from switchyard.http.exchange import Exchange
 from switchyard.http.forwarded import apply_forwarded_headers
-from switchyard.http.handler import ConnectionInfo, Handler, RequestRecord
+from switchyard.http.handler import ConnectionInfo, Handler
 from switchyard.http.message import RequestHead, ResponseHead, date_value
 from switchyard.http.responder import Responder, status_text_error
-from switchyard.http.server import DEFAULT_SERVER_SETTINGS, ServerSettings
+from switchyard.http.server import DEFAULT_SERVER_SETTINGS, ServerSettings, request_record
 from switchyard.http.tunnel import Endpoint
 
 __all__ = ["PREFACE", "H2Exchange", "H2ServerConnection"]
@@ -510,11 +510,4 @@ class H2ServerConnection(asyncio.Protocol):
         observer = self._settings.observer
         if observer is None:
             return
-        request, info = exchange.request, exchange.info
-        observer(RequestRecord(
-            entry_point=info.entry_point, router=exchange.router, service=exchange.service,
-            server=exchange.server, method=request.method.decode("latin-1"),
-            path=request.path, protocol="HTTP/2.0", status=exchange.status,
-            request_bytes=exchange.request_bytes, response_bytes=exchange.response_bytes,
-            duration=time.monotonic() - exchange.started_at, client_ip=info.client_ip,
-            client_port=info.client_port, tls=info.tls, closed_by=exchange.closed_by))
+        observer(request_record(exchange))

@@ -36,7 +36,8 @@ from switchyard.http.message import RequestHead
 from switchyard.http.responder import Responder, status_text_error
 from switchyard.http.tunnel import Endpoint, Tunnel
 
-__all__ = ["DEFAULT_SERVER_SETTINGS", "HTTPServerConnection", "ServerSettings", "bad_request"]
+__all__ = ["DEFAULT_SERVER_SETTINGS", "HTTPServerConnection", "ServerSettings", "bad_request",
+           "request_record"]
 
 log = logging.getLogger("switchyard.http")
 
@@ -449,16 +450,21 @@ class HTTPServerConnection(asyncio.Protocol):
         observer = self._settings.observer
         if observer is None:
             return
-        request, info = exchange.request, exchange.info
-        observer(RequestRecord(
-            entry_point=info.entry_point, router=exchange.router, service=exchange.service,
-            server=exchange.server, method=request.method.decode("latin-1"),
-            path=request.path, protocol="HTTP/" + request.version.decode("latin-1"),
-            status=exchange.status, request_bytes=exchange.request_bytes,
-            response_bytes=exchange.response_bytes,
-            duration=time.monotonic() - exchange.started_at, client_ip=info.client_ip,
-            client_port=info.client_port, tls=info.tls, closed_by=exchange.closed_by,
-            attempts=exchange.attempts))
+        observer(request_record(exchange))
+
+
+def request_record(exchange: Exchange) -> RequestRecord:
+    """The observation record of a finished (or abandoned) exchange, HTTP/1.x or HTTP/2."""
+    request, info = exchange.request, exchange.info
+    return RequestRecord(
+        entry_point=info.entry_point, router=exchange.router, service=exchange.service,
+        server=exchange.server, method=request.method.decode("latin-1"),
+        path=request.path, protocol="HTTP/" + request.version.decode("latin-1"),
+        status=exchange.status, request_bytes=exchange.request_bytes,
+        response_bytes=exchange.response_bytes,
+        duration=time.monotonic() - exchange.started_at, client_ip=info.client_ip,
+        client_port=info.client_port, tls=info.tls, closed_by=exchange.closed_by,
+        attempts=exchange.attempts)
 
 
 class _TooLarge(Exception):
