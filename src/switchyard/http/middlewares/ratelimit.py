@@ -22,7 +22,6 @@ import logging
 import math
 import ssl
 import time
-import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -293,10 +292,9 @@ class _TLSConnection(Connection):
 
 
 # Clients are shared by every limiter with the same settings on a loop, so that rebuilding the
-# configuration does not open new pools; a loop that goes away takes its clients with it.
-_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
-                                    dict[tuple[Any, ...], tuple[aioredis.Redis, Any]]] = (
-    weakref.WeakKeyDictionary())
+# configuration does not open new pools. Their connections keep the loop alive, so clients of
+# loops that have been closed are dropped when a new client is made.
+_CLIENTS: dict[asyncio.AbstractEventLoop, dict[tuple[Any, ...], tuple[aioredis.Redis, Any]]] = {}
 
 
 class _RedisConnection:
@@ -345,7 +343,11 @@ class _RedisConnection:
     def script(self) -> Any:
         """The bucket script bound to this loop's client (made on first use)."""
         loop = asyncio.get_running_loop()
-        clients = _CLIENTS.setdefault(loop, {})
+        clients = _CLIENTS.get(loop)
+        if clients is None:
+            for closed in [other for other in _CLIENTS if other.is_closed()]:
+                del _CLIENTS[closed]
+            clients = _CLIENTS[loop] = {}
         found = clients.get(self.key)
         if found is None:
             settings = dict(self.settings)
