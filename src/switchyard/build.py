@@ -516,6 +516,8 @@ class _Builder:
                 and self.sni_strict_for(config.tls.options, provider),
                 certificates=self._store if tls_context is not None else None,
                 shared_limits=tuple(m for m in middlewares if isinstance(m, SharedRateLimit)),
+                idle_timeout=max(config.idle_timeout or 0.0, 0.0),
+                max_duration=max(config.max_duration or 0.0, 0.0),
             )))
         return routes
 

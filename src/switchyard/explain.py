@@ -119,6 +119,8 @@ class Explanation:
     live: bool = False
     # Contradictions `check` reports that bear on this connection (its entry point or router).
     warnings: list[str] = field(default_factory=list)
+    idle_timeout: float = 0.0  # the router's: a relay quiet both ways this long is closed
+    max_duration: float = 0.0  # the router's: a connection open this long is closed
     # When the connection goes to the HTTP server: which HTTP router serves the request.
     http: HTTPExplanation | None = None
 
@@ -151,6 +153,7 @@ class Explanation:
             service=service(data["service"]), outcome=data["outcome"], action=data["action"],
             close_reason=data["closeReason"], server=data["server"], postgres=data["postgres"],
             live=data["live"], warnings=list(data.get("warnings", [])),
+            idle_timeout=data.get("idleTimeout", 0.0), max_duration=data.get("maxDuration", 0.0),
             http=HTTPExplanation.from_json(data["http"]) if data.get("http") else None)
 
 
@@ -244,6 +247,8 @@ def explain(runtime: Runtime, static: StaticConfig, entrypoint: str, client_ip: 
         server=decision.server.address if decision.server is not None else None,
         postgres=postgres, live=live,
         warnings=_warnings(runtime, static, entrypoint, route.name if route else None),
+        idle_timeout=route.idle_timeout if route is not None else 0.0,
+        max_duration=route.max_duration if route is not None else 0.0,
         http=http)
 
 
@@ -399,7 +404,10 @@ def render_text(found: Explanation) -> str:
         for router in found.disabled:
             lines.append(f"  {router.router}: {'; '.join(router.errors)}")
     if found.router is not None:
-        lines += ["", f"Router: {found.router}"]
+        lifetime = [f"{label} {value:g}s" for label, value in (
+            ("idleTimeout", found.idle_timeout), ("maxDuration", found.max_duration)) if value]
+        lines += ["", f"Router: {found.router}"
+                  + (f" (closes connections after {', '.join(lifetime)})" if lifetime else "")]
         if found.middlewares:
             lines.append("Middlewares, in order:")
             for number, verdict in enumerate(found.middlewares, 1):

@@ -190,6 +190,10 @@ class TCPRouter(TraefikModel):
     middlewares: StrList = []
     service: str = ""
     tls: RouterTLS | None = None
+    # Additions: close a relayed connection quiet both ways this long, or open this long
+    # (None or 0: never).
+    idle_timeout: Duration | None = None
+    max_duration: Duration | None = None
 
 
 # --- tcp.services ------------------------------------------------------------------------

@@ -32,6 +32,7 @@ class CloseReason(enum.Enum):
     DIAL_FAILED = "dial_failed"
     PEEK_TIMEOUT = "peek_timeout"
     IDLE_TIMEOUT = "idle_timeout"
+    MAX_DURATION = "max_duration"  # open longer than its router's maxDuration
     TERMINATION_DELAY = "termination_delay"  # the other side did not finish after a half-close
     MALFORMED = "malformed"  # bad ClientHello or PROXY header
     TLS_ERROR = "tls_error"  # TLS termination failed (handshake, client certificate, ALPN...)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -57,7 +58,8 @@ class ClientConnection(asyncio.Protocol):
     """The client side of a proxied connection; owns the connection's life."""
 
     # Thousands live at once: slots keep each one small.
-    __slots__ = ("_deadline", "_delegate", "_dial_task", "_finished", "_host", "_on_close",
+    __slots__ = ("_deadline", "_delegate", "_dial_task", "_finished", "_host", "_idle", "_life",
+                 "_on_close",
                  "_on_data", "_on_eof", "_pending", "_preamble", "_relay", "_server", "_table",
                  "_tls", "record", "transport")
 
@@ -78,6 +80,8 @@ class ClientConnection(asyncio.Protocol):
         self._finished = False
         self._delegate: asyncio.Protocol | None = None  # who serves it after a handover (HTTP)
         self._server: Server | None = None  # the server it is open on, once picked
+        self._idle: asyncio.TimerHandle | None = None  # the router's idleTimeout check
+        self._life: asyncio.TimerHandle | None = None  # the router's maxDuration
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
@@ -260,6 +264,11 @@ class ClientConnection(asyncio.Protocol):
         """Let the middlewares count it, open it on its server, dial."""
         route, record = decision.route, self.record
         assert route is not None and decision.server is not None
+        if route.max_duration > 0:
+            self._life = asyncio.get_running_loop().call_later(
+                route.max_duration, self.close, CloseReason.MAX_DURATION,
+                f'open longer than router "{route.name}" allows ({route.max_duration:g}s)',
+                Side.SWITCHYARD)
         for middleware, _ in decision.verdicts:
             middleware.enter(self)
         record.phase = Phase.DIALING
@@ -427,7 +436,9 @@ class ClientConnection(asyncio.Protocol):
 
     def _relaying(self, decision: Decision) -> None:
         relay = self._relay
-        assert relay is not None
+        assert relay is not None and decision.route is not None
+        if decision.route.idle_timeout > 0:
+            self._watch_idle(decision.route.idle_timeout)
         if decision.refuse_handshake:
             self.close(CloseReason.TLS_ERROR, decision.handshake_refusal, Side.SWITCHYARD)
             return
@@ -445,6 +456,17 @@ class ClientConnection(asyncio.Protocol):
         relay.start(b"", client_ready=False)
         tls.start(pending, self._table.read_timeout,
                   "timed out waiting for the client's TLS handshake")
+
+    def _watch_idle(self, timeout: float) -> None:
+        """One timer per quiet stretch, not per read: it looks at the last traffic when due."""
+        wait = self.record.last_activity + timeout - time.monotonic()  # the record's clock
+        if wait <= 0 and self.record.phase is Phase.RELAYING:
+            self._idle = None
+            self.close(CloseReason.IDLE_TIMEOUT, f"no traffic either way for {timeout:g}s",
+                       Side.SWITCHYARD)
+            return
+        self._idle = asyncio.get_running_loop().call_later(max(wait, 0.001), self._watch_idle,
+                                                           timeout)
 
     def _from_client(self, plaintext: bytes) -> None:
         assert self._relay is not None
@@ -507,6 +529,10 @@ class ClientConnection(asyncio.Protocol):
         if detail and reason not in (CloseReason.NORMAL, CloseReason.CLIENT_CLOSED):
             log.debug("%s:%d %s: %s", record.client_ip, record.client_port, reason.value, detail)
         self._cancel_deadline()
+        for timer in (self._idle, self._life):
+            if timer is not None:
+                timer.cancel()
+        self._idle = self._life = None
         if self._tls is not None:
             self._tls.cancel()
         if self._dial_task is not None:

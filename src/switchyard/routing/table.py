@@ -38,6 +38,8 @@ class Route:
     certificates: CertificateStore | None = None  # what the termination context serves
     # Middlewares of the chain asked after the decision, before the dial (Redis rate limits).
     shared_limits: tuple[SharedLimit, ...] = ()
+    idle_timeout: float = 0.0  # close a relay quiet both ways this long (0: never)
+    max_duration: float = 0.0  # close a connection routed this long ago (0: never)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
