@@ -70,6 +70,14 @@ http:
       rule: "PathPrefix(`/bigresponse`)"
       middlewares: [buffer, to-body]
       service: backend
+    buffered-big:
+      rule: "PathPrefix(`/spill`)"
+      middlewares: [buffer-small-memory, to-echo]
+      service: backend
+    buffered-big-response:
+      rule: "PathPrefix(`/bigspill`)"
+      middlewares: [buffer-small-memory, to-body]
+      service: backend
     buffered-retry:
       rule: "PathPrefix(`/retry`)"
       middlewares: [buffer-retry, to-body]
@@ -114,6 +122,7 @@ http:
         errorRequestHeaders: [X-Wanted]
     buffer: {buffering: {maxRequestBodyBytes: 1000, maxResponseBodyBytes: 5000,
                          memRequestBodyBytes: 100, memResponseBodyBytes: 100}}
+    buffer-small-memory: {buffering: {memRequestBodyBytes: 1000, memResponseBodyBytes: 1000}}
     buffer-retry:
       buffering: {retryExpression: "IsNetworkError() || ResponseCode() == 503 && Attempts() < 3"}
     encoded: {encodedCharacters: {}}
@@ -450,6 +459,17 @@ def test_response_over_the_limit_becomes_500(ports: dict[str, int]) -> None:
     assert (status, body) == (500, b"Internal Server Error")
     status, headers, body = get(ports["web"], "/bigresponse?size=5000")
     assert status == 200 and body == text(5000) and headers["Content-Length"] == "5000"
+
+
+def test_bodies_past_the_memory_limit_spill_to_disk_and_arrive_whole(
+        ports: dict[str, int]) -> None:
+    status, _, body = get(ports["web"], "/spill", method="POST", body=b"s" * 3_000_000)
+    assert status == 200
+    echoed = json.loads(body)
+    assert echoed["body_length"] == 3_000_000
+    status, headers, body = get(ports["web"], "/bigspill?size=3000000&noise=1")
+    assert status == 200 and body == noise(3_000_000)
+    assert headers["Content-Length"] == "3000000"
 
 
 def test_retry_expression_sends_the_request_again(ports: dict[str, int],

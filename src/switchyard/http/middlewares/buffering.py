@@ -2,7 +2,7 @@
 answering, with size limits and optional retries (Traefik's oxy buffer).
 
 * A request declaring a Content-Length above ``maxRequestBodyBytes`` is answered ``413
-  Request Entity Too Large`` at once; a chunked one as soon as it passes the limit. A body
+  Request Entity Too Large`` (no Content-Type, as Traefik sends it) at once; a chunked one as soon as it passes the limit. A body
   that fits is forwarded with a Content-Length (no chunked framing), as oxy does.
 * A response body above ``maxResponseBodyBytes`` is read to its end and dropped, and the client
   gets ``500 Internal Server Error``. A ``101`` (WebSocket) passes straight through.
@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from switchyard.config.dynamic import TraefikModel
 from switchyard.http.handler import BodyConsumer, Handler, ResponseWriter
-from switchyard.http.message import Headers, RequestHead, ResponseHead
+from switchyard.http.message import RequestHead, ResponseHead
 from switchyard.http.middlewares.base import MiddlewareContext, MiddlewareError, Wrap, parse_options
 from switchyard.http.middlewares.retryexpr import (
     RetryContext,
@@ -42,7 +42,6 @@ DEFAULT_MEM_BYTES = 1024 * 1024
 MAX_ATTEMPTS = 10
 _PIECE = 64 * 1024
 _GO_RESPONSE_BUFFER = 2048
-_TEXT_PLAIN = (b"Content-Type", b"text/plain; charset=utf-8")
 
 
 class BufferingOptions(TraefikModel):
@@ -286,7 +285,7 @@ class _Run:
             return
         if attempt.overflow:
             attempt.body.close()
-            exchange.respond(500, Headers([_TEXT_PLAIN]), b"Internal Server Error")
+            exchange.respond(500, None, b"Internal Server Error")
             return
         self._answer(head, attempt.body)
 
@@ -338,7 +337,7 @@ def _expects_body(method: bytes, head: ResponseHead) -> bool:
 
 
 def _too_large(exchange: Exchange) -> None:
-    exchange.respond(413, Headers([_TEXT_PLAIN]), b"Request Entity Too Large")
+    exchange.respond(413, None, b"Request Entity Too Large")
 
 
 class Buffering:
