@@ -36,7 +36,7 @@ from switchyard.internal import internal_http_services
 from switchyard.middlewares.base import Middleware
 from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
-from switchyard.middlewares.ratelimit import SharedRateLimit, build_rate_limit
+from switchyard.middlewares.ratelimit import RateLimit, build_rate_limit
 from switchyard.routing.table import HTTPSRoute, Route, RouteList, RoutingTable, sort_routes
 from switchyard.rules import RuleError, default_priority, host_sni_values, parse_domains, parse_rule
 from switchyard.runtime import Runtime
@@ -515,7 +515,7 @@ class _Builder:
                 sni_strict=tls_context is not None and config.tls is not None
                 and self.sni_strict_for(config.tls.options, provider),
                 certificates=self._store if tls_context is not None else None,
-                shared_limits=tuple(m for m in middlewares if isinstance(m, SharedRateLimit)),
+                async_limits=tuple(m for m in middlewares if isinstance(m, RateLimit)),
                 idle_timeout=max(config.idle_timeout or 0.0, 0.0),
                 max_duration=max(config.max_duration or 0.0, 0.0),
             )))

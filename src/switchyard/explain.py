@@ -13,7 +13,7 @@ from switchyard.explain_http import HTTPExplanation, RequestQuestion, explain_re
 from switchyard.internal import internal_services
 from switchyard.middlewares.inflightconn import InFlightConn
 from switchyard.middlewares.ipallowlist import IPAllowList
-from switchyard.middlewares.ratelimit import RateLimit, SharedRateLimit, source_key
+from switchyard.middlewares.ratelimit import RateLimit, source_key
 from switchyard.observability.record import CloseReason
 from switchyard.proxy.decision import (
     Action,
@@ -334,18 +334,10 @@ def _middleware_verdicts(decision: Decision, client_ip: str,
                     detail = f"allows it while fewer than {amount} connections {whose} are open"
         elif isinstance(middleware, RateLimit):
             source = source_key(client_ip, middleware.ipv6_subnet)
-            if middleware.rate.unlimited:
-                detail = "average is 0: no limit"
-            elif live:
-                detail = refusal or f"a token is left for {source} ({middleware.rate.describe()})"
-            else:
-                allows = None
-                detail = (f"allows it while {source} has opened fewer than "
-                          f"{middleware.rate.describe()} connections")
-        elif isinstance(middleware, SharedRateLimit):
-            allows = None  # Redis answers when the connection comes
-            detail = (f"{middleware.rate.describe()} connections per {client_ip}'s source, "
-                      "counted in Redis with every instance sharing it: asked when it connects")
+            allows = None  # a token is taken, or waited for, when the connection comes
+            detail = ("average is 0: no limit" if middleware.limits.unlimited else
+                      f"{middleware.describe()}: allows it while {source} has a token left "
+                      "(or one within the longest wait)")
         found.append(MiddlewareVerdict(middleware.name, middleware.kind, True, allows, detail))
     return found
 

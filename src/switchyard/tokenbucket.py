@@ -1,156 +1,246 @@
-"""Token buckets per source: ``average`` per ``period`` with ``burst`` at once, in memory or in Redis.
+"""Token buckets per source, in memory or in Redis, as Traefik's rateLimit keeps them.
 
-No protocol here: the TCP rateLimit counts connections with it; an HTTP one could count requests.
+No protocol here: the HTTP rateLimit counts requests with them, the TCP one connections. A
+bucket holds up to ``burst`` tokens (at least 1) and refills at ``average / period`` tokens a
+second; ``average: 0`` turns limiting off. Taking a token answers how long to wait for it;
+waits over ``max_delay`` are refusals and give the token back. In Redis a bucket is the hash
+``rate:<middleware>:<source>`` Traefik uses, read and updated by one Lua script.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import ssl
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-if TYPE_CHECKING:
-    import redis.asyncio
+import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
-__all__ = ["MAX_SOURCES", "Rate", "RedisBuckets", "TokenBuckets"]
+from switchyard.config.dynamic import Redis, RedisTLS
+from switchyard.tls.certificates import (
+    CertificateError,
+    load_certificate,
+    pem_bundle,
+    read_certificates,
+)
 
-#: How many sources are tracked at most in memory (Traefik's cap); the least recent go first.
+__all__ = ["BUCKET_SCRIPT", "MAX_SOURCES", "Limits", "MemoryBuckets", "RedisBuckets",
+           "RedisConnection"]
+
+#: How many sources one in-memory limiter remembers; past that the stalest is dropped.
 MAX_SOURCES = 65536
+_REDIS_PREFIX = "rate:"
 
-
-@dataclass(frozen=True, slots=True)
-class Rate:
-    """``average`` tokens per ``period`` seconds, at most ``burst`` saved up (Traefik's rules:
-    burst below 1 is 1, period 0 is one second, average 0 is no limit at all)."""
-
-    average: int
-    period: float
-    burst: int
-
-    @classmethod
-    def of(cls, average: int, period: float, burst: int) -> Rate:
-        return cls(max(average, 0), period if period > 0 else 1.0, max(burst, 1))
-
-    @property
-    def per_second(self) -> float:
-        return self.average / self.period
-
-    @property
-    def unlimited(self) -> bool:
-        return self.average == 0
-
-    def describe(self) -> str:
-        return f"{self.average} per {self.period:g}s, burst {self.burst}"
-
-
-class TokenBuckets:
-    """One bucket per source key; a new source starts with a full bucket.
-
-    ``available`` only looks; ``take`` spends a token. Both refill first, by elapsed time.
-    """
-
-    __slots__ = ("_buckets", "_clock", "rate")
-
-    def __init__(self, rate: Rate, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, as of)
-
-    def _tokens(self, key: str, now: float) -> float:
-        found = self._buckets.get(key)
-        if found is None:
-            return float(self.rate.burst)
-        tokens, at = found
-        return min(float(self.rate.burst), tokens + (now - at) * self.rate.per_second)
-
-    def available(self, key: str) -> bool:
-        return self.rate.unlimited or self._tokens(key, self._clock()) >= 1.0
-
-    def take(self, key: str) -> bool:
-        """Spend one token of ``key``'s bucket; False (nothing spent) when it is empty."""
-        if self.rate.unlimited:
-            return True
-        now = self._clock()
-        tokens = self._tokens(key, now)
-        if tokens < 1.0:
-            return False
-        buckets = self._buckets
-        buckets.pop(key, None)  # re-inserted last: dict order is recency
-        buckets[key] = (tokens - 1.0, now)
-        if len(buckets) > MAX_SOURCES:
-            del buckets[next(iter(buckets))]
-        return True
-
-    def sources(self) -> int:
-        return len(self._buckets)
-
-
-# The bucket lives in a Redis hash: tokens and the time they were counted at, by Redis's
-# clock (instances' clocks never disagree). One script call per connection, atomic.
-_TAKE = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+# KEYS[1] is the bucket, a hash of `last` (microseconds) and `tokens`, as Traefik stores it.
+# ARGV: tokens per microsecond, burst, time to live (s), now (us), longest wait (us).
+# Returns the wait in microseconds; a wait over the longest gives its token back.
+BUCKET_SCRIPT = """
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local saved = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(saved[1]) or burst
-local at = tonumber(saved[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local taken = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  taken = 1
+local now, longest = tonumber(ARGV[4]), tonumber(ARGV[5])
+local state = redis.call('HMGET', KEYS[1], 'last', 'tokens')
+local last, tokens = tonumber(state[1]) or 0, tonumber(state[2]) or 0
+if last > now then last = now end
+tokens = math.min(tokens + (now - last) * rate, burst) - 1
+local wait = 0
+if tokens < 0 then
+  wait = -tokens / rate
+  if wait > longest then tokens = math.min(tokens + 1, burst) end
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return taken
+redis.call('HSET', KEYS[1], 'last', now, 'tokens', tokens)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return tostring(wait)
 """
 
 
-class RedisBuckets:
-    """The same buckets kept in Redis under ``prefix + key``, so every instance shares them."""
+class Limits:
+    """The numbers every bucket of one middleware follows, derived as Traefik derives them."""
 
-    def __init__(self, rate: Rate, client: redis.asyncio.Redis, prefix: str) -> None:
-        self.rate = rate
-        self.prefix = prefix
-        self._client = client
-        self._script = client.register_script(_TAKE)
+    __slots__ = ("burst", "max_delay", "rate", "ttl")
+
+    def __init__(self, average: int, period: float, burst: int) -> None:
+        self.burst = max(burst, 1)
+        period = period or 1.0
+        # Tokens a second; infinite when limiting is off.
+        self.rate = average / period if average > 0 else math.inf
+        if self.rate < 1:
+            self.max_delay = 0.5  # 1/(2*rate) would let slow limits wait for seconds
+        elif math.isinf(self.rate):
+            self.max_delay = 0.0
+        else:
+            self.max_delay = (1_000_000_000 // (int(self.rate) * 2)) / 1e9
+        # Slow buckets are kept for about the time one token takes, fast ones for a second,
+        # plus a second either way.
+        self.ttl = 2 if self.rate >= 1 else 1 + int(1 / self.rate)
+
+    @property
+    def unlimited(self) -> bool:
+        return math.isinf(self.rate)
+
+
+class MemoryBuckets:
+    """The buckets of one in-memory limiter, by source, stalest first."""
+
+    __slots__ = ("buckets", "capacity", "limits")
+
+    def __init__(self, limits: Limits, capacity: int = MAX_SOURCES) -> None:
+        self.limits = limits
+        self.capacity = capacity
+        # source -> [tokens, last refill (monotonic s), expiry (whole s)]; re-inserted on use,
+        # so the dict's order is the order of expiry.
+        self.buckets: dict[str, list[float]] = {}
+
+    def reserve(self, source: str, now: float) -> float:
+        """Take a token for ``source`` at ``now``: the seconds to wait for it (0: none)."""
+        limits, buckets = self.limits, self.buckets
+        second = int(now)
+        bucket = buckets.pop(source, None)
+        if bucket is None or bucket[2] <= second:
+            while buckets:  # drop the expired, and the stalest when full
+                stalest = next(iter(buckets))
+                if buckets[stalest][2] > second and len(buckets) < self.capacity:
+                    break
+                del buckets[stalest]
+            tokens = float(limits.burst)
+        else:
+            elapsed = now - bucket[1] if now > bucket[1] else 0.0
+            tokens = min(bucket[0] + elapsed * limits.rate, limits.burst)
+        tokens -= 1
+        delay = -tokens / limits.rate if tokens < 0 else 0.0
+        if delay > limits.max_delay:
+            tokens = min(tokens + 1, limits.burst)  # refused: the token goes back
+        buckets[source] = [tokens, now, second + limits.ttl]
+        return delay
+
+
+class RedisBuckets:
+    """Buckets kept in Redis; one client per event loop and connection settings."""
+
+    __slots__ = ("connection", "limits", "prefix")
+
+    def __init__(self, limits: Limits, connection: RedisConnection, name: str) -> None:
+        self.limits = limits
+        self.connection = connection
+        self.prefix = f"{_REDIS_PREFIX}{name}:"
+
+    async def reserve(self, source: str) -> float:
+        """Seconds to wait for a token of ``source``; raises RedisError or OSError."""
+        limits = self.limits
+        script = self.connection.script()
+        reply = await script(keys=[self.prefix + source], args=[
+            repr(limits.rate / 1e6), limits.burst, limits.ttl, time.time_ns() // 1000,
+            int(limits.max_delay * 1e6)])
+        return float(reply) / 1e6
+
+
+# -- Redis connections --------------------------------------------------------------------------
+
+
+class _TLSConnection(Connection):
+    """A Redis connection over TLS with a context built from Traefik's ``tls`` options."""
+
+    def __init__(self, *, tls_context: ssl.SSLContext, **kwargs: Any) -> None:
+        self.tls_context = tls_context
+        super().__init__(**kwargs)
+
+    def _connection_arguments(self) -> Mapping[str, Any]:
+        arguments = dict(super()._connection_arguments())
+        arguments["ssl"] = self.tls_context
+        return arguments
+
+
+# Clients are shared by every limiter with the same settings on a loop, so that rebuilding the
+# configuration does not open new pools. Their connections keep the loop alive, so clients of
+# loops that have been closed are dropped when a new client is made.
+_CLIENTS: dict[asyncio.AbstractEventLoop, dict[tuple[Any, ...], tuple[aioredis.Redis, Any]]] = {}
+
+
+class RedisConnection:
+    """How to reach the Redis of one ``redis`` option block (validated when built)."""
+
+    __slots__ = ("key", "settings")
+
+    def __init__(self, settings: dict[str, Any], key: tuple[Any, ...]) -> None:
+        self.settings = settings
+        self.key = key
 
     @classmethod
-    def connect(cls, rate: Rate, prefix: str, *, endpoint: str, username: str = "",
-                password: str = "", db: int = 0, dial_timeout: float = 5.0,
-                read_timeout: float = 3.0, max_connections: int = 0,
-                tls: dict[str, Any] | None = None) -> RedisBuckets:
-        """A client for ``host:port`` (no connection is made until the first take).
+    def from_options(cls, options: Redis) -> RedisConnection:
+        if not options.endpoints:
+            raise ValueError("redis.endpoints: list the Redis address (host:port)")
+        if len(options.endpoints) > 1:
+            raise ValueError(
+                "redis.endpoints: several endpoints make Traefik use Redis Cluster, which "
+                "Switchyard does not support; give one host:port")
+        endpoint = options.endpoints[0]
+        host, colon, port = endpoint.rpartition(":")
+        if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f'redis.endpoints: "{endpoint}" is not host:port '
+                                  '(e.g. "redis:6379")')
+        for key, value in (("poolSize", options.pool_size), ("minIdleConns",
+                           options.min_idle_conns), ("maxActiveConns", options.max_active_conns)):
+            if value < 0:
+                raise ValueError(f"redis.{key}: must not be negative")
+        timeout = max(options.read_timeout, options.write_timeout)
+        settings: dict[str, Any] = {
+            "host": host.removeprefix("[").removesuffix("]"), "port": int(port),
+            "db": options.db, "username": options.username or None,
+            "password": options.password or None,
+            "socket_connect_timeout": options.dial_timeout if options.dial_timeout > 0 else 5.0,
+            # Traefik: zero or less means no timeout.
+            "socket_timeout": timeout if timeout > 0 else None,
+            "max_connections": options.max_active_conns or None,
+        }
+        tls_key: tuple[Any, ...] = ()
+        if options.tls is not None:
+            settings["tls_context"] = _tls_context(options.tls)
+            tls_key = tuple(options.tls.model_dump().items())
+        return cls(settings, (*sorted((k, v) for k, v in settings.items()
+                                      if k != "tls_context"), tls_key))
 
-        ``tls``: None for plain TCP, else redis-py's ``ssl_*`` options (files, verification).
-        """
-        import redis.asyncio
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+    def script(self) -> Any:
+        """The bucket script bound to this loop's client (made on first use)."""
+        loop = asyncio.get_running_loop()
+        clients = _CLIENTS.get(loop)
+        if clients is None:
+            for closed in [other for other in _CLIENTS if other.is_closed()]:
+                del _CLIENTS[closed]
+            clients = _CLIENTS[loop] = {}
+        found = clients.get(self.key)
+        if found is None:
+            settings = dict(self.settings)
+            tls_context = settings.pop("tls_context", None)
+            max_connections = settings.pop("max_connections")
+            host, port = settings.pop("host"), settings.pop("port")
+            pool_options: dict[str, Any] = {
+                "host": host, "port": port, "max_connections": max_connections,
+                # As go-redis: three retries, backing off from 8 ms to 512 ms.
+                "retry": Retry(ExponentialBackoff(), 3),
+                **settings}
+            if tls_context is not None:
+                pool_options.update(connection_class=_TLSConnection, tls_context=tls_context)
+            client = aioredis.Redis(connection_pool=aioredis.ConnectionPool(**pool_options))
+            found = clients[self.key] = (client, client.register_script(BUCKET_SCRIPT))
+        return found[1]
 
-        host, _, port = endpoint.rpartition(":")
-        # One quick retry at most: a connection waits on the answer, and the default backs
-        # off for seconds against a Redis that is down.
-        options: dict[str, Any] = {"retry": Retry(NoBackoff(), 1)}
-        if max_connections > 0:
-            options["max_connections"] = max_connections
-        if tls is not None:
-            options.update(ssl=True, **tls)
-        client = redis.asyncio.Redis(
-            host=host.strip("[]") or "localhost", port=int(port or 6379), db=db,
-            username=username or None, password=password or None,
-            socket_connect_timeout=dial_timeout, socket_timeout=read_timeout, **options)
-        return cls(rate, client, prefix)
 
-    async def take(self, key: str) -> bool:
-        """Spend one token; raises redis's errors (and TimeoutError) when Redis does not answer."""
-        if self.rate.unlimited:
-            return True
-        result = await self._script(keys=[self.prefix + key],
-                                    args=[repr(self.rate.per_second), self.rate.burst])
-        return bool(int(result))
-
-    async def close(self) -> None:
-        await self._client.aclose()
-
+def _tls_context(options: RedisTLS) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    try:
+        if options.ca:
+            context.load_verify_locations(cadata=pem_bundle(read_certificates(options.ca,
+                                                                              "redis.tls.ca")))
+        if options.cert or options.key:
+            if not (options.cert and options.key):
+                raise ValueError("redis.tls: give both cert and key, or neither")
+            load_certificate(options.cert, options.key).load_into(context)
+    except CertificateError as exc:
+        raise ValueError(f"redis.tls: {exc}") from None
+    if options.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

@@ -33,11 +33,11 @@ class Middleware(Protocol):
         """A connection it let through goes on to the service."""
 
 
-class SharedLimit(Protocol):
-    """A middleware whose verdict lives in a store shared with other instances (Redis).
+class AsyncLimit(Protocol):
+    """A middleware that answers asynchronously (a token to wait for, a store to ask).
 
-    The decision cannot read it synchronously: a routed connection asks `admit` before
-    its server is dialled, and is refused when it answers a reason.
+    The decision cannot wait: a routed connection asks `admit` before its server is
+    dialled, and is refused when it answers a reason.
     """
 
     name: str

@@ -1,10 +1,13 @@
-"""rateLimit (an addition for TCP): new connections per source, from a token bucket.
+"""rateLimit (an addition for TCP): new connections per source, from Traefik's token buckets.
 
-In memory the buckets belong to one instance of the middleware (one per router, as Traefik keeps
-an HTTP rateLimit's), and the decision reads them like any other middleware. With ``redis`` they
-live in Redis, shared by every router and every Switchyard using the middleware's name; such a
-limit can only be asked asynchronously, so the connection asks it after the routing decision
-and before dialling (``admit``).
+The buckets and their arithmetic are the HTTP rateLimit's (switchyard.tokenbucket): ``burst``
+at once, ``average`` per ``period``, a connection short of a token waits for it up to
+``1/(2 * rate)`` and is refused past that. In memory they belong to one instance of the
+middleware (one per router, as Traefik keeps an HTTP rateLimit's); with ``redis`` they live in
+Redis under the middleware's name, shared by every router and every Switchyard using it.
+
+Taking a token may wait (for Redis, or for the token), so the routing decision does not: the
+connection asks `admit` once routed, before its server is dialled.
 """
 
 from __future__ import annotations
@@ -12,19 +15,18 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import weakref
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
 from switchyard.middlewares.base import Admissible
-from switchyard.tokenbucket import Rate, RedisBuckets, TokenBuckets
+from switchyard.tokenbucket import Limits, MemoryBuckets, RedisBuckets, RedisConnection
 
 if TYPE_CHECKING:
     from switchyard.config.dynamic import RateLimit as RateLimitConfig
-    from switchyard.config.dynamic import Redis
 
-__all__ = ["RateLimit", "SharedRateLimit", "build_rate_limit"]
+__all__ = ["RateLimit", "build_rate_limit", "source_key"]
 
 log = logging.getLogger("switchyard.middlewares")
 
@@ -41,99 +43,72 @@ def source_key(client_ip: str, ipv6_subnet: int | None) -> str:
 
 
 class RateLimit:
-    """Refuses a source's connection once its bucket is empty; a connection let in spends a token."""
+    """Refuses a source's connection when its token is further away than the longest wait.
 
-    __slots__ = ("buckets", "ipv6_subnet", "name")
-    kind = "rateLimit"
-
-    def __init__(self, name: str, rate: Rate, ipv6_subnet: int | None = None) -> None:
-        self.name = name
-        self.ipv6_subnet = ipv6_subnet
-        self.buckets = TokenBuckets(rate)
-
-    @property
-    def rate(self) -> Rate:
-        return self.buckets.rate
-
-    def refusal(self, client_ip: str) -> str | None:
-        source = source_key(client_ip, self.ipv6_subnet)
-        if self.buckets.available(source):
-            return None
-        return f"rate limit exceeded for {source} ({self.rate.describe()}, {self.name})"
-
-    def enter(self, conn: Admissible) -> None:
-        self.buckets.take(source_key(conn.client_ip, self.ipv6_subnet))
-
-
-# One Redis client per event loop and server settings, shared by the middleware's instances
-# and kept across reloads (a client belongs to the loop it first ran on).
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], RedisBuckets]] \
-    = weakref.WeakKeyDictionary()
-
-
-class SharedRateLimit:
-    """The same limit with its buckets in Redis; the decision leaves it to ``admit``.
-
-    When Redis cannot be reached the connection is refused, as Traefik answers an HTTP
-    request 500 then: a limit that cannot be checked is not waived.
+    When Redis cannot be reached the connection is refused, as Traefik answers an HTTP request
+    500 then: a limit that cannot be checked is not waived. ``average: 0`` is no limit, with
+    or without Redis.
     """
 
-    __slots__ = ("_settings", "ipv6_subnet", "name", "rate")
+    __slots__ = ("average", "buckets", "burst", "failing", "ipv6_subnet", "limits", "name",
+                 "period", "redis")
     kind = "rateLimit"
-    KEY_PREFIX = "switchyard:tcp:ratelimit:"
 
-    def __init__(self, name: str, rate: Rate, redis: Redis, ipv6_subnet: int | None = None
-                 ) -> None:
-        if not redis.endpoints:
-            raise ValueError("redis.endpoints is empty: give the Redis server as host:port")
+    def __init__(self, name: str, average: int, period: float, burst: int, *,
+                 ipv6_subnet: int | None = None, redis: RedisBuckets | None = None) -> None:
         self.name = name
-        self.rate = rate
+        self.average, self.period, self.burst = average, period or 1.0, max(burst, 1)
+        self.limits = Limits(average, period, burst)
         self.ipv6_subnet = ipv6_subnet
-        tls = None
-        if redis.tls is not None:
-            tls = {"ssl_ca_certs": redis.tls.ca or None, "ssl_certfile": redis.tls.cert or None,
-                   "ssl_keyfile": redis.tls.key or None,
-                   "ssl_cert_reqs": "none" if redis.tls.insecure_skip_verify else "required"}
-        self._settings: tuple[Any, ...] = (
-            redis.endpoints[0], redis.username, redis.password, redis.db, redis.dial_timeout,
-            redis.read_timeout, redis.max_active_conns or redis.pool_size,
-            tuple(sorted(tls.items())) if tls else None)
+        self.buckets = MemoryBuckets(self.limits)
+        self.redis = redis
+        self.failing = False
+
+    def describe(self) -> str:
+        where = "in Redis, shared by every instance" if self.redis else "in memory"
+        return f"{self.average} per {self.period:g}s, burst {self.burst}, {where}"
 
     def refusal(self, client_ip: str) -> str | None:
-        return None  # asked in Redis by `admit`, once the connection is routed
+        return None  # a token is taken (and maybe waited for) by `admit`, once routed
 
     def enter(self, conn: Admissible) -> None:
         pass
 
-    def _buckets(self) -> RedisBuckets:
-        per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-        key = (self.name, self.rate, *self._settings)
-        found = per_loop.get(key)
-        if found is None:
-            endpoint, username, password, db, dial, read, pool, tls = self._settings
-            found = per_loop[key] = RedisBuckets.connect(
-                self.rate, f"{self.KEY_PREFIX}{self.name}:", endpoint=endpoint,
-                username=username, password=password, db=db, dial_timeout=dial,
-                read_timeout=read, max_connections=pool, tls=dict(tls) if tls else None)
-        return found
-
     async def admit(self, client_ip: str) -> str | None:
-        """None to let the connection through, else why it is refused."""
-        source = source_key(client_ip, self.ipv6_subnet)
-        try:
-            taken = await self._buckets().take(source)
-        except (RedisError, OSError) as exc:  # timeouts are OSErrors
-            log.error('middleware "%s": Redis did not answer: %s', self.name, exc)
-            return f"rate limit store unreachable ({exc or type(exc).__name__}), {self.name}"
-        if taken:
+        """None to let the connection through (after its wait), else why it is refused."""
+        limits = self.limits
+        if limits.unlimited:
             return None
-        return f"rate limit exceeded for {source} ({self.rate.describe()}, {self.name})"
+        source = source_key(client_ip, self.ipv6_subnet)
+        if self.redis is None:
+            delay = self.buckets.reserve(source, time.monotonic())
+        else:
+            try:
+                delay = await self.redis.reserve(source)
+            except (RedisError, OSError, ValueError) as exc:
+                if not self.failing:
+                    self.failing = True
+                    log.error('middleware "%s": cannot reach the rate limit buckets in Redis '
+                              "(%s); connections are refused until it is back", self.name, exc)
+                return f"rate limit store unreachable ({exc or type(exc).__name__}), {self.name}"
+            if self.failing:
+                self.failing = False
+                log.warning('middleware "%s": Redis answers again', self.name)
+        if delay > limits.max_delay:
+            return (f"rate limit exceeded for {source} ({self.average} per {self.period:g}s, "
+                    f"burst {self.burst}, {self.name})")
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return None
 
 
-def build_rate_limit(name: str, config: RateLimitConfig) -> RateLimit | SharedRateLimit:
-    rate = Rate.of(config.average, config.period, config.burst)
+def build_rate_limit(name: str, config: RateLimitConfig) -> RateLimit:
+    """ValueError for a ``redis`` block that cannot be used (the message names the key)."""
     strategy = config.source_criterion.ip_strategy if config.source_criterion else None
-    subnet = strategy.ipv6_subnet if strategy is not None else None
+    redis = None
     if config.redis is not None:
-        return SharedRateLimit(name, rate, config.redis, subnet)
-    return RateLimit(name, rate, subnet)
+        limits = Limits(config.average, config.period, config.burst)
+        redis = RedisBuckets(limits, RedisConnection.from_options(config.redis), name)
+    return RateLimit(name, config.average, config.period, config.burst,
+                     ipv6_subnet=strategy.ipv6_subnet if strategy is not None else None,
+                     redis=redis)

@@ -234,22 +234,22 @@ class ClientConnection(asyncio.Protocol):
             self.close(decision.reason, decision.detail, Side.SWITCHYARD)
             return
         assert route is not None and decision.server is not None
-        if route.shared_limits:
-            self._ask_shared_limits(decision)
+        if route.async_limits:
+            self._ask_async_limits(decision)
             return
         self._forward(decision)
 
-    def _ask_shared_limits(self, decision: Decision) -> None:
-        """Limits kept in a shared store answer asynchronously: hold the client meanwhile."""
+    def _ask_async_limits(self, decision: Decision) -> None:
+        """Limits that answer asynchronously (rate limits): hold the client meanwhile."""
         assert self.transport is not None
         self.transport.pause_reading()
         self._on_data = self._hold
-        self._dial_task = asyncio.get_running_loop().create_task(self._shared_verdicts(decision))
+        self._dial_task = asyncio.get_running_loop().create_task(self._async_verdicts(decision))
 
-    async def _shared_verdicts(self, decision: Decision) -> None:
+    async def _async_verdicts(self, decision: Decision) -> None:
         route = decision.route
         assert route is not None
-        for limit in route.shared_limits:
+        for limit in route.async_limits:
             refusal = await limit.admit(self.record.client_ip)
             if refusal is not None:
                 self._dial_task = None

@@ -9,7 +9,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from switchyard.http.handler import Handler
 from switchyard.http.server import DEFAULT_SERVER_SETTINGS, ServerSettings
-from switchyard.middlewares.base import Middleware, SharedLimit
+from switchyard.middlewares.base import AsyncLimit, Middleware
 from switchyard.rules import ConnMeta, Rule
 from switchyard.rules.matchers import regexp_set
 from switchyard.services import Service
@@ -36,8 +36,8 @@ class Route:
     tls_alpn: tuple[str, ...] = ()  # the options' alpnProtocols, to refuse as Go would
     sni_strict: bool = False  # the options refuse hellos no certificate matches
     certificates: CertificateStore | None = None  # what the termination context serves
-    # Middlewares of the chain asked after the decision, before the dial (Redis rate limits).
-    shared_limits: tuple[SharedLimit, ...] = ()
+    # Middlewares of the chain asked after the decision, before the dial (rate limits).
+    async_limits: tuple[AsyncLimit, ...] = ()
     idle_timeout: float = 0.0  # close a relay quiet both ways this long (0: never)
     max_duration: float = 0.0  # close a connection routed this long ago (0: never)
 
