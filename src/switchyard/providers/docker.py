@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,6 +24,7 @@ from switchyard.config.dynamic import (
 from switchyard.config.dynamic import ServersTransport as TransportConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.providers.base import ProviderUpdate, describe_error
+from switchyard.providers.constraints import Constraint, compile_constraints
 from switchyard.providers.flatkeys import ci_get, normalize_name, parse_bool
 from switchyard.providers.kv import (
     RemoteProvider,
@@ -33,8 +33,6 @@ from switchyard.providers.kv import (
     StoreUnavailable,
 )
 from switchyard.providers.labels import decode_labels, validate_labels
-from switchyard.rules.errors import RuleError
-from switchyard.rules.lexer import Token, TokenKind, tokenize
 
 __all__ = [
     "Container",
@@ -107,93 +105,6 @@ class Container:
         if _COMPOSE_PROJECT in self.labels and _COMPOSE_SERVICE in self.labels:
             name = f"{self.labels[_COMPOSE_SERVICE]}_{self.labels[_COMPOSE_PROJECT]}"
         return normalize_name(name)
-
-
-# --- constraints -------------------------------------------------------------------------
-
-Constraint = Callable[[Mapping[str, str]], bool]
-
-
-def compile_constraints(expression: str) -> Constraint:
-    """Traefik's constraint language: ``Label(`k`, `v`)``, ``LabelRegex(`k`, `re`)``, ! && || ().
-
-    Raises ValueError with the position of the problem.
-    """
-    if not expression.strip():
-        return lambda labels: True
-    try:
-        return _ConstraintParser(expression).parse()
-    except RuleError as error:
-        raise ValueError(str(error).replace("rule ", "constraints ", 1)) from None
-
-
-class _ConstraintParser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = [t for t in tokenize(text) if t.kind is not TokenKind.NEWLINE]
-        self.pos = 0
-
-    def take(self, kind: TokenKind) -> Token:
-        token = self.tokens[self.pos]
-        if token.kind is not kind:
-            raise RuleError(self.text, token.offset, f"expected {kind.value}, found "
-                            f"{token.value or token.kind.value}")
-        self.pos += 1
-        return token
-
-    def peek(self) -> TokenKind:
-        return self.tokens[self.pos].kind
-
-    def parse(self) -> Constraint:
-        predicate = self.parse_or()
-        self.take(TokenKind.END)
-        return predicate
-
-    def parse_or(self) -> Constraint:
-        operands = [self.parse_and()]
-        while self.peek() is TokenKind.OR:
-            self.take(TokenKind.OR)
-            operands.append(self.parse_and())
-        return operands[0] if len(operands) == 1 else (
-            lambda labels: any(operand(labels) for operand in operands))
-
-    def parse_and(self) -> Constraint:
-        operands = [self.parse_unary()]
-        while self.peek() is TokenKind.AND:
-            self.take(TokenKind.AND)
-            operands.append(self.parse_unary())
-        return operands[0] if len(operands) == 1 else (
-            lambda labels: all(operand(labels) for operand in operands))
-
-    def parse_unary(self) -> Constraint:
-        if self.peek() is TokenKind.NOT:
-            self.take(TokenKind.NOT)
-            inner = self.parse_unary()
-            return lambda labels: not inner(labels)
-        if self.peek() is TokenKind.LPAREN:
-            self.take(TokenKind.LPAREN)
-            inner = self.parse_or()
-            self.take(TokenKind.RPAREN)
-            return inner
-        return self.parse_call()
-
-    def parse_call(self) -> Constraint:
-        name = self.take(TokenKind.NAME)
-        self.take(TokenKind.LPAREN)
-        key = self.take(TokenKind.STRING).value
-        self.take(TokenKind.COMMA)
-        value = self.take(TokenKind.STRING)
-        self.take(TokenKind.RPAREN)
-        if name.value == "Label":
-            return lambda labels: labels.get(key) == value.value
-        if name.value == "LabelRegex":
-            try:
-                pattern = re.compile(value.value)
-            except re.error as error:
-                raise RuleError(self.text, value.offset, f"invalid regular expression: {error}")
-            return lambda labels: key in labels and pattern.search(labels[key]) is not None
-        raise RuleError(self.text, name.offset, f"unknown function {name.value}: constraints "
-                        "use Label and LabelRegex")
 
 
 # --- containers -> configuration ---------------------------------------------------------
