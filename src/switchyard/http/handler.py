@@ -108,7 +108,9 @@ class ConnectionInfo:
     """What the entry point knows about a client connection when it hands it to HTTP.
 
     ``client_ip``/``client_port`` are after PROXY protocol; ``scheme`` is ``https`` when
-    Switchyard terminated TLS, with the negotiated details beside it.
+    Switchyard terminated TLS, with the negotiated details beside it;
+    ``tls_peer_certificates`` is the client's certificate chain (DER, its own first) when it
+    sent one (only the client's own certificate before Python 3.13).
     """
 
     entry_point: str
@@ -120,6 +122,7 @@ class ConnectionInfo:
     tls_server_name: str | None = None
     tls_version: str | None = None
     tls_alpn: str | None = None
+    tls_peer_certificates: tuple[bytes, ...] = ()
 
     @property
     def tls(self) -> bool:

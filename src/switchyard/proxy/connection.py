@@ -333,7 +333,9 @@ class ClientConnection(asyncio.Protocol):
             entry_point=record.entrypoint, client_ip=record.client_ip,
             client_port=record.client_port, local_ip=local[0], local_port=local[1], scheme=scheme,
             tls_server_name=record.sni if scheme == "https" else None,
-            tls_version=record.tls_version or None, tls_alpn=record.alpn_negotiated)
+            tls_version=record.tls_version or None, tls_alpn=record.alpn_negotiated,
+            tls_peer_certificates=(self._tls.peer_certificates
+                                   if scheme == "https" and self._tls is not None else ()))
         http: asyncio.Protocol
         if record.alpn_negotiated == "h2" if scheme == "https" else first.startswith(PREFACE):
             http = H2ServerConnection(table.http, info, table.http_settings)

@@ -46,6 +46,10 @@ class TLSLayer:
     def alpn(self) -> str | None:
         return self._tls.alpn
 
+    @property
+    def peer_certificates(self) -> tuple[bytes, ...]:
+        return self._tls.peer_certificates
+
     def start(self, first: bytes, timeout: float, timeout_detail: str) -> None:
         """Begin with the bytes already read; fail with `timeout_detail` if not done in time."""
         if timeout > 0:

@@ -85,3 +85,17 @@ class TLSTerminator:
     @property
     def alpn(self) -> str | None:
         return self._tls.selected_alpn_protocol() if self.handshake_done else None
+
+    @property
+    def peer_certificates(self) -> tuple[bytes, ...]:
+        """The client's certificates (DER, its own first) as it sent them; () when it sent none.
+
+        Python before 3.13 only gives the client's own certificate, not the intermediates.
+        """
+        if not self.handshake_done:
+            return ()
+        chain = getattr(self._tls, "get_unverified_chain", None)  # Python 3.13: DER bytes
+        if chain is not None:
+            return tuple(bytes(cert) for cert in chain() or ())
+        leaf = self._tls.getpeercert(binary_form=True)
+        return (leaf,) if leaf else ()
