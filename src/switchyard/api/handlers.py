@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -18,12 +19,15 @@ from switchyard.build import qualify
 from switchyard.config.durations import go_duration
 from switchyard.config.dynamic import TCPMiddleware, TCPService, TraefikModel
 from switchyard.config.static import EntryPoint as EntryPointConfig
-from switchyard.observability.record import ConnectionRecord
+from switchyard.observability.record import CloseReason, ConnectionRecord, Side
 from switchyard.services import LoadBalancer
 from switchyard.status import ElementStatus
 
 if TYPE_CHECKING:
     from switchyard.api.instance import RunningInstance
+    from switchyard.proxy.connection import ClientConnection
+
+log = logging.getLogger("switchyard.api")
 
 Item = dict[str, Any]
 
@@ -218,8 +222,26 @@ def http_middleware_item(status: ElementStatus) -> Item:
     return data
 
 
+_CONNECTION_FILTERS = ("entryPoint", "router", "service", "server", "sni")
+
+
+def _admin_close(connections: list[ClientConnection]) -> list[int]:
+    """Close them with the reason admin_close; the ids closed."""
+    closed = []
+    for conn in connections:
+        record = conn.record
+        if record.reason is not None:
+            continue
+        log.warning("closing connection %d (%s:%d, router %s) through the API", record.id,
+                    record.client_ip, record.client_port, record.router or "-")
+        conn.close(CloseReason.ADMIN_CLOSE, "closed through the API", Side.SWITCHYARD)
+        closed.append(record.id)
+    return closed
+
+
 def connection_item(record: ConnectionRecord, now: float) -> Item:
     return {
+        "id": record.id,
         "entryPoint": record.entrypoint,
         "client": host_port(record.client_ip, record.client_port),
         "clientIP": record.client_ip,
@@ -400,6 +422,8 @@ class APIHandlers:
             get(f"{api}/tcp/middlewares", self.middlewares),
             get(f"{api}/tcp/middlewares/{{name:.+}}", self.middleware),
             get(f"{api}/tcp/connections", self.connections),
+            web.delete(f"{api}/tcp/connections", self.close_connections),
+            web.delete(f"{api}/tcp/connections/{{id}}", self.close_connection),
             get(f"{api}/http/routers", self.http_routers),
             get(f"{api}/http/routers/{{name:.+}}", self.http_router),
             get(f"{api}/http/services", self.http_services),
@@ -515,15 +539,28 @@ class APIHandlers:
 
     # -- live connections (not in Traefik) --------------------------------
 
-    async def connections(self, request: web.Request) -> web.Response:
+    def _live(self) -> list[tuple[ClientConnection, Item]]:
         now = time.monotonic()
-        wanted = {k: request.query[k] for k in ("entryPoint", "router", "service")
-                  if request.query.get(k)}
-        items = [connection_item(conn.record, now)
-                 for ep in self.app.entrypoints.values() for conn in ep.connections]
-        items = [i for i in items if all(i[k] == v for k, v in wanted.items())]
-        for item in items:
-            item["name"] = f'{item["entryPoint"]}/{item["client"]}'
+        found = []
+        for ep in self.app.entrypoints.values():
+            for conn in ep.connections:
+                item = connection_item(conn.record, now)
+                item["name"] = f'{item["entryPoint"]}/{item["client"]}'
+                found.append((conn, item))
+        return found
+
+    @staticmethod
+    def _filtered(found: list[tuple[ClientConnection, Item]], query: Mapping[str, str]
+                  ) -> list[tuple[ClientConnection, Item]]:
+        """Exact filters: entryPoint, router, service, server, sni; client is an IP or IP:port."""
+        wanted = {k: query[k] for k in _CONNECTION_FILTERS if query.get(k)}
+        client = query.get("client", "")
+        return [(conn, item) for conn, item in found
+                if all(item[k] == v for k, v in wanted.items())
+                and (not client or client in (item["clientIP"], item["client"]))]
+
+    async def connections(self, request: web.Request) -> web.Response:
+        items = [item for _, item in self._filtered(self._live(), request.query)]
 
         def searched(q: ListQuery) -> list[Item]:
             return [i for i in items
@@ -533,6 +570,22 @@ class APIHandlers:
         return self._listing(request, searched, {"": lambda i: -i["age"],
                                                  "age": lambda i: i["age"],
                                                  "bytes": lambda i: i["bytesIn"] + i["bytesOut"]})
+
+    async def close_connections(self, request: web.Request) -> web.Response:
+        """Close every live connection the filters select; at least one filter is needed."""
+        if not any(request.query.get(k) for k in (*_CONNECTION_FILTERS, "client")):
+            return web.json_response({"message": (
+                "give at least one filter (entryPoint, router, service, server, sni, client), "
+                "or DELETE /api/tcp/connections/{id} for one connection")}, status=400)
+        chosen = self._filtered(self._live(), request.query)
+        return web.json_response({"closed": _admin_close([conn for conn, _ in chosen])})
+
+    async def close_connection(self, request: web.Request) -> web.Response:
+        wanted = request.match_info["id"]
+        chosen = [conn for conn, item in self._live() if str(item["id"]) == wanted]
+        if not chosen:
+            return _not_found(f"no live connection has the id {wanted}")
+        return web.json_response({"closed": _admin_close(chosen)})
 
     # -- entry points -----------------------------------------------------
 

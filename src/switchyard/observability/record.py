@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ class CloseReason(enum.Enum):
     PEEK_TIMEOUT = "peek_timeout"
     IDLE_TIMEOUT = "idle_timeout"
     MAX_DURATION = "max_duration"  # open longer than its router's maxDuration
+    ADMIN_CLOSE = "admin_close"  # closed through DELETE /api/tcp/connections
     TERMINATION_DELAY = "termination_delay"  # the other side did not finish after a half-close
     MALFORMED = "malformed"  # bad ClientHello or PROXY header
     TLS_ERROR = "tls_error"  # TLS termination failed (handshake, client certificate, ALPN...)
@@ -55,6 +57,9 @@ _CLOSED_BY = {
 }
 
 
+_IDS = itertools.count(1)
+
+
 @dataclass(slots=True, eq=False)
 class ConnectionRecord:
     """Everything known about one client connection, filled in as it moves through its stages.
@@ -65,6 +70,8 @@ class ConnectionRecord:
     """
 
     entrypoint: str
+    # Unique in the process, for the API (DELETE /api/tcp/connections/{id}).
+    id: int = field(default_factory=lambda: next(_IDS))
     client_ip: str = ""
     client_port: int = 0
     started_at: float = field(default_factory=time.time)
