@@ -90,6 +90,9 @@ class RespondingTimeouts(TraefikModel):
     # Switchyard's addition: close relayed TCP connections idle this long (0 = never).
     # Traefik's idleTimeout is HTTP-only, so it cannot be reused without changing meaning.
     tcp_idle_timeout: Duration = 0.0
+    # Switchyard's addition: a client silent this long is routed by the non-TLS routers, so
+    # server-first protocols share a port with TLS routers (0 = wait for readTimeout).
+    peek_timeout: Duration = 0.0
 
 
 class LifeCycle(TraefikModel):
