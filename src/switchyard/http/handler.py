@@ -52,7 +52,7 @@ call goes down it synchronously, so backpressure still reaches the producer. Aft
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -110,7 +110,8 @@ class ConnectionInfo:
     ``client_ip``/``client_port`` are after PROXY protocol; ``scheme`` is ``https`` when
     Switchyard terminated TLS, with the negotiated details beside it;
     ``tls_peer_certificates`` is the client's certificate chain (DER, its own first) when it
-    sent one (only the client's own certificate before Python 3.13).
+    sent one (only the client's own certificate before Python 3.13). ``tls_cipher`` is the
+    negotiated suite as OpenSSL names it (``ssl``'s ``cipher()[0]``).
     """
 
     entry_point: str
@@ -123,6 +124,7 @@ class ConnectionInfo:
     tls_version: str | None = None
     tls_alpn: str | None = None
     tls_peer_certificates: tuple[bytes, ...] = ()
+    tls_cipher: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -146,17 +148,44 @@ class RequestRecord:
 
     ``closed_by`` is ``""`` for a complete exchange, else ``"client"`` or ``"backend"`` (who went
     away first); ``status`` is 0 when no response was started. ``attempts`` are the earlier
-    attempts a retry dropped, oldest first.
+    attempts a retry dropped, oldest first; ``retry_attempts`` how many times it tried again.
+
+    What Traefik's access log and metrics read beyond the basics:
+
+    * ``path`` and ``query``: the request-target as the client sent it (before middlewares
+      rewrote it); ``host``: Go's ``req.Host`` (the Host field, or ``:authority``).
+    * ``request_headers``: the request's fields as the router and its middlewares left them
+      (Traefik logs the same shared header map); ``response_headers``: the response head the
+      client was sent; ``origin_headers`` / ``origin_status`` / ``origin_bytes`` /
+      ``origin_duration``: what the reverse proxy wrote (``origin_status`` 0 and
+      ``origin_duration`` None when no server was tried). Header lists are the engine's own,
+      read only when a field is logged.
+    * ``router_service``: the service the router names (``service`` is the load balancer that
+      picked a server, empty when a middleware answered).
+    * ``client_username``: set by basicAuth, digestAuth and forwardAuth's ``headerField``;
+      None when none of them named a user (Traefik logs ``-``).
+    * ``tls_version`` / ``tls_cipher`` as ``ssl`` spells them, ``tls_peer_certificates`` (DER).
     """
 
-    __slots__ = ("attempts", "client_ip", "client_port", "closed_by", "duration", "entry_point",
-                 "method", "path", "protocol", "request_bytes", "response_bytes", "router",
-                 "server", "service", "status", "tls")
+    __slots__ = ("attempts", "client_ip", "client_port", "client_username", "closed_by",
+                 "duration", "entry_point", "host", "method", "origin_bytes", "origin_duration",
+                 "origin_headers", "origin_status", "path", "protocol", "query",
+                 "request_bytes", "request_headers", "response_bytes", "response_headers",
+                 "retry_attempts", "router", "router_service", "server", "service", "status",
+                 "tls", "tls_cipher", "tls_peer_certificates", "tls_version")
 
     def __init__(self, *, entry_point: str, router: str, service: str, server: str, method: str,
                  path: str, protocol: str, status: int, request_bytes: int, response_bytes: int,
                  duration: float, client_ip: str, client_port: int, tls: bool,
-                 closed_by: str, attempts: tuple[Attempt, ...] = ()) -> None:
+                 closed_by: str, attempts: tuple[Attempt, ...] = (), query: str = "",
+                 host: str = "", router_service: str = "", retry_attempts: int = 0,
+                 client_username: str | None = None,
+                 request_headers: Sequence[tuple[bytes, bytes]] = (),
+                 response_headers: Sequence[tuple[bytes, bytes]] = (),
+                 origin_headers: Sequence[tuple[bytes, bytes]] = (), origin_status: int = 0,
+                 origin_bytes: int = 0, origin_duration: float | None = None,
+                 tls_version: str = "", tls_cipher: str = "",
+                 tls_peer_certificates: tuple[bytes, ...] = ()) -> None:
         self.entry_point = entry_point
         self.router = router
         self.service = service
@@ -173,6 +202,20 @@ class RequestRecord:
         self.tls = tls
         self.closed_by = closed_by
         self.attempts = attempts
+        self.query = query
+        self.host = host
+        self.router_service = router_service
+        self.retry_attempts = retry_attempts
+        self.client_username = client_username
+        self.request_headers = request_headers
+        self.response_headers = response_headers
+        self.origin_headers = origin_headers
+        self.origin_status = origin_status
+        self.origin_bytes = origin_bytes
+        self.origin_duration = origin_duration
+        self.tls_version = tls_version
+        self.tls_cipher = tls_cipher
+        self.tls_peer_certificates = tls_peer_certificates
 
     def __repr__(self) -> str:
         return (f"RequestRecord({self.method} {self.path} -> {self.status}, "

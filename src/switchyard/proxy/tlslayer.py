@@ -47,6 +47,10 @@ class TLSLayer:
         return self._tls.alpn
 
     @property
+    def cipher(self) -> str | None:
+        return self._tls.cipher
+
+    @property
     def peer_certificates(self) -> tuple[bytes, ...]:
         return self._tls.peer_certificates
 

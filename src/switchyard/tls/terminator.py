@@ -87,6 +87,12 @@ class TLSTerminator:
         return self._tls.selected_alpn_protocol() if self.handshake_done else None
 
     @property
+    def cipher(self) -> str | None:
+        """The negotiated suite as OpenSSL names it (``TLS_AES_128_GCM_SHA256``)."""
+        suite = self._tls.cipher() if self.handshake_done else None
+        return suite[0] if suite else None
+
+    @property
     def peer_certificates(self) -> tuple[bytes, ...]:
         """The client's certificates (DER, its own first) as it sent them; () when it sent none.
 
