@@ -767,12 +767,12 @@ def test_static_keys_switchyard_does_not_implement_are_said(tmp_path: Path) -> N
         experimental: {}
         core: {defaultRuleSyntax: v2}
         providers:
-          consul: {endpoints: ["127.0.0.1:8500"]}
+          nomad: {endpoint: {address: "http://127.0.0.1:4646"}}
         """)
     _, issues = load_static(str(path))
     assert [(i.path, i.line) for i in issues] == [
         ("tracing", 5), ("hostResolver", 6), ("core.defaultRuleSyntax", 8),
-        ("entryPoints.web.http2", 4), ("providers.consul", 10)]
+        ("entryPoints.web.http2", 4), ("providers.nomad", 10)]
     assert all(i.severity == "warning" and "not implemented by Switchyard" in i.message
                for i in issues)
     assert "set ruleSyntax: v2 on each router" in issues[2].message
