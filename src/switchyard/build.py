@@ -359,6 +359,7 @@ class _Builder:
                 plain=RouteList([r for r in routes if not r.tls]),
                 tls=RouteList([r for r in routes if r.tls]),
                 read_timeout=ep.transport.responding_timeouts.read_timeout,
+                peek_timeout=max(ep.transport.responding_timeouts.peek_timeout, 0.0),
             )
         self._check_unused()
         return self.runtime

@@ -91,6 +91,8 @@ def data_plane(runtime: Runtime, client_ip: str, first_bytes: bytes) -> ClientCo
         conn.connection_made(RecordingTransport((client_ip, 50000)))  # type: ignore[arg-type]
         if conn.record.phase is not Phase.DIALING:
             conn.data_received(first_bytes)
+        if conn.record.reason is None and not conn.record.server and not conn.record.http:
+            await asyncio.sleep(0)  # a rate limit answers in a task of its own, then dials
         if conn.record.reason is None:
             conn.close(CloseReason.SHUTDOWN)  # stop the dial: the decision is what we compare
         return conn

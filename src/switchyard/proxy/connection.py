@@ -21,7 +21,14 @@ from switchyard.http.server import HTTPServerConnection
 from switchyard.observability.record import CloseReason, ConnectionRecord, Phase, Side
 from switchyard.observability.stats import STATS
 from switchyard.proxy import preamble as pre
-from switchyard.proxy.decision import Action, ChallengeResponder, Decision, decide, decide_at_accept
+from switchyard.proxy.decision import (
+    Action,
+    ChallengeResponder,
+    Decision,
+    decide,
+    decide_at_accept,
+    decide_silent,
+)
 from switchyard.proxy.dial import BackendRefused, DialError, dial, proxy_header
 from switchyard.proxy.handover import HandedTransport, Writable
 from switchyard.proxy.relay import ClientSide, Relay
@@ -59,9 +66,8 @@ class ClientConnection(asyncio.Protocol):
 
     # Thousands live at once: slots keep each one small.
     __slots__ = ("_deadline", "_delegate", "_dial_task", "_finished", "_host", "_idle", "_life",
-                 "_on_close",
-                 "_on_data", "_on_eof", "_pending", "_preamble", "_relay", "_server", "_table",
-                 "_tls", "record", "transport")
+                 "_on_close", "_on_data", "_on_eof", "_peek_timer", "_pending", "_preamble",
+                 "_relay", "_server", "_table", "_tls", "record", "transport")
 
     def __init__(self, host: ConnectionHost) -> None:
         self._host = host
@@ -72,6 +78,7 @@ class ClientConnection(asyncio.Protocol):
         self._on_data: Callable[[bytes], None] = self._read_preamble
         self._on_eof: Callable[[], bool] = self._eof_before_routing
         self._deadline: asyncio.TimerHandle | None = None
+        self._peek_timer: asyncio.TimerHandle | None = None  # the entry point's peekTimeout
         self._pending = b""  # read before routing; whoever takes the connection gets it first
         self._relay: Relay | None = None
         self._tls: TLSLayer | None = None
@@ -97,6 +104,8 @@ class ClientConnection(asyncio.Protocol):
         if trusted is not None:
             record.phase = Phase.PROXY_HEADER
         self._arm_deadline()
+        if trusted is None:
+            self._arm_peek_timeout()
 
     def data_received(self, data: bytes) -> None:
         self._on_data(data)
@@ -153,6 +162,26 @@ class ClientConnection(asyncio.Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        if self._peek_timer is not None:
+            self._peek_timer.cancel()
+            self._peek_timer = None
+
+    def _arm_peek_timeout(self) -> None:
+        timeout = self._table.peek_timeout
+        if timeout > 0 and self._table.plain:
+            self._peek_timer = asyncio.get_running_loop().call_later(timeout, self._peek_expired)
+
+    def _peek_expired(self) -> None:
+        """Silent so far: a server-first protocol (MySQL, SMTP) waits for the backend to speak."""
+        self._peek_timer = None
+        preamble = self._preamble
+        if preamble is None or not preamble.silent or self.record.reason is not None:
+            return
+        decision = decide_silent(self._table, self.record.client_ip)
+        if decision is None:
+            return  # no non-TLS router takes it: readTimeout still applies
+        self._cancel_deadline()
+        self._dispatch(decision)
 
     def _expired(self) -> None:
         self._deadline = None
@@ -177,6 +206,8 @@ class ClientConnection(asyncio.Protocol):
                 self.record.phase = Phase.PEEKING
                 if self._route_at_accept():
                     return
+                if not after_deadline:
+                    self._arm_peek_timeout()
                 if after_deadline:
                     # No header in time counts as no header, but no second deadline.
                     event = pre.Refused(CloseReason.PEEK_TIMEOUT,

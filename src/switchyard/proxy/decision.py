@@ -81,8 +81,15 @@ def decide_at_accept(table: RoutingTable, client_ip: str,
     """
     if not table.early_path:
         return None
-    route = table.plain.match(ConnMeta(None, (), client_ip, False))
-    return None if route is None else admit(route, route_meta(client_ip), choose)
+    return decide_silent(table, client_ip, choose)
+
+
+def decide_silent(table: RoutingTable, client_ip: str, choose: Chooser = pick) -> Decision | None:
+    """A client that has sent nothing: the non-TLS router matching no SNI and no ALPN, if one
+    does (at accept on the early path, or after the entry point's peekTimeout)."""
+    meta = route_meta(client_ip)
+    route = table.plain.match(meta)
+    return None if route is None else admit(route, meta, choose)
 
 
 def route_meta(client_ip: str) -> ConnMeta:

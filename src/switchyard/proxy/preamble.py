@@ -102,6 +102,11 @@ class Preamble:
         return self._step == self._proxy_header
 
     @property
+    def silent(self) -> bool:
+        """Past any PROXY header, the client has sent nothing yet (no SSLRequest either)."""
+        return not self._buffer and not self._postgres and self._step != self._proxy_header
+
+    @property
     def buffered(self) -> bytes:
         """Every byte read after the PROXY header and the SSLRequest."""
         return bytes(self._buffer)

@@ -138,6 +138,8 @@ class RoutingTable:
     plain: RouteList[Route]
     tls: RouteList[Route]
     read_timeout: float = 60.0
+    # A client silent this long goes to the non-TLS routers (0: it waits for read_timeout).
+    peek_timeout: float = 0.0
     # HTTPS routers' domains; an HTTPS router switches the early path off, as in Traefik.
     https: RouteList[HTTPSRoute] = field(default_factory=lambda: RouteList(()))
     # The entry point's HTTP server takes what no TCP router does: plaintext as
