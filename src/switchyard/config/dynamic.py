@@ -15,6 +15,7 @@ from switchyard.config.durations import Duration
 
 __all__ = [
     "IN_FLIGHT_SCOPES",
+    "ON_CHANGE_POLICIES",
     "Certificate",
     "ClientAuth",
     "Domain",
@@ -24,6 +25,7 @@ __all__ = [
     "IPAllowList",
     "InFlightConn",
     "LoadBalancer",
+    "OnChange",
     "PassiveHealthCheck",
     "PeerCertSAN",
     "ProxyProtocol",
@@ -180,6 +182,27 @@ class RouterTLS(TraefikModel):
     domains: list[Domain] = []
 
 
+#: ``onChange.policy`` values (an addition): what a configuration change does to live connections.
+ON_CHANGE_POLICIES = ("keep", "drain", "close")
+
+
+class OnChange(TraefikModel):
+    """``tcp.routers.<name>.onChange``: live connections when their router, service or server
+    is removed or changed. ``keep`` is Traefik's behaviour; ``drain`` closes them after
+    ``drainTimeout`` unless they end first; ``close`` closes them at once."""
+
+    policy: str = "keep"
+    drain_timeout: Duration = 10.0
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, value: str) -> str:
+        for name in ON_CHANGE_POLICIES:
+            if value.lower() == name:
+                return name
+        raise ValueError(f'unknown policy "{value}": use one of {", ".join(ON_CHANGE_POLICIES)}')
+
+
 class TCPRouter(TraefikModel):
     """``tcp.routers.<name>``. A missing rule or service is reported when routers are built."""
 
@@ -194,6 +217,7 @@ class TCPRouter(TraefikModel):
     # (None or 0: never).
     idle_timeout: Duration | None = None
     max_duration: Duration | None = None
+    on_change: OnChange | None = None
 
 
 # --- tcp.services ------------------------------------------------------------------------
