@@ -58,6 +58,16 @@ def build_providers(static: StaticConfig) -> list[Provider]:
         etcd = _options(EtcdOptions, section.etcd, "etcd")
         _unsupported(etcd.tls, "etcd.tls")
         providers.append(etcd_provider(etcd))
+    if section.consul_catalog is not None:
+        from switchyard.providers.consul_catalog import (
+            ConsulCatalogOptions,
+            consul_catalog_providers,
+        )
+        providers.extend(consul_catalog_providers(
+            _options(ConsulCatalogOptions, section.consul_catalog, "consulCatalog")))
+    if section.consul is not None:
+        from switchyard.providers.consul import ConsulOptions, consul_providers
+        providers.extend(consul_providers(_options(ConsulOptions, section.consul, "consul")))
     return providers
 
 
