@@ -292,7 +292,7 @@ def _not_empty(value: object) -> bool:
 #: Providers Traefik has and Switchyard does not read (``providers.<key>``, lower-cased).
 UNIMPLEMENTED_PROVIDERS = (
     "kubernetesingress", "kubernetesingressnginx", "kubernetesgateway", "rest",
-    "nomad", "ecs", "zookeeper", "http", "plugin",
+    "nomad", "ecs", "http", "plugin",
 )
 
 @dataclass(frozen=True)
@@ -338,7 +338,7 @@ _UNIMPLEMENTED = (
       for name in ("datadog", "statsD", "influxDB2", "otlp")),
     *(_Unimplemented(("providers", name), "this provider is not implemented by Switchyard "
                      "and reads nothing; remove it (file, docker, swarm, kubernetesCRD, redis, "
-                     "etcd, consul and consulCatalog are implemented)",
+                     "etcd, consul, consulCatalog and zooKeeper are implemented)",
                      _not_empty if name == "plugin" else _present)
       for name in UNIMPLEMENTED_PROVIDERS),
 )
