@@ -121,6 +121,7 @@ class Explanation:
     warnings: list[str] = field(default_factory=list)
     idle_timeout: float = 0.0  # the router's: a relay quiet both ways this long is closed
     max_duration: float = 0.0  # the router's: a connection open this long is closed
+    on_change: str = "keep"  # the router's onChange policy, with its drainTimeout for drain
     # When the connection goes to the HTTP server: which HTTP router serves the request.
     http: HTTPExplanation | None = None
 
@@ -154,6 +155,7 @@ class Explanation:
             close_reason=data["closeReason"], server=data["server"], postgres=data["postgres"],
             live=data["live"], warnings=list(data.get("warnings", [])),
             idle_timeout=data.get("idleTimeout", 0.0), max_duration=data.get("maxDuration", 0.0),
+            on_change=data.get("onChange", "keep"),
             http=HTTPExplanation.from_json(data["http"]) if data.get("http") else None)
 
 
@@ -249,7 +251,16 @@ def explain(runtime: Runtime, static: StaticConfig, entrypoint: str, client_ip: 
         warnings=_warnings(runtime, static, entrypoint, route.name if route else None),
         idle_timeout=route.idle_timeout if route is not None else 0.0,
         max_duration=route.max_duration if route is not None else 0.0,
+        on_change=_on_change(runtime, route.name) if route is not None else "keep",
         http=http)
+
+
+def _on_change(runtime: Runtime, router: str) -> str:
+    status = runtime.routers.get(router)
+    policy = status.config.on_change if status is not None else None
+    if policy is None:
+        return "keep"
+    return f"drain ({policy.drain_timeout:g}s)" if policy.policy == "drain" else policy.policy
 
 
 def _warnings(runtime: Runtime, static: StaticConfig, entrypoint: str,
@@ -400,6 +411,8 @@ def render_text(found: Explanation) -> str:
             ("idleTimeout", found.idle_timeout), ("maxDuration", found.max_duration)) if value]
         lines += ["", f"Router: {found.router}"
                   + (f" (closes connections after {', '.join(lifetime)})" if lifetime else "")]
+        if found.on_change != "keep":
+            lines.append(f"On a reload that removes or changes its route: {found.on_change}")
         if found.middlewares:
             lines.append("Middlewares, in order:")
             for number, verdict in enumerate(found.middlewares, 1):

@@ -35,6 +35,7 @@ from switchyard.providers.base import (
 from switchyard.providers.registry import build_providers
 from switchyard.proxy.decision import ChallengeResponder
 from switchyard.proxy.entrypoint import EntryPoint, IncomingProxyProtocol
+from switchyard.proxy.onchange import apply_on_change
 from switchyard.runtime import Runtime
 from switchyard.services import LoadBalancer
 from switchyard.services.healthcheck import HealthMonitor
@@ -269,6 +270,8 @@ class Switchyard:
             self.http_metrics.retain(runtime.tables, runtime.http.routers, runtime.http.services)
         for balancer in previous.http.balancers:
             balancer.close()  # idle backend connections of the old generation
+        apply_on_change(previous, runtime,
+                        [c for ep in self.entrypoints.values() for c in ep.connections])
         kept = {id(service) for service in runtime.service_objects.values()}
         for service in previous.service_objects.values():
             if isinstance(service, LoadBalancer) and id(service) not in kept:

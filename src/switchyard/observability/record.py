@@ -35,6 +35,7 @@ class CloseReason(enum.Enum):
     IDLE_TIMEOUT = "idle_timeout"
     MAX_DURATION = "max_duration"  # open longer than its router's maxDuration
     ADMIN_CLOSE = "admin_close"  # closed through DELETE /api/tcp/connections
+    CONFIG_CHANGED = "config_changed"  # its router's onChange: drain or close on a reload
     TERMINATION_DELAY = "termination_delay"  # the other side did not finish after a half-close
     MALFORMED = "malformed"  # bad ClientHello or PROXY header
     TLS_ERROR = "tls_error"  # TLS termination failed (handshake, client certificate, ALPN...)

@@ -65,7 +65,8 @@ class ClientConnection(asyncio.Protocol):
     """The client side of a proxied connection; owns the connection's life."""
 
     # Thousands live at once: slots keep each one small.
-    __slots__ = ("_deadline", "_delegate", "_dial_task", "_finished", "_host", "_idle", "_life",
+    __slots__ = ("_deadline", "_delegate", "_dial_task", "_drain", "_finished", "_host", "_idle",
+                 "_life",
                  "_on_close", "_on_data", "_on_eof", "_peek_timer", "_pending", "_preamble",
                  "_relay", "_server", "_table", "_tls", "record", "transport")
 
@@ -89,6 +90,7 @@ class ClientConnection(asyncio.Protocol):
         self._server: Server | None = None  # the server it is open on, once picked
         self._idle: asyncio.TimerHandle | None = None  # the router's idleTimeout check
         self._life: asyncio.TimerHandle | None = None  # the router's maxDuration
+        self._drain: asyncio.TimerHandle | None = None  # onChange: drain
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
@@ -554,6 +556,15 @@ class ClientConnection(asyncio.Protocol):
             preamble.local = local
         return local
 
+    def drain(self, timeout: float, detail: str) -> None:
+        """A reload changed its route (onChange): close within `timeout` (0: now)."""
+        if timeout <= 0:
+            self.close(CloseReason.CONFIG_CHANGED, detail, Side.SWITCHYARD)
+        elif self._drain is None and self.record.reason is None:
+            self._drain = asyncio.get_running_loop().call_later(
+                timeout, self.close, CloseReason.CONFIG_CHANGED,
+                f"{detail}; not finished within drainTimeout {timeout:g}s", Side.SWITCHYARD)
+
     def close(self, reason: CloseReason, detail: str = "", by: Side = Side.SWITCHYARD) -> None:
         """End the connection on both sides; pending writes are flushed first."""
         record = self.record
@@ -563,10 +574,10 @@ class ClientConnection(asyncio.Protocol):
         if detail and reason not in (CloseReason.NORMAL, CloseReason.CLIENT_CLOSED):
             log.debug("%s:%d %s: %s", record.client_ip, record.client_port, reason.value, detail)
         self._cancel_deadline()
-        for timer in (self._idle, self._life):
+        for timer in (self._idle, self._life, self._drain):
             if timer is not None:
                 timer.cancel()
-        self._idle = self._life = None
+        self._idle = self._life = self._drain = None
         if self._tls is not None:
             self._tls.cancel()
         if self._dial_task is not None:
