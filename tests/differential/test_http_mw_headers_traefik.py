@@ -17,6 +17,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -241,9 +242,19 @@ SNIFF_BODIES: dict[str, bytes] = {
     "esc": b"text with \x1b escape",
     "large-text": b"a" * 600 + b"\x00",
     "empty": b"",
+    "br-slash": b"<br/>",
+    "html-unclosed": b"<html",
+    "pdf-indented": b" %PDF-1.7",
+    "bom-utf8": b"\xef\xbb\xbfhello",
+    "webp": b"RIFF\x10\x00\x00\x00WEBPVP8 ",
+    "wave": b"RIFF\x10\x00\x00\x00WAVEfmt ",
+    "mp4-other": b"\x00\x00\x00\x14ftypisom\x00\x00\x00\x00abcd",
+    "eot": b"\x00" * 34 + b"LP",
+    "rar5": b"Rar!\x1a\x07\x01\x00",
+    "comment": b"<!-- c -->",
 }
 SNIFF_PATHS = [f"/sniff/{name}" for name in SNIFF_BODIES]
-SNIFF_PATHS += ["/sniff/chunked/html", "/sniff/typed/html", "/sniff/encoded/html",
+SNIFF_PATHS += ["/sniff/chunked/html", "/sniff/slow/html", "/sniff/typed/html", "/sniff/encoded/html",
                 "/sniff/status204/html", "/nosniff/html", "/yessniff/html", "/plain/html",
                 "/plain/binary"]
 
@@ -270,6 +281,9 @@ class _RawBackend(http.server.BaseHTTPRequestHandler):
         if status != 204:
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if "slow" in parts:  # the body comes after the proxy's flush interval
+            self.wfile.flush()
+            time.sleep(0.3)
         if status != 204:
             self.wfile.write(body)
 
