@@ -30,7 +30,7 @@ def build_providers(static: StaticConfig) -> list[Provider]:
     if file_cfg is not None and (file_cfg.filename or file_cfg.directory):
         providers.append(FileProvider(file_cfg.filename, file_cfg.directory, file_cfg.watch))
     # Each provider is imported only when configured: their client libraries
-    # (aiohttp, redis) would otherwise cost every process ~20 MB and 0.1 s.
+    # (aiohttp, redis, kazoo) would otherwise cost every process ~20 MB and 0.1 s.
     if section.docker is not None:
         from switchyard.providers.docker import DockerOptions, docker_provider
 
@@ -68,6 +68,10 @@ def build_providers(static: StaticConfig) -> list[Provider]:
     if section.consul is not None:
         from switchyard.providers.consul import ConsulOptions, consul_providers
         providers.extend(consul_providers(_options(ConsulOptions, section.consul, "consul")))
+    if section.zoo_keeper is not None:
+        from switchyard.providers.zookeeper import ZooKeeperOptions, zookeeper_provider
+        providers.append(zookeeper_provider(
+            _options(ZooKeeperOptions, section.zoo_keeper, "zooKeeper")))
     return providers
 
 
