@@ -1,4 +1,4 @@
-"""The redis and etcd providers against real servers: two routers follow one store."""
+"""The redis, etcd and zooKeeper providers against real servers: two routers follow one store."""
 
 from __future__ import annotations
 
@@ -141,7 +141,67 @@ class EtcdStore(Store):
         return {"etcd": {"endpoints": [f"127.0.0.1:{self.port}"]}}
 
 
-@pytest.fixture(scope="module", params=[RedisStore, EtcdStore], ids=["redis", "etcd"])
+class ZooKeeperStore(Store):
+    """Debian's ZooKeeper server (package zookeeper, the server zookeeperd runs), standalone."""
+
+    name = "zookeeper"
+    JAR = "/usr/share/java/zookeeper.jar"
+
+    def __init__(self, data: Path) -> None:
+        super().__init__(data)
+        self.port = free_port()
+        (data / "zoo.cfg").write_text(f"tickTime=500\ndataDir={data / 'zk'}\n"
+                                      f"clientPort={self.port}\nclientPortAddress=127.0.0.1\n")
+
+    def command(self) -> list[str]:
+        assert Path(self.JAR).exists(), f"{self.JAR} is missing: run `make deps`"
+        # The data directory first on the class path: no log4j configuration there, so the
+        # server logs nothing; no admin HTTP server on port 8080.
+        return ["java", "-Dzookeeper.admin.enableServer=false", "-cp",
+                f"{self.data}:{self.JAR}", "org.apache.zookeeper.server.ZooKeeperServerMain",
+                str(self.data / "zoo.cfg")]
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"srvr")
+                return b"Zookeeper version" in conn.recv(4096)
+        except OSError:
+            return False
+
+    def client(self) -> Any:
+        from kazoo.client import KazooClient
+
+        client = KazooClient(f"127.0.0.1:{self.port}", timeout=2)
+        client.start(timeout=5)
+        return client
+
+    def put(self, key: str, value: str) -> None:
+        client = self.client()
+        try:
+            path = "/" + key
+            if client.exists(path):
+                client.set(path, value.encode())
+            else:
+                client.create(path, value.encode(), makepath=True)
+        finally:
+            client.stop()
+            client.close()
+
+    def clear(self) -> None:
+        client = self.client()
+        try:
+            client.delete(f"/{ROOT}", recursive=True)
+        finally:
+            client.stop()
+            client.close()
+
+    def provider_options(self) -> dict[str, Any]:
+        return {"zooKeeper": {"endpoints": [f"127.0.0.1:{self.port}"]}}
+
+
+@pytest.fixture(scope="module", params=[RedisStore, EtcdStore, ZooKeeperStore],
+                ids=["redis", "etcd", "zookeeper"])
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Store]:
     server: Store = request.param(tmp_path_factory.mktemp(request.param.name))
