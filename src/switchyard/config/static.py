@@ -118,6 +118,21 @@ class EntryPointProxyProtocol(TraefikModel):
     insecure: bool = False
 
 
+class StartTLS(TraefikModel):
+    """``entryPoints.<name>.starttls`` (an addition): Switchyard speaks the protocol's
+    greeting and STARTTLS exchange itself, then routes the ClientHello by SNI."""
+
+    protocol: str = "smtp"
+    hostname: str = ""  # named in the greeting; "" is this machine's name
+
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        if value.lower() != "smtp":
+            raise ValueError(f'starttls protocol "{value}" is not supported: use smtp')
+        return "smtp"
+
+
 class EntryPoint(TraefikModel):
     """``entryPoints.<name>``; HTTP-only options are kept unvalidated."""
 
@@ -127,6 +142,7 @@ class EntryPoint(TraefikModel):
     allow_acme_by_pass: bool = False
     transport: EntryPointTransport = EntryPointTransport()
     proxy_protocol: EntryPointProxyProtocol | None = None
+    starttls: StartTLS | None = None
     forwarded_headers: dict[str, Any] | None = None
     http: dict[str, Any] | None = None
     http2: dict[str, Any] | None = None
