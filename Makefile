@@ -11,7 +11,8 @@ install:
 TEST_TOOLS = openssl:openssl curl:curl nc:netcat-openbsd redis-server:redis-server \
 	etcd:etcd-server etcdctl:etcd-client chromium:chromium haproxy:haproxy \
 	pebble:pebble psql:postgresql-client pg_ctlcluster:postgresql \
-	dockerd:docker.io busybox:busybox-static mariadbd:mariadb-server mariadb:mariadb-client
+	dockerd:docker.io busybox:busybox-static mariadbd:mariadb-server mariadb:mariadb-client \
+	zooinspector:zookeeper
 
 deps:
 	@missing=""; for pair in $(TEST_TOOLS); do \
