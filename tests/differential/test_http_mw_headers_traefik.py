@@ -16,6 +16,7 @@ import json
 import re
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 import trustme
 
-from tests.harness import LoopThread
+from tests.harness import LoopThread, ensure_command
 from tests.mwkit import echo_backend
 from tests.traefikkit import TRAEFIK, side_by_side
 
@@ -72,6 +73,9 @@ http:
       entryPoints: [websecure]
       tls: {}
     certs-plain: {rule: "PathPrefix(`/nocerts`)", service: echo, middlewares: [pem, info]}
+    cors-tls: {rule: "PathPrefix(`/cors`)", service: echo, middlewares: [cors], tls: {}}
+    secure-tls: {rule: "PathPrefix(`/secure`)", service: echo, middlewares: [secure], tls: {}}
+    hosts-tls: {rule: "PathPrefix(`/hosts`)", service: echo, middlewares: [hosts], tls: {}}
   middlewares:
     custom:
       headers:
@@ -429,3 +433,34 @@ def test_client_certificate_fields_match(
     assert mine == real
     if with_cert and path == "/certs":
         assert "x-forwarded-tls-client-cert-info" in mine["received"]
+
+
+def _curl_h2(port: int, certs: dict[str, Any], path: str, *args: str) -> dict[str, Any]:
+    """Status line and fields of one HTTP/2 request by curl, with the client certificate."""
+    ca_file = certs["dir"] / "server-ca.pem"
+    if not ca_file.exists():
+        certs["server_ca"].cert_pem.write_to_path(str(ca_file))
+    done = subprocess.run(
+        [ensure_command("curl", "curl"), "-sS", "-i", "--http2", "--cacert", str(ca_file),
+         "--cert", str(certs["client"]), "--connect-to", f"h.test:443:127.0.0.1:{port}", *args,
+         f"https://h.test{path}"], capture_output=True, timeout=20, check=True)
+    head, _, body = done.stdout.partition(b"\r\n\r\n")
+    seen = observed(head.replace(b"HTTP/2 ", b"HTTP/2.0 ", 1) + b"\r\n\r\n" + body)
+    seen.pop("content-length", None)
+    return seen
+
+
+@pytest.mark.parametrize(("path", "args"), [
+    ("/cors", ("-X", "OPTIONS", "-H", "Origin: https://a.test",
+               "-H", "Access-Control-Request-Method: PUT")),
+    ("/cors", ("-H", "Origin: https://b.test")),
+    ("/secure", ()),
+    ("/hosts", ("-H", "X-Original-Host: good.test")),
+    ("/certs", ()),
+])
+def test_http2_clients_see_the_same(
+        both: tuple[dict[str, int], dict[str, int]], certs: dict[str, Any], path: str,
+        args: tuple[str, ...]) -> None:
+    theirs, ours = both
+    assert _curl_h2(ours["websecure"], certs, path, *args) == _curl_h2(
+        theirs["websecure"], certs, path, *args)
