@@ -104,6 +104,7 @@ class EntryRouter:
             NOT_FOUND.handle(exchange)
             return
         exchange.router = route.name
+        exchange.router_service = route.service
         # Traefik's entry point hands the cleaned, normalized path on (sanitizePath and
         # normalizePath rewrite the request), so middlewares and the backend see that one.
         if meta.path != request.path and request.raw_path.isascii():

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         Producer,
         ResponseWriter,
     )
+    from switchyard.http.origin import OriginCapture
     from switchyard.http.tunnel import Endpoint
 
 __all__ = ["ClientConnection", "Exchange"]
@@ -55,10 +56,10 @@ class Exchange:
     __slots__ = (
         "_body_done", "_buffer", "_buffered", "_chunked", "_conn", "_consumer", "_continue_sent",
         "_discarded", "_no_body", "_on_finish", "_producer", "_started", "attempts",
-        "body_chunked", "close_after", "closed_by",
-        "expect_continue", "finished", "has_body", "info", "keep_alive", "request",
-        "request_bytes", "request_unsent", "response_bytes", "router", "server",
-        "service", "started_at", "status", "writer",
+        "body_chunked", "client_username", "close_after", "closed_by", "expect_continue",
+        "finished", "has_body", "info", "keep_alive", "origin", "received_target", "request", "request_bytes", "request_unsent",
+        "response_bytes", "response_head", "retry_attempts", "router", "router_service",
+        "server", "service", "sized_head", "started_at", "status", "writer",
     )
 
     def __init__(self, conn: ClientConnection, request: RequestHead, info: ConnectionInfo, *,
@@ -97,12 +98,29 @@ class Exchange:
         # (the dial failed): nothing was sent, so the retry middleware may send it again.
         self.request_unsent = False
         self.attempts: tuple[Attempt, ...] = ()  # responses a retry dropped, for the record
+        # What only the RequestRecord reads (see RequestRecord for their meaning): set by the
+        # router, auth middlewares, retry, the reverse proxy (when observed) and start().
+        self.received_target = request.target
+        self.router_service = ""
+        self.client_username: str | None = None
+        self.retry_attempts = 0
+        self.origin: OriginCapture | None = None
+        self.response_head: ResponseHead | None = None
+        # The head respond() made and gave a Content-Length: Go's server adds that field on the
+        # wire, not to the header map Traefik logs as downstream_ fields.
+        self.sized_head: ResponseHead | None = None
 
     # -- for handlers ------------------------------------------------------------------------
 
     @property
     def response_started(self) -> bool:
         return self._started
+
+    @property
+    def observed(self) -> bool:
+        """Whether a RequestRecord will be made of this exchange (the entry point has an
+        observer; only then is ``started_at`` set): handlers note what only the record reads."""
+        return self.started_at != 0.0
 
     @property
     def body_complete(self) -> bool:
@@ -114,10 +132,13 @@ class Exchange:
         fields = Headers() if headers is None else headers.copy()
         if status >= 200 and status not in (204, 304):
             fields.set(b"content-length", str(len(body)).encode("ascii"), b"Content-Length")
+            head = self.sized_head = ResponseHead(status, fields)
+        else:
+            head = ResponseHead(status, fields)
         writer = self.writer
         self.cork()
         try:
-            writer.start(ResponseHead(status, fields))
+            writer.start(head)
             if body:
                 writer.write(body)
             writer.end()
@@ -198,6 +219,7 @@ class Exchange:
         if self._started or self.finished:
             return
         self._started = True
+        self.response_head = head
         status = self.status = head.status
         no_body = self._no_body = (status < 200 or status in (204, 304)
                                    or self.request.method == b"HEAD")

@@ -135,6 +135,7 @@ class H2Exchange(Exchange):
         if self._started or self.finished:
             return
         self._started = True
+        self.response_head = head
         status = self.status = head.status
         no_body = self._no_body = (status < 200 or status in (204, 304)
                                    or self.request.method == b"HEAD")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from switchyard.http.origin import OriginCapture
 from switchyard.http.responder import status_text_error
 from switchyard.http.rewrite import backend_request_head, outgoing_target
 from switchyard.http.upstream import Failure, UpstreamConnection, UpstreamPool, UpstreamSettings
@@ -76,6 +77,8 @@ class ReverseProxy:
 
     def handle(self, exchange: Exchange) -> None:
         exchange.server = self.url.url
+        if exchange.observed:  # the access log's Origin* fields: what this server answered
+            exchange.writer = exchange.origin = OriginCapture(exchange.writer)
         self.open_requests += 1
         conn = self.pool.acquire()
         if conn is not None:
