@@ -122,6 +122,8 @@ class BasicAuth:
 
     def handle(self, exchange: Exchange) -> None:
         credentials = basic_credentials(exchange.request.headers.get(b"authorization"))
+        # Traefik logs the user the credentials name, matched or not ("" without any).
+        exchange.client_username = credentials[0].decode("utf-8", "replace") if credentials else ""
         if credentials is None:
             unauthorized(exchange, self._challenge)
             return

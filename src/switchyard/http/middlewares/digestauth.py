@@ -135,6 +135,9 @@ class DigestAuth:
             http_error(exchange, 500, "Internal Server Error")
             return
         verdict = self._check(exchange, params) if params is not None else None
+        if params is not None and params.get("username"):
+            # Traefik logs the user a digest names, whether or not it is let through.
+            exchange.client_username = params["username"]
         if isinstance(verdict, str):
             authenticated(exchange, verdict.encode("utf-8", "surrogateescape"),
                           self.header_field, self.remove_header)

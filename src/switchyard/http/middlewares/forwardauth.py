@@ -189,7 +189,7 @@ class _AuthServer:
 
 class ForwardAuth:
     __slots__ = ("_cookie_names", "_regex", "_response_headers", "allowed", "forward_body",
-                 "max_body",
+                 "header_field", "max_body",
                  "max_response_body", "next", "preserve_location", "preserve_method", "server",
                  "signin_url", "trust")
 
@@ -217,6 +217,7 @@ class ForwardAuth:
         self.preserve_method = config.preserve_request_method
         self.signin_url = config.auth_signin_url.encode("utf-8")
         self.forward_body = config.forward_body
+        self.header_field = config.header_field.lower().encode("latin-1")
         self.next = next_handler
 
     def handle(self, exchange: Exchange) -> None:
@@ -245,6 +246,11 @@ class ForwardAuth:
     # -- the auth server's answer -----------------------------------------------------------
 
     def answered(self, exchange: Exchange, status: int, headers: Headers, body: bytes) -> None:
+        if self.header_field:
+            # The access log's ClientUsername: the auth server's answer names the user.
+            user = headers.get(self.header_field)
+            if user is not None:
+                exchange.client_username = user.decode("utf-8", "replace")
         if self.signin_url and status == 401:
             _redirect(exchange, self.signin_url)
             return
