@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import time
@@ -12,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from switchyard.config.static import AccessLog
 from switchyard.http.handler import RequestRecord
@@ -40,23 +45,18 @@ TRAEFIK_PROXIED_KEYS = {
     "StartUTC", "entryPointName", "level", "msg", "time"}
 
 
-class Record(RequestRecord):
-    """A RequestRecord that may also carry the optional attributes (no __slots__ here)."""
-
-
-def record(**changes: Any) -> Record:
+def record(**changes: Any) -> RequestRecord:
+    """A proxied GET as the engine records it, with ``changes``."""
     fields: dict[str, Any] = {
         "entry_point": "web", "router": "app@file", "service": "app@file", "server": SERVER,
         "method": "GET", "path": "/", "protocol": "HTTP/1.1", "status": 200,
         "request_bytes": 0, "response_bytes": 916, "duration": 0.001802663,
-        "client_ip": "127.0.0.1", "client_port": 38502, "tls": False, "closed_by": ""}
-    extras: dict[str, Any] = {"started_at": STARTED, "host": "127.0.0.1:18080"}
-    extras.update({name: changes.pop(name) for name in list(changes) if name not in fields})
-    made = Record(**{**fields, **changes})
-    for name, value in extras.items():
-        if value is not None:
-            setattr(made, name, value)
-    return made
+        "client_ip": "127.0.0.1", "client_port": 38502, "tls": False, "closed_by": "",
+        "started_at": STARTED, "host": "127.0.0.1:18080", "origin_status": 200,
+        "origin_bytes": 916}
+    if not changes.get("server", SERVER):  # no server was tried: nothing came from one
+        fields.update(origin_status=0, origin_bytes=0)
+    return RequestRecord(**{**fields, **changes})
 
 
 class Lines(LogFile):
@@ -81,7 +81,7 @@ def access_log(fmt: str = "common", **options: Any) -> tuple[HTTPAccessLog, Line
     return log, lines
 
 
-def json_line(*records: Record, **options: Any) -> dict[str, Any]:
+def json_line(*records: RequestRecord, **options: Any) -> dict[str, Any]:
     log, lines = access_log("json", **options)
     for made in records:
         log.record(made)
@@ -182,7 +182,7 @@ def test_local_start_time_is_in_the_local_zone_and_clf_uses_utc() -> None:
 
 
 def test_start_time_defaults_to_the_end_minus_the_duration(utc: None) -> None:
-    entry = json_line(record(started_at=None, duration=0.5))
+    entry = json_line(record(started_at=0.0, duration=0.5))
     assert entry["StartUTC"] == "2026-12-01T23:45:57.25Z"
 
 
@@ -220,8 +220,13 @@ def test_origin_fields_come_from_the_record_when_it_carries_them(utc: None) -> N
 
 
 def test_client_gone_before_a_response_is_logged_as_499(utc: None) -> None:
-    entry = json_line(record(status=0, closed_by="client", response_bytes=0, duration=1.0))
+    # The reverse proxy had the request (origin_duration): Traefik's proxy writes 499 there too.
+    entry = json_line(record(status=0, closed_by="client", response_bytes=0, duration=1.0,
+                             origin_status=0, origin_bytes=0, origin_duration=1.0))
     assert (entry["DownstreamStatus"], entry["OriginStatus"]) == (499, 499)
+    waiting = json_line(record(status=0, closed_by="client", response_bytes=0, server="",
+                               origin_status=0, origin_bytes=0))
+    assert (waiting["DownstreamStatus"], waiting["OriginStatus"]) == (499, 0)
 
 
 @pytest.mark.parametrize(("host", "split"), [
@@ -238,13 +243,11 @@ def test_request_host_and_port_are_split_as_go_splits_them(utc: None, host: str,
     assert (entry["RequestAddr"], entry["RequestHost"], entry["RequestPort"]) == (host, *split)
 
 
-def test_request_host_falls_back_to_the_host_field_and_is_absent_without_one(
+def test_request_host_is_absent_without_a_host_and_never_a_request_header(
         utc: None) -> None:
-    from_field = json_line(record(host=None, request_headers=[(b"HOST", b"app.test")]))
-    assert (from_field["RequestHost"], from_field["RequestPort"]) == ("app.test", "-")
-    assert "request_Host" not in from_field
-    without = json_line(record(host=None))
-    assert not {"RequestAddr", "RequestHost", "RequestPort"} & set(without)
+    without = json_line(record(host="", request_headers=[(b"HOST", b"app.test")]),
+                        fields={"headers": {"defaultMode": "keep"}})
+    assert not {"RequestAddr", "RequestHost", "RequestPort", "request_Host"} & set(without)
 
 
 def test_ipv6_client_address_is_bracketed(utc: None) -> None:
@@ -262,11 +265,26 @@ def test_x_forwarded_for_becomes_the_client_host(utc: None) -> None:
 def test_tls_requests_log_scheme_version_cipher_and_client_subject(utc: None) -> None:
     entry = json_line(record(tls=True, tls_version="TLSv1.3",
                              tls_cipher="TLS_AES_128_GCM_SHA256",
-                             tls_client_subject="CN=client,O=Example"))
+                             tls_peer_certificates=(client_certificate(),)))
     assert (entry["RequestScheme"], entry["TLSVersion"], entry["TLSCipher"],
             entry["TLSClientSubject"]) == ("https", "1.3", "TLS_AES_128_GCM_SHA256",
-                                           "CN=client,O=Example")
+                                           "SERIALNUMBER=42,CN=client,O=Example,C=FR")
+    assert "TLSClientSubject" not in json_line(record(tls=True))
     assert "TLSVersion" not in json_line(record())
+
+
+def client_certificate() -> bytes:
+    """A self-signed certificate (DER) whose subject has C, O, CN and serialNumber, in order."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "client"),
+                      x509.NameAttribute(NameOID.SERIAL_NUMBER, "42")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+                   .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    return certificate.public_bytes(serialization.Encoding.DER)
 
 
 def test_username_and_retries_come_from_the_record(utc: None) -> None:

@@ -16,8 +16,8 @@ load balancer that picked it, and once more for each earlier attempt a retry dro
 
 ``protocol`` (websocket, sse, grpc-web, grpc, http) comes from the request's Connection,
 Upgrade, Accept and Content-Type fields, and a gRPC request's ``code`` from the response's
-``grpc-status``; a record without ``request_headers`` counts as ``http`` (see
-switchyard.observability.http_accesslog for the record's optional attributes).
+``grpc-status``; TLS requests count in ``..._requests_tls_total`` by Traefik's names of the
+negotiated version and cipher suite.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from switchyard.config.dynamic import TraefikModel
 from switchyard.observability.http_record import (
     HeaderFields,
     first_value,
-    header_fields,
     is_internal,
     router_service,
     status_code,
@@ -168,8 +167,8 @@ class HTTPMetrics:
         """Count one served request (an entry point's Observer)."""
         if not self.add_internals and is_internal(record):
             return
-        fields = header_fields(record, "request_headers")
-        protocol = request_protocol(fields) if fields else "http"
+        fields = record.request_headers
+        protocol = request_protocol(fields)
         code = str(grpc_code(record) if protocol in _GRPC_PROTOCOLS else status_code(record))
         method = _METHODS.get(record.method, "EXTENSION_METHOD")
         headers = (tuple((first_value(fields, name) or b"").decode("latin-1")
@@ -310,29 +309,39 @@ def _forget(counters: dict[tuple[str, ...], Any], labels: tuple[str, ...],
 def request_protocol(fields: HeaderFields) -> str:
     """Traefik's ``protocol`` label for a request with these header fields.
 
-    Each test reads the first field of its name only, as Go's ``Header.Get`` does.
+    Each test reads the first field of its name only, as Go's ``Header.Get`` does; one pass
+    over the fields finds all four.
     """
-    connection = first_value(fields, b"connection")
-    if (connection is not None and _lists(connection, b"upgrade")
-            and _lists(first_value(fields, b"upgrade"), b"websocket")):
+    connection = upgrade = accept = content_type = None
+    for name, value in fields:
+        size = len(name)
+        if size == 10:
+            if connection is None and name.lower() == b"connection":
+                connection = value
+        elif size == 7:
+            if upgrade is None and name.lower() == b"upgrade":
+                upgrade = value
+        elif size == 6:
+            if accept is None and name.lower() == b"accept":
+                accept = value
+        elif size == 12 and content_type is None and name.lower() == b"content-type":
+            content_type = value
+    if _lists(connection, b"upgrade") and _lists(upgrade, b"websocket"):
         return "websocket"
-    if _lists(first_value(fields, b"accept"), b"text/event-stream"):
+    if _lists(accept, b"text/event-stream"):
         return "sse"
-    content_type = first_value(fields, b"content-type") or b""
-    if content_type.startswith(b"application/grpc-web"):
-        return "grpc-web"
-    if content_type.startswith(b"application/grpc"):
-        return "grpc"
+    if content_type is not None:
+        if content_type.startswith(b"application/grpc-web"):
+            return "grpc-web"
+        if content_type.startswith(b"application/grpc"):
+            return "grpc"
     return "http"
 
 
 def grpc_code(record: RequestRecord) -> int:
-    """A gRPC request's status: ``grpc-status`` of the response (or its trailers), else 2."""
-    for attribute in ("response_headers", "response_trailers"):
-        value = first_value(header_fields(record, attribute), b"grpc-status")
-        if value is not None:
-            return _parse_grpc_status(value.decode("latin-1"))
-    return _GRPC_UNKNOWN
+    """A gRPC request's status: ``grpc-status`` of the response head, else 2 (Unknown)."""
+    value = first_value(record.response_headers, b"grpc-status")
+    return _GRPC_UNKNOWN if value is None else _parse_grpc_status(value.decode("latin-1"))
 
 
 def _parse_grpc_status(text: str) -> int:

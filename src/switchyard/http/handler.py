@@ -165,14 +165,15 @@ class RequestRecord:
     * ``client_username``: set by basicAuth, digestAuth and forwardAuth's ``headerField``;
       None when none of them named a user (Traefik logs ``-``).
     * ``tls_version`` / ``tls_cipher`` as ``ssl`` spells them, ``tls_peer_certificates`` (DER).
+    * ``started_at``: when the request head was read, wall-clock time (0.0: not known).
     """
 
     __slots__ = ("attempts", "client_ip", "client_port", "client_username", "closed_by",
                  "duration", "entry_point", "host", "method", "origin_bytes", "origin_duration",
                  "origin_headers", "origin_status", "path", "protocol", "query",
                  "request_bytes", "request_headers", "response_bytes", "response_headers",
-                 "retry_attempts", "router", "router_service", "server", "service", "status",
-                 "tls", "tls_cipher", "tls_peer_certificates", "tls_version")
+                 "retry_attempts", "router", "router_service", "server", "service",
+                 "started_at", "status", "tls", "tls_cipher", "tls_peer_certificates", "tls_version")
 
     def __init__(self, *, entry_point: str, router: str, service: str, server: str, method: str,
                  path: str, protocol: str, status: int, request_bytes: int, response_bytes: int,
@@ -185,7 +186,7 @@ class RequestRecord:
                  origin_headers: Sequence[tuple[bytes, bytes]] = (), origin_status: int = 0,
                  origin_bytes: int = 0, origin_duration: float | None = None,
                  tls_version: str = "", tls_cipher: str = "",
-                 tls_peer_certificates: tuple[bytes, ...] = ()) -> None:
+                 tls_peer_certificates: tuple[bytes, ...] = (), started_at: float = 0.0) -> None:
         self.entry_point = entry_point
         self.router = router
         self.service = service
@@ -216,6 +217,7 @@ class RequestRecord:
         self.tls_version = tls_version
         self.tls_cipher = tls_cipher
         self.tls_peer_certificates = tls_peer_certificates
+        self.started_at = started_at
 
     def __repr__(self) -> str:
         return (f"RequestRecord({self.method} {self.path} -> {self.status}, "

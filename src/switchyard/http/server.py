@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httptools
@@ -32,7 +33,7 @@ from switchyard.http.exchange import Exchange
 from switchyard.http.flowcontrol import PIPELINE, ReadGate
 from switchyard.http.forwarded import ForwardedHeaders, apply_forwarded_headers
 from switchyard.http.handler import ConnectionInfo, Handler, Observer, RequestRecord
-from switchyard.http.message import RequestHead
+from switchyard.http.message import RequestHead, split_target
 from switchyard.http.responder import Responder, status_text_error
 from switchyard.http.tunnel import Endpoint, Tunnel
 
@@ -454,17 +455,42 @@ class HTTPServerConnection(asyncio.Protocol):
 
 
 def request_record(exchange: Exchange) -> RequestRecord:
-    """The observation record of a finished (or abandoned) exchange, HTTP/1.x or HTTP/2."""
+    """The observation record of a finished (or abandoned) exchange, HTTP/1.x or HTTP/2.
+
+    Header lists are handed over as they are, not copied or decoded: the record is read at once
+    by the observers, and only the fields they log are decoded.
+    """
     request, info = exchange.request, exchange.info
+    path, query = split_target(exchange.received_target)
+    host = request.headers.get(b"host")
+    response = exchange.response_head
+    downstream: Sequence[tuple[bytes, bytes]] = ()
+    if response is not None:
+        downstream = response.headers
+        if response is exchange.sized_head:  # Go adds that Content-Length on the wire only
+            downstream = [pair for pair in downstream if pair[0].lower() != b"content-length"]
+    origin = exchange.origin
+    origin_head = origin.head if origin is not None else None
+    duration = time.monotonic() - exchange.started_at
     return RequestRecord(
         entry_point=info.entry_point, router=exchange.router, service=exchange.service,
         server=exchange.server, method=request.method.decode("latin-1"),
-        path=request.path, protocol="HTTP/" + request.version.decode("latin-1"),
+        path=path.decode("latin-1"), query=query.decode("latin-1"),
+        protocol="HTTP/" + request.version.decode("latin-1"),
         status=exchange.status, request_bytes=exchange.request_bytes,
         response_bytes=exchange.response_bytes,
-        duration=time.monotonic() - exchange.started_at, client_ip=info.client_ip,
+        duration=duration, started_at=time.time() - duration, client_ip=info.client_ip,
         client_port=info.client_port, tls=info.tls, closed_by=exchange.closed_by,
-        attempts=exchange.attempts)
+        attempts=exchange.attempts, host=host.decode("latin-1") if host is not None else "",
+        router_service=exchange.router_service, retry_attempts=exchange.retry_attempts,
+        client_username=exchange.client_username, request_headers=request.headers,
+        response_headers=downstream,
+        origin_headers=origin_head.headers if origin_head is not None else (),
+        origin_status=origin_head.status if origin_head is not None else 0,
+        origin_bytes=origin.size if origin is not None else 0,
+        origin_duration=origin.elapsed if origin is not None else None,
+        tls_version=info.tls_version or "", tls_cipher=info.tls_cipher or "",
+        tls_peer_certificates=info.tls_peer_certificates)
 
 
 class _TooLarge(Exception):

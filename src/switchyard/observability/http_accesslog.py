@@ -8,42 +8,15 @@ kept if any set filter says so), ``fields`` (``defaultMode`` and ``names`` keep 
 ``headers.defaultMode`` and ``headers.names`` keep, drop or redact header fields, dropped by
 default; ``queryParameters.defaultMode``) and ``addInternals``.
 
-A RequestRecord carries enough for most fields. These optional attributes, when the engine
-sets them on the record, fill in the rest; without them the fallback applies:
-
-==================  ===========================================  ================================
-attribute           feeds                                        without it
-==================  ===========================================  ================================
-host (str)          RequestAddr, RequestHost, RequestPort        the request's Host field, if in
-                    (Go's ``req.Host``)                          request_headers; else absent
-query (str)         the ``?query`` of RequestPath                RequestPath is the path only
-started_at (float)  StartUTC, StartLocal (``time.time()`` when   end of the request - duration
-                    the request head was read)
-request_headers     ``request_<Name>`` fields, CLF Referer and   no request_ fields, ``"-"``,
-(Headers)           User-Agent, ClientHost from X-Forwarded-For  the peer's address; metrics
-                    (as the router saw them, after forwarded-    count ``protocol="http"``
-                    headers processing); metrics' ``protocol``
-                    and ``headerLabels``
-response_headers    ``downstream_<Name>`` fields; gRPC ``code``  none; gRPC code 2 (Unknown)
-(Headers)           (``grpc-status``)
-response_trailers   gRPC ``code`` when sent as a trailer         gRPC code 2 (Unknown)
-origin_headers      ``origin_<Name>`` fields (the backend's      none
-(Headers)           response head)
-origin_status       OriginStatus (before middlewares change it)  status, if a server was picked
-origin_bytes        OriginContentSize                            response_bytes, likewise
-origin_duration     OriginDuration and Overhead (the backend     duration (so Overhead is 0)
-(float s)           round trip)
-retry_attempts      RetryAttempts, ``filters.retryAttempts``     0
-tls_version,        TLSVersion, TLSCipher (``ssl``'s ``TLSv1.3`` ``unknown``
-tls_cipher          and OpenSSL suite name); ``tls_*`` labels
-tls_client_subject  TLSClientSubject (the client certificate's   absent
-                    subject, as Go prints a pkix.Name)
-client_username     ClientUsername (basicAuth, digestAuth,       ``-``
-                    forwardAuth)
-router_service      the router's own service (a weighted one     service
-                    when the load balancer is a child): router
-                    metrics' ``service``, the ``@internal`` test
-==================  ===========================================  ================================
+Where the fields come from (the RequestRecord, see switchyard.http.handler): RequestPath is the
+target as the client sent it; RequestAddr/Host/Port the Host field; ``request_`` fields the
+request's header fields as the router and its middlewares left them (the X-Forwarded-* set at
+the entry point included, as Traefik logs its shared header map); ``origin_`` fields and
+Origin* what the reverse proxy wrote (zero when no server was tried); ``downstream_`` fields
+the head the client was sent, without the Content-Length Go's server would only add on the
+wire; ClientUsername what basicAuth, digestAuth or forwardAuth's ``headerField`` named
+(``-`` without one, ``""`` for basicAuth without credentials); TLSClientSubject the client
+certificate's subject as Go prints a pkix.Name.
 
 The status is 499 when the client went away before a response was started, as in Traefik.
 Traefik's Kubernetes, tracing and GzipRatio-from-compress fields have no source here.
@@ -68,9 +41,9 @@ from switchyard.config.dynamic import StrList, TraefikModel
 from switchyard.observability.http_record import (
     HeaderFields,
     first_value,
-    header_fields,
     is_internal,
     status_code,
+    tls_client_subject,
     tls_names,
 )
 from switchyard.observability.logfile import LogFile
@@ -95,8 +68,6 @@ _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789"
 _GO_JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
                                   "\u2028": "\\u2028", "\u2029": "\\u2029"})
 _QUOTED_DASH = '"-"'  # what CLF shows for a missing quoted field
-_HEADER_SOURCES = (("request_", "request_headers"), ("origin_", "origin_headers"),
-                   ("downstream_", "response_headers"))
 
 
 class AccessLogFilters(TraefikModel):
@@ -189,26 +160,23 @@ class HTTPAccessLog:
         # Traefik numbers every request it could log, before the filters decide.
         self.request_count += 1
         status = status_code(record)
-        retries = int(getattr(record, "retry_attempts", 0) or 0)
+        retries = record.retry_attempts
         if not self._wanted(status, retries, record.duration):
             return None
-        requests = header_fields(record, "request_headers")
-        core = self._core(record, status, retries, requests)
+        core = self._core(record, status, retries)
         entry = (core if self._keeps_all else
                  {key: value for key, value in core.items() if self._keeps(key)})
         if self._logs_headers:
-            for prefix, attribute in _HEADER_SOURCES:
-                fields = (requests if attribute == "request_headers"
-                          else header_fields(record, attribute))
-                self._add_headers(entry, prefix, fields, skip_host=prefix == "request_")
+            self._add_headers(entry, "request_", record.request_headers, skip_host=True)
+            self._add_headers(entry, "origin_", record.origin_headers, skip_host=False)
+            self._add_headers(entry, "downstream_", record.response_headers, skip_host=False)
         return entry
 
-    def _core(self, record: RequestRecord, status: int, retries: int,
-              requests: HeaderFields) -> dict[str, Any]:
+    def _core(self, record: RequestRecord, status: int, retries: int) -> dict[str, Any]:
         duration = _nanoseconds(record.duration)
-        started = getattr(record, "started_at", None) or self.clock() - record.duration
-        start = datetime.fromtimestamp(started, UTC)
-        forwarded_for = first_value(requests, b"x-forwarded-for")
+        start = datetime.fromtimestamp(record.started_at or self.clock() - record.duration, UTC)
+        forwarded_for = first_value(record.request_headers, b"x-forwarded-for")
+        username = record.client_username
         core: dict[str, Any] = {
             "StartUTC": start,
             "StartLocal": start.astimezone(),
@@ -217,7 +185,7 @@ class HTTPAccessLog:
             "ClientAddr": host_port(record.client_ip, record.client_port),
             "ClientHost": _text(forwarded_for) if forwarded_for else record.client_ip,
             "ClientPort": str(record.client_port),
-            "ClientUsername": str(getattr(record, "client_username", "") or "-"),
+            "ClientUsername": "-" if username is None else username,
             "RequestMethod": record.method,
             "RequestPath": self._request_path(record),
             "RequestProtocol": record.protocol,
@@ -228,27 +196,27 @@ class HTTPAccessLog:
             "DownstreamContentSize": record.response_bytes,
             "Duration": duration,
         }
-        host = getattr(record, "host", None) or _text(first_value(requests, b"host") or b"")
+        host = record.host
         if host:
             core["RequestAddr"] = host
             core["RequestHost"], core["RequestPort"] = _split_host_port(host)
         if record.tls:
             core["TLSVersion"], core["TLSCipher"] = tls_names(record)
-            subject = getattr(record, "tls_client_subject", None)
+            subject = tls_client_subject(record)
             if subject:
-                core["TLSClientSubject"] = str(subject)
+                core["TLSClientSubject"] = subject
         if record.router:
             core["RouterName"] = record.router
-        origin_status, origin_size, origin_duration = 0, 0, 0
         if record.server:
             core["ServiceName"] = record.service
             core["ServiceURL"] = record.server
             core["ServiceAddr"] = urlsplit(record.server).netloc.rpartition("@")[2]
-            origin_status = int(getattr(record, "origin_status", None) or status)
-            carried = getattr(record, "origin_bytes", None)
-            origin_size = int(carried) if carried is not None else record.response_bytes
-            carried = getattr(record, "origin_duration", None)
-            origin_duration = _nanoseconds(carried) if carried is not None else duration
+        origin_size = record.origin_bytes
+        carried = record.origin_duration
+        origin_duration = _nanoseconds(carried) if carried is not None else 0
+        origin_status = record.origin_status
+        if not origin_status and carried is not None and record.status == 0:
+            origin_status = status  # the client left while the proxy waited: its own 499
         core["OriginStatus"] = origin_status
         core["OriginContentSize"] = origin_size
         core["OriginDuration"] = origin_duration
@@ -259,7 +227,7 @@ class HTTPAccessLog:
         return core
 
     def _request_path(self, record: RequestRecord) -> str:
-        query = getattr(record, "query", "") if self._keep_query else ""
+        query = record.query if self._keep_query else ""
         return f"{record.path}?{query}" if query else record.path
 
     def _wanted(self, status: int, retries: int, duration: float) -> bool:

@@ -1,16 +1,15 @@
 """What Traefik's HTTP metrics and access log both read from a served request's RequestRecord.
 
-A RequestRecord (switchyard.http.handler) has the entry point, router, service, server, method,
-path, protocol, status, body sizes, duration, client address, TLS flag and who closed. Some of
-what Traefik reports needs more; these functions read it from optional attributes when the
-record has them, and fall back to what the record itself says (the list of those attributes is
-in switchyard.observability.http_accesslog).
+A RequestRecord (switchyard.http.handler) says what was served; these functions turn it into
+Traefik's values: the status it reports, the router's service, the TLS names, header lookups.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cryptography import x509
 
 from switchyard.tls.options import go_cipher_name
 
@@ -21,10 +20,10 @@ __all__ = [
     "CLIENT_CLOSED_REQUEST",
     "HeaderFields",
     "first_value",
-    "header_fields",
     "is_internal",
     "router_service",
     "status_code",
+    "tls_client_subject",
     "tls_names",
 ]
 
@@ -40,6 +39,11 @@ _TLS_VERSION_NAMES = {"TLSv1": "1.0", "TLSv1.1": "1.1", "TLSv1.2": "1.2", "TLSv1
                       "1.0": "1.0", "1.1": "1.1", "1.2": "1.2", "1.3": "1.3"}
 
 
+# Attributes Go's pkix.Name.String() names and cryptography's RFC 4514 writer spells as OIDs.
+_GO_ATTRIBUTE_NAMES = {x509.ObjectIdentifier("2.5.4.5"): "SERIALNUMBER",
+                       x509.ObjectIdentifier("2.5.4.17"): "POSTALCODE"}
+
+
 def status_code(record: RequestRecord) -> int:
     """The status Traefik would report: the one sent, or 499 when the client left first."""
     if record.status == 0 and record.closed_by == "client":
@@ -49,7 +53,7 @@ def status_code(record: RequestRecord) -> int:
 
 def router_service(record: RequestRecord) -> str:
     """The service the router names (``router_service``), else the one that served."""
-    return str(getattr(record, "router_service", "") or record.service)
+    return record.router_service or record.service
 
 
 def is_internal(record: RequestRecord) -> bool:
@@ -63,16 +67,21 @@ def tls_names(record: RequestRecord) -> tuple[str, str]:
     ``tls_version`` is what ``ssl`` reports (``TLSv1.3``), ``tls_cipher`` its OpenSSL suite
     name; either missing or not known to Go reads ``unknown``, Traefik's own fallback.
     """
-    version = str(getattr(record, "tls_version", "") or "")
-    cipher = str(getattr(record, "tls_cipher", "") or "")
-    return (_TLS_VERSION_NAMES.get(version, "unknown"),
+    cipher = record.tls_cipher
+    return (_TLS_VERSION_NAMES.get(record.tls_version, "unknown"),
             go_cipher_name(cipher) if cipher else "unknown")
 
 
-def header_fields(record: RequestRecord, attribute: str) -> HeaderFields:
-    """The header fields in ``attribute`` (``request_headers``, ...), empty when not carried."""
-    fields: Any = getattr(record, attribute, None)
-    return fields if fields is not None else ()
+def tls_client_subject(record: RequestRecord) -> str:
+    """The subject of the client's certificate as Go prints a pkix.Name (``CN=a,O=b``); ``""``
+    without one. Parsed only when asked (the access log's TLSClientSubject)."""
+    if not record.tls_peer_certificates:
+        return ""
+    try:
+        subject = x509.load_der_x509_certificate(record.tls_peer_certificates[0]).subject
+    except ValueError:
+        return ""
+    return subject.rfc4514_string(_GO_ATTRIBUTE_NAMES)
 
 
 def first_value(fields: HeaderFields, name: bytes) -> bytes | None:
