@@ -1,4 +1,4 @@
-"""One configuration written as YAML, TOML, Docker labels and CRDs routes the same, for real."""
+"""One configuration written as YAML, TOML, Docker labels, CRDs and Consul tags routes the same."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from switchyard.providers.kubernetes import (
 from switchyard.providers.kv import config_from_pairs
 from switchyard.providers.labels import labels_from_lines
 from switchyard.server import Switchyard
+from tests.consulkit import ConsulStandIn, running_consul
 from tests.fixtures.providers.docker_engine import (
     FakeDockerEngine,
     on_loopback,
@@ -31,7 +32,7 @@ from tests.harness import Backends, LoopThread, greeting_name, stop_router
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "providers"
 EXAMPLE = FIXTURES / "four-forms"
 DOCS = FIXTURES / "traefik-docs"
-FORMS = ["yaml", "toml", "labels", "crd"]
+FORMS = ["yaml", "toml", "labels", "crd", "consul"]
 Routing = list[tuple[Any, ...]]
 
 
@@ -51,6 +52,12 @@ def engine(tmp_path: Path) -> Iterator[FakeDockerEngine]:
     loop.stop()
 
 
+@pytest.fixture
+def consul() -> Iterator[ConsulStandIn]:
+    with running_consul() as (standin, _):
+        yield standin
+
+
 def filled(name: str, ports: dict[str, int]) -> str:
     text = (EXAMPLE / name).read_text()
     for placeholder, port in ports.items():
@@ -67,7 +74,7 @@ def labelled_container(labels: dict[str, str]) -> tuple[dict[str, Any], dict[str
 
 
 def providers_for(form: str, ports: dict[str, int], tmp_path: Path,
-                  engine: FakeDockerEngine) -> dict[str, Any]:
+                  engine: FakeDockerEngine, consul: ConsulStandIn) -> dict[str, Any]:
     if form in ("yaml", "toml"):
         path = tmp_path / f"example.{form}"
         path.write_text(filled(f"example.{form}", ports))
@@ -76,6 +83,10 @@ def providers_for(form: str, ports: dict[str, int], tmp_path: Path,
         (tmp_path / "manifests").mkdir()
         (tmp_path / "manifests" / "example.yaml").write_text(filled("example.crd.yaml", ports))
         return {"kubernetesCRD": {"manifests": str(tmp_path / "manifests"), "watch": False}}
+    if form == "consul":
+        # Consul tags are the label lines themselves, on a service registered in Consul.
+        consul.register("db", 5432, tags=filled("example.labels", ports).splitlines())
+        return {"consulCatalog": {"endpoint": {"address": consul.address}}}
     labels = labels_from_lines(filled("example.labels", ports).splitlines())
     engine.containers = {"demo-whoami-1": labelled_container(labels)}
     return {"docker": {"endpoint": f"unix://{engine.socket_path}", "watch": False}}
@@ -86,12 +97,13 @@ STATIC = {"entryPoints": {"ep": {"address": "127.0.0.1:0"}}}
 
 @pytest.fixture
 def router(loop_thread: LoopThread, tmp_path: Path, ports: dict[str, int],
-           engine: FakeDockerEngine) -> Iterator[Callable[[str], Switchyard]]:
+           engine: FakeDockerEngine,
+           consul: ConsulStandIn) -> Iterator[Callable[[str], Switchyard]]:
     started: list[Switchyard] = []
 
     def start(form: str) -> Switchyard:
         static, issues = static_from_dict(
-            {**STATIC, "providers": providers_for(form, ports, tmp_path, engine)}, "test")
+            {**STATIC, "providers": providers_for(form, ports, tmp_path, engine, consul)}, "test")
         assert not issues
         app = Switchyard(static)
         loop_thread.run(app.start())
@@ -143,7 +155,7 @@ def test_each_form_routes_plain_and_tls_connections_to_the_same_backends(
     assert backend_for(port, client_hello("db.example.com")) == "replica"
 
 
-def test_the_four_forms_and_kv_keys_build_identical_routing(
+def test_the_five_forms_and_kv_keys_build_identical_routing(
         router: Callable[[str], Switchyard], ports: dict[str, int]) -> None:
     tables = {form: routing(router(form).runtime) for form in FORMS}
     pairs = dict(line.split(" ", 1) for line in filled("example.kv", ports).splitlines())
@@ -153,6 +165,32 @@ def test_the_four_forms_and_kv_keys_build_identical_routing(
 
     assert len(tables["yaml"]) == 2
     assert all(table == tables["yaml"] for table in tables.values()), tables
+
+
+@pytest.mark.parametrize("form", ["yaml", "consul"])
+def test_the_seed_priority_example_picks_router_1_for_its_client(
+        form: str, loop_thread: LoopThread, tmp_path: Path, ports: dict[str, int],
+        consul: ConsulStandIn) -> None:
+    if form == "yaml":
+        (tmp_path / "seed.yaml").write_text(filled("seed-priority.yaml", ports))
+        providers: dict[str, Any] = {"file": {"filename": str(tmp_path / "seed.yaml")}}
+    else:
+        consul.register("seed", 1, tags=filled("seed-priority.tags", ports).splitlines())
+        providers = {"consulCatalog": {"endpoint": {"address": consul.address}}}
+    # The client address comes from a PROXY header: no traffic leaves loopback.
+    static, _ = static_from_dict({"entryPoints": {"ep": {
+        "address": "127.0.0.1:0", "proxyProtocol": {"trustedIPs": ["127.0.0.1"]}}},
+        "providers": providers}, "test")
+    app = Switchyard(static)
+    loop_thread.run(app.start())
+    try:
+        port = app.entrypoints["ep"].port
+        chosen = {client: backend_for(port, f"PROXY TCP4 {client} 127.0.0.1 5555 80\r\n".encode())
+                  for client in ("192.168.0.12", "192.168.0.13")}
+    finally:
+        stop_router(loop_thread, app)
+
+    assert chosen == {"192.168.0.12": "primary", "192.168.0.13": "replica"}
 
 
 # --- the documentation's own examples ----------------------------------------------------
