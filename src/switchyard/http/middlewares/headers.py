@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 from pydantic import BeforeValidator, Field
@@ -34,7 +34,16 @@ if TYPE_CHECKING:
     from switchyard.http.exchange import Exchange
     from switchyard.http.message import RequestHead
 
-__all__ = ["EditedHead", "FieldEdit", "HeadersOptions", "build", "canonical_name", "field_value", "set_fields"]
+__all__ = [
+    "EditedHead",
+    "FieldEdit",
+    "FieldEdits",
+    "HeadersOptions",
+    "apply_edits",
+    "build",
+    "canonical_name",
+    "field_value",
+]
 
 log = logging.getLogger("switchyard.http.middlewares")
 T = TypeVar("T")
@@ -153,13 +162,31 @@ def _field_name(key: str, where: str) -> bytes:
 FieldEdit = tuple[bytes, bytes, bytes | None]  # (lower-case name, canonical name, value or None)
 
 
-def set_fields(headers: Headers, edits: list[FieldEdit]) -> None:
-    """Apply Go's ``Header.Set`` (or ``Del`` for a None value) for each edit, in order."""
-    for lower, spelling, value in edits:
-        if value is None:
-            headers.remove(lower)
-        else:
-            headers.set(lower, value, spelling)
+class FieldEdits:
+    """Go's ``Header.Set`` (``Del`` for a None value) of several fields, in one pass over a head.
+
+    Of edits naming the same field the last wins, as a Go map key would.
+    """
+
+    __slots__ = ("added", "names")
+
+    def __init__(self, edits: Iterable[FieldEdit]) -> None:
+        last = {lower: (spelling, value) for lower, spelling, value in edits}
+        self.names = frozenset(last)
+        self.added = [(spelling, value) for spelling, value in last.values() if value is not None]
+
+    def __bool__(self) -> bool:
+        return bool(self.names)
+
+    def apply(self, headers: Headers) -> None:
+        names = self.names
+        headers[:] = [pair for pair in headers if pair[0].lower() not in names]
+        headers.extend(self.added)
+
+
+def apply_edits(headers: Headers, edits: FieldEdits) -> None:
+    """``edits`` applied to ``headers`` (the shape EditedHead calls)."""
+    edits.apply(headers)
 
 
 # -- request edits --------------------------------------------------------------------------------
@@ -298,7 +325,7 @@ class CustomHeaders:
     __slots__ = ("cors", "next", "request_edits", "response_edits")
 
     def __init__(self, request_edits: list[tuple[int, bytes, bytes, bytes]],
-                 response_edits: list[FieldEdit], cors: CORSPolicy | None,
+                 response_edits: FieldEdits, cors: CORSPolicy | None,
                  next_handler: Handler) -> None:
         self.request_edits = request_edits
         self.response_edits = response_edits
@@ -316,7 +343,7 @@ class CustomHeaders:
         self.next.handle(exchange)
 
     def edit_response(self, headers: Headers, request: RequestHead) -> None:
-        set_fields(headers, self.response_edits)
+        self.response_edits.apply(headers)
         if self.cors is not None:
             self.cors.decorate(headers, request)
 
@@ -362,11 +389,7 @@ def build(options: Mapping[str, Any], context: MiddlewareContext) -> Wrap:
                     ", ".join(deprecated) + (" is" if len(deprecated) == 1 else " are"))
     policy = SecurityPolicy(config) if security else None
     request_edits = _request_edits(config.custom_request_headers)
-    response_edits: list[FieldEdit] = []
-    for key, text in config.custom_response_headers.items():
-        name = _field_name(key, "customResponseHeaders")
-        response_edits.append((name.lower(), canonical_name(name),
-                               field_value(text) if text else None))
+    response_edits = FieldEdits(_response_edits(config.custom_response_headers))
     cors_policy = CORSPolicy(config) if cors else None
 
     def wrap(next_handler: Handler) -> Handler:
@@ -376,6 +399,12 @@ def build(options: Mapping[str, Any], context: MiddlewareContext) -> Wrap:
         return handler
 
     return wrap
+
+
+def _response_edits(fields: Mapping[str, str]) -> Iterator[FieldEdit]:
+    for key, text in fields.items():
+        name = _field_name(key, "customResponseHeaders")
+        yield name.lower(), canonical_name(name), field_value(text) if text else None
 
 
 def _attribute(alias: str) -> str:

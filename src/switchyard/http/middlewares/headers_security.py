@@ -24,10 +24,11 @@ from switchyard.http.message import Headers
 from switchyard.http.middlewares.headers import (
     EditedHead,
     FieldEdit,
+    FieldEdits,
     HeadersOptions,
+    apply_edits,
     canonical_name,
     field_value,
-    set_fields,
 )
 
 if TYPE_CHECKING:
@@ -43,8 +44,8 @@ _BAD_HOST = Headers([(b"Content-Type", b"text/plain; charset=utf-8"),
 class SecurityPolicy:
     """The checks and fields of one `headers` middleware's security options."""
 
-    __slots__ = ("allowed_hosts", "csp", "csp_report_only", "host_fields", "https_fields",
-                 "plain_fields", "ssl_fields")
+    __slots__ = ("allowed_hosts", "csp", "csp_report_only", "host_fields", "https_edits",
+                 "https_fields", "plain_edits", "plain_fields", "ssl_fields")
 
     def __init__(self, options: HeadersOptions) -> None:
         development = options.is_development
@@ -96,6 +97,8 @@ class SecurityPolicy:
             common.append(_field(b"Permissions-Policy", options.permissions_policy))
         self.https_fields = [*https, *common]
         self.plain_fields = [*plain, *common]
+        self.https_edits = FieldEdits(self.https_fields)
+        self.plain_edits = FieldEdits(self.plain_fields)
 
     def handler(self, next_handler: Handler) -> Handler:
         return SecureHeaders(self, next_handler)
@@ -121,12 +124,12 @@ class SecurityPolicy:
         # Go's Header.Get: a missing field reads as "", which an empty configured value matches.
         return any((fields.get(name) or b"") == value for name, value in self.ssl_fields)
 
-    def fields_for(self, exchange: Exchange) -> list[FieldEdit]:
-        fields = self.https_fields if self.is_https(exchange) else self.plain_fields
+    def edits_for(self, exchange: Exchange) -> FieldEdits:
+        https = self.is_https(exchange)
         if self.csp is None and self.csp_report_only is None:
-            return fields
+            return self.https_edits if https else self.plain_edits
         nonce = b"'nonce-" + base64.b64encode(os.urandom(16)).rstrip(b"=") + b"'"
-        fields = list(fields)
+        fields = list(self.https_fields if https else self.plain_fields)
         if self.csp is not None:
             fields.append((b"content-security-policy", b"Content-Security-Policy",
                            self.csp.replace(_NONCE.encode(), nonce)))
@@ -134,7 +137,7 @@ class SecurityPolicy:
             fields.append((b"content-security-policy-report-only",
                            b"Content-Security-Policy-Report-Only",
                            self.csp_report_only.replace(_NONCE.encode(), nonce)))
-        return fields
+        return FieldEdits(fields)
 
 
 class SecureHeaders:
@@ -151,9 +154,9 @@ class SecureHeaders:
         if not policy.host_allowed(exchange):
             exchange.respond(500, _BAD_HOST, b"Bad Host\n")
             return
-        fields = policy.fields_for(exchange)
-        if fields:
-            exchange.writer = EditedHead(exchange.writer, set_fields, fields)
+        edits = policy.edits_for(exchange)
+        if edits:
+            exchange.writer = EditedHead(exchange.writer, apply_edits, edits)
         self.next.handle(exchange)
 
 
