@@ -12,6 +12,7 @@ import aiohttp
 from pydantic import Field
 
 from switchyard.config.dynamic import StrList, TraefikModel
+from switchyard.providers.clienttls import ClientTLS, TLSFiles, tls_files
 from switchyard.providers.kv import (
     RemoteProvider,
     Session,
@@ -32,12 +33,17 @@ class EtcdOptions(TraefikModel):
     root_key: str = "traefik"
     username: str = ""
     password: str = ""
-    tls: dict[str, Any] | None = None
+    tls: ClientTLS | None = None
 
 
 def etcd_provider(options: EtcdOptions) -> RemoteProvider[dict[str, str]]:
-    """The provider named ``etcd``; it uses the first endpoint that answers."""
-    connect = _Connector(options)
+    """The provider named ``etcd``; it uses the first endpoint that answers.
+
+    ``username`` and ``password`` get a token from etcd's auth API; ``tls`` connects over
+    HTTPS (endpoints without a scheme become https://), with a client certificate if given.
+    """
+    tls = tls_files(options.tls, "providers.etcd.tls") if options.tls is not None else None
+    connect = _Connector(options, tls)
     return kv_provider("etcd", ",".join(options.endpoints), options.root_key, connect.open)
 
 
@@ -58,13 +64,17 @@ def _b64(data: bytes) -> str:
 @dataclass
 class _Connector:
     options: EtcdOptions
+    tls: TLSFiles | None = None
 
     async def open(self) -> Session[dict[str, str]]:
         problems = []
+        scheme = "https" if self.tls is not None else "http"
         for endpoint in self.options.endpoints:
-            base = endpoint if "://" in endpoint else f"http://{endpoint}"
+            base = endpoint if "://" in endpoint else f"{scheme}://{endpoint}"
+            connector = aiohttp.TCPConnector(ssl=self.tls.context()) if self.tls else None
             session = aiohttp.ClientSession(
-                base.rstrip("/"), timeout=aiohttp.ClientTimeout(sock_connect=_TIMEOUT))
+                base.rstrip("/"), connector=connector,
+                timeout=aiohttp.ClientTimeout(sock_connect=_TIMEOUT))
             try:
                 return await _EtcdSession.start(session, self.options)
             except (aiohttp.ClientError, OSError, TimeoutError, StoreUnavailable) as error:

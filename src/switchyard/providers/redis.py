@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from switchyard.config.dynamic import StrList, TraefikModel
+from switchyard.providers.clienttls import ClientTLS, TLSFiles, tls_files
 from switchyard.providers.kv import (
     RemoteProvider,
     Session,
@@ -42,13 +43,18 @@ class RedisOptions(TraefikModel):
     username: str = ""
     password: str = ""
     db: int = 0
-    tls: dict[str, Any] | None = None
+    tls: ClientTLS | None = None
     sentinel: dict[str, Any] | None = None
 
 
 def redis_provider(options: RedisOptions) -> RemoteProvider[dict[str, str]]:
-    """The provider named ``redis``; it connects to the first endpoint that answers."""
-    connect = _Connector(options)
+    """The provider named ``redis``; it connects to the first endpoint that answers.
+
+    ``username`` and ``password`` log in (an ACL user, or the password alone for
+    ``requirepass``); ``tls`` connects over TLS. ConfigLoadError for TLS files it cannot use.
+    """
+    tls = tls_files(options.tls, "providers.redis.tls") if options.tls is not None else None
+    connect = _Connector(options, tls)
     return kv_provider("redis", ",".join(options.endpoints), options.root_key, connect.open)
 
 
@@ -63,7 +69,15 @@ def _text(value: object) -> str:
 @dataclass
 class _Connector:
     options: RedisOptions
+    tls: TLSFiles | None = None
     polling_warned: bool = False
+
+    def _tls_arguments(self) -> dict[str, Any]:
+        if self.tls is None:
+            return {}
+        return {"ssl": True, "ssl_ca_certs": self.tls.ca, "ssl_certfile": self.tls.cert,
+                "ssl_keyfile": self.tls.key, "ssl_check_hostname": self.tls.verify,
+                "ssl_cert_reqs": "required" if self.tls.verify else "none"}
 
     async def open(self) -> Session[dict[str, str]]:
         problems = []
@@ -76,7 +90,7 @@ class _Connector:
                 # that is not UTF-8, which would leave the connection half read.
                 socket_connect_timeout=_TIMEOUT, socket_timeout=_TIMEOUT, decode_responses=False,
                 # Fail fast: reconnecting is the provider's job, with its own backoff.
-                retry=Retry(NoBackoff(), 0),
+                retry=Retry(NoBackoff(), 0), **self._tls_arguments(),
             )
             try:
                 return await self._subscribe(client)

@@ -50,13 +50,11 @@ def build_providers(static: StaticConfig) -> list[Provider]:
     if section.redis is not None:
         from switchyard.providers.redis import RedisOptions, redis_provider
         redis = _options(RedisOptions, section.redis, "redis")
-        _unsupported(redis.tls, "redis.tls")
         _unsupported(redis.sentinel, "redis.sentinel")
         providers.append(redis_provider(redis))
     if section.etcd is not None:
         from switchyard.providers.etcd import EtcdOptions, etcd_provider
         etcd = _options(EtcdOptions, section.etcd, "etcd")
-        _unsupported(etcd.tls, "etcd.tls")
         providers.append(etcd_provider(etcd))
     if section.consul_catalog is not None:
         from switchyard.providers.consul_catalog import (
@@ -91,5 +89,5 @@ def _options(model: type[_O], raw: Mapping[str, Any], key: str) -> _O:
 
 def _unsupported(value: object, option: str) -> None:
     if value:
-        raise ConfigLoadError(f"providers.{option} is not supported yet: connect over plain "
-                              "TCP on a trusted network, or remove the option")
+        raise ConfigLoadError(f"providers.{option} is not supported yet: connect to the "
+                              "server itself (endpoints), or remove the option")
