@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import ssl
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -51,9 +52,11 @@ class _Registration:
 class ConsulStandIn:
     """Consul's catalog, health and KV HTTP API over an in-memory state."""
 
-    def __init__(self, datacenter: str = "dc1", token: str = "") -> None:
+    def __init__(self, datacenter: str = "dc1", token: str = "",
+                 tls: ssl.SSLContext | None = None) -> None:
         self.datacenter = datacenter
         self.token = token
+        self.tls = tls
         self.port = 0
         self.requests: list[str] = []
         self.nodes: dict[str, dict[str, Any]] = {}
@@ -83,7 +86,8 @@ class ConsulStandIn:
         app.router.add_get("/v1/status/leader", self.leader)
         self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True)
+        site = web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True,
+                           ssl_context=self.tls)
         await site.start()
         self.port = int(self.runner.addresses[0][1])
 

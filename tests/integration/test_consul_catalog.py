@@ -7,8 +7,10 @@ Consul server can be installed here); Switchyard reads and watches it over loopb
 from __future__ import annotations
 
 import http.client
+import ssl
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -261,6 +263,24 @@ def test_the_token_and_datacenter_are_sent_and_a_refusal_is_the_providers_error(
     assert loaded.config is not None and "db" in loaded.config.tcp.routers, loaded.error
     assert failed.config is None and "HTTP 403" in failed.error
     assert all("dc=east" in request for request in consul.requests)
+
+
+def test_the_agent_is_reached_over_https_with_the_configured_ca(
+        backends: Backends, ca: Any, tmp_path: Path) -> None:
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    with running_consul(tls=server) as (consul, _):
+        consul.register("db", backends.whoami("primary"), tags=TCP_TAGS)
+        [trusting] = consul_catalog_providers(ConsulCatalogOptions.model_validate({"endpoint": {
+            "address": consul.address, "tls": {"ca": str(tmp_path / "ca.pem")}}}))
+        [untrusting] = consul_catalog_providers(ConsulCatalogOptions.model_validate({
+            "endpoint": {"address": consul.address, "scheme": "https"}}))
+
+        loaded, failed = trusting.load(), untrusting.load()
+
+    assert loaded.config is not None and "db" in loaded.config.tcp.routers, loaded.error
+    assert failed.config is None and "certificate verify failed" in failed.error
 
 
 def test_namespaces_make_one_provider_each() -> None:
