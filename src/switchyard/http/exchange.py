@@ -57,7 +57,7 @@ class Exchange:
         "_body_done", "_buffer", "_buffered", "_chunked", "_conn", "_consumer", "_continue_sent",
         "_discarded", "_no_body", "_on_finish", "_producer", "_started", "attempts",
         "body_chunked", "client_username", "close_after", "closed_by", "expect_continue",
-        "finished", "has_body", "info", "keep_alive", "origin", "received_target", "request", "request_bytes", "request_unsent",
+        "finished", "forward_client", "has_body", "info", "keep_alive", "origin", "received_target", "request", "request_bytes", "request_unsent",
         "response_bytes", "response_head", "retry_attempts", "router", "router_service",
         "server", "service", "sized_head", "started_at", "status", "writer",
     )
@@ -97,6 +97,9 @@ class Exchange:
         # Set by the reverse proxy when it answers an error because no server got the request
         # (the dial failed): nothing was sent, so the retry middleware may send it again.
         self.request_unsent = False
+        # False: the reverse proxy sends no X-Forwarded-For at all (Go's nil header, which
+        # the headers middleware's `X-Forwarded-For: ""` sets).
+        self.forward_client = True
         self.attempts: tuple[Attempt, ...] = ()  # responses a retry dropped, for the record
         # What only the RequestRecord reads (see RequestRecord for their meaning): set by the
         # router, auth middlewares, retry, the reverse proxy (when observed) and start().

@@ -107,7 +107,9 @@ class ReverseProxy:
         chunked = exchange.has_body and exchange.body_chunked
         head = backend_request_head(
             request.method, outgoing_target(request.target, self._path, self._preserve),
-            request.headers, client_ip=exchange.info.client_ip, host=self._authority,
+            request.headers,
+            client_ip=exchange.info.client_ip if exchange.forward_client else None,
+            host=self._authority,
             replace_host=not self.pass_host_header, chunked=chunked)
         conn.send(exchange, self, head, chunked_body=chunked)
 
