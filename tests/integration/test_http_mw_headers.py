@@ -42,6 +42,7 @@ http:
       tls: {}
     custom: {rule: "PathPrefix(`/custom`)", service: echo, middlewares: [custom]}
     hosts: {rule: "PathPrefix(`/hosts`)", service: echo, middlewares: [hosts]}
+    no-xff: {rule: "PathPrefix(`/noxff`)", service: echo, middlewares: [no-xff]}
     sniff: {rule: "PathPrefix(`/sniff`)", service: raw, middlewares: [sniff]}
     plain: {rule: "PathPrefix(`/plain`)", service: raw}
     certs:
@@ -77,6 +78,7 @@ http:
         customRequestHeaders: {X-Added: "in", X-Gone: ""}
         customResponseHeaders: {X-Out: "out", X-Backend-Secret: ""}
     hosts: {headers: {allowedHosts: [good.test]}}
+    no-xff: {headers: {customRequestHeaders: {X-Forwarded-For: ""}}}
     sniff: {contentType: {}}
     certs:
       passTLSClientCert:
@@ -291,6 +293,13 @@ def test_custom_fields_are_set_and_an_empty_value_removes_one(ports: dict[str, i
     assert "x-gone" not in received
     assert headers["X-Out"] == "out"
     assert "X-Backend-Secret" not in headers
+
+
+def test_an_empty_x_forwarded_for_sends_none_at_all(ports: dict[str, int]) -> None:
+    # Go's nil header: neither the client's value nor the client address reach the backend.
+    received = echoed(get(ports["web"], "/noxff", {"X-Forwarded-For": "10.9.9.9"})[2])["fields"]
+    assert "x-forwarded-for" not in received
+    assert "x-forwarded-for" in echoed(get(ports["web"], "/custom")[2])["fields"]
 
 
 # -- contentType ----------------------------------------------------------------------------------

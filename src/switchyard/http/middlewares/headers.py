@@ -211,14 +211,17 @@ def _request_edits(fields: Mapping[str, str]) -> list[tuple[int, bytes, bytes, b
     return edits
 
 
-def _edit_request(request: RequestHead, edits: list[tuple[int, bytes, bytes, bytes]]) -> None:
-    headers = request.headers
+def _edit_request(exchange: Exchange, edits: list[tuple[int, bytes, bytes, bytes]]) -> None:
+    headers = exchange.request.headers
     for kind, lower, spelling, value in edits:
         if kind == _SET or kind == _HOST:
             headers.set(lower, value, spelling)
+            if lower == b"x-forwarded-for":
+                exchange.forward_client = True  # a value again: the proxy appends the client
         else:
-            # Switchyard's proxy still appends the client to X-Forwarded-For afterwards.
             headers.remove(lower)
+            if kind == _NO_FORWARDED_FOR:
+                exchange.forward_client = False
 
 
 # -- CORS -----------------------------------------------------------------------------------------
@@ -337,7 +340,7 @@ class CustomHeaders:
         if cors is not None and cors.preflight(exchange):
             return
         if self.request_edits:
-            _edit_request(exchange.request, self.request_edits)
+            _edit_request(exchange, self.request_edits)
         if self.response_edits or cors is not None:
             exchange.writer = EditedHead(exchange.writer, self.edit_response, exchange.request)
         self.next.handle(exchange)
