@@ -273,7 +273,8 @@ def test_the_agent_is_reached_over_https_with_the_configured_ca(
     with running_consul(tls=server) as (consul, _):
         consul.register("db", backends.whoami("primary"), tags=TCP_TAGS)
         [trusting] = consul_catalog_providers(ConsulCatalogOptions.model_validate({"endpoint": {
-            "address": consul.address, "tls": {"ca": str(tmp_path / "ca.pem")}}}))
+            "address": consul.address, "scheme": "https",
+            "tls": {"ca": str(tmp_path / "ca.pem")}}}))
         [untrusting] = consul_catalog_providers(ConsulCatalogOptions.model_validate({
             "endpoint": {"address": consul.address, "scheme": "https"}}))
 

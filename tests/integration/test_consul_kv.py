@@ -6,9 +6,11 @@ tests/consulkit.py's stand-in of Consul's API; no Consul server can be installed
 
 from __future__ import annotations
 
+import ssl
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,6 +180,20 @@ def test_the_root_key_and_token_are_honoured(backends: Backends) -> None:
 
     assert loaded.config is not None and list(loaded.config.tcp.routers) == ["app"]
     assert failed.config is None and "HTTP 403" in failed.error
+
+
+def test_tls_alone_switches_the_endpoint_to_https_as_traefik_does(
+        ca: Any, tmp_path: Path) -> None:
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    with running_consul(tls=server) as (consul, _):
+        consul.kv_put(f"{ROOT}/tcp/routers/app/rule", "HostSNI(`*`)")
+        [provider] = consul_providers(ConsulOptions.model_validate(
+            {"endpoints": [consul.address], "tls": {"ca": ca.cert_pem.bytes().decode()}}))
+
+        update = provider.load()
+
+    assert update.config is not None and list(update.config.tcp.routers) == ["app"], update.error
 
 
 def test_the_first_endpoint_that_answers_is_used(consul: ConsulStandIn) -> None:

@@ -10,9 +10,9 @@ from pydantic import Field
 
 from switchyard.config.dynamic import StrList, TraefikModel
 from switchyard.config.loader import ConfigLoadError
+from switchyard.providers.clienttls import ClientTLS
 from switchyard.providers.consulapi import (
     DEFAULT_ADDRESS,
-    ClientTLS,
     ConsulClient,
     ConsulEndpoint,
     ConsulSession,
@@ -51,8 +51,11 @@ def consul_providers(options: ConsulOptions) -> list[RemoteProvider[dict[str, st
     namespaces = options.namespaces or [""]
     providers = []
     for namespace in namespaces:
-        endpoints = [ConsulEndpoint.parse(address, "providers.consul.endpoints", tls=options.tls,
-                                          token=options.token, namespace=namespace)
+        # As Traefik's KV client does, tls alone switches an endpoint to https.
+        scheme = "https" if options.tls is not None else ""
+        endpoints = [ConsulEndpoint.parse(address, "providers.consul.endpoints", scheme=scheme,
+                                          tls=options.tls, token=options.token,
+                                          namespace=namespace)
                      for address in options.endpoints]
         name = f"{NAME}-{namespace}" if namespace else NAME
         connect = _Connector(endpoints, options.root_key)

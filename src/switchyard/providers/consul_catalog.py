@@ -15,8 +15,9 @@ from switchyard.config.dynamic import DynamicConfig, StrList, TraefikModel
 from switchyard.config.http import HTTPSection
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.providers.base import ProviderUpdate
+from switchyard.providers.clienttls import ClientTLS
 from switchyard.providers.constraints import compile_tag_constraints
-from switchyard.providers.consulapi import ClientTLS, ConsulClient, ConsulEndpoint, ConsulSession
+from switchyard.providers.consulapi import ConsulClient, ConsulEndpoint, ConsulSession
 from switchyard.providers.default_rule import DefaultRule, compile_default_rule
 from switchyard.providers.flatkeys import canonical, ci_get, normalize_name, parse_bool
 from switchyard.providers.kv import RemoteProvider, StoreUnavailable

@@ -13,11 +13,11 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from switchyard.config.dynamic import TraefikModel
 from switchyard.config.loader import ConfigLoadError
+from switchyard.providers.clienttls import ClientTLS, TLSFiles, tls_files
 from switchyard.providers.kv import StoreUnavailable
 
-__all__ = ["DEFAULT_ADDRESS", "ClientTLS", "ConsulClient", "ConsulEndpoint", "ConsulSession"]
+__all__ = ["DEFAULT_ADDRESS", "ConsulClient", "ConsulEndpoint", "ConsulSession"]
 
 log = logging.getLogger("switchyard.providers.consul")
 
@@ -33,22 +33,13 @@ _SERVER_WAIT = 300.0
 _MIN_BLOCK = 0.05
 
 
-class ClientTLS(TraefikModel):
-    """``tls`` of a Consul endpoint: Traefik's client TLS options."""
-
-    ca: str = ""
-    cert: str = ""
-    key: str = ""
-    insecure_skip_verify: bool = False
-
-
 @dataclass(frozen=True)
 class ConsulEndpoint:
     """Where and how to ask one Consul agent: base URL, TLS, token, datacenter, namespace."""
 
     base_url: str
     socket_path: str = ""
-    tls: ClientTLS | None = None
+    tls: TLSFiles | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     wait: float = 0.0  # seconds a blocking query may hold; 0: Consul's default
@@ -59,7 +50,8 @@ class ConsulEndpoint:
               username: str = "", password: str = "", wait: float = 0.0) -> ConsulEndpoint:
         """An endpoint as Consul's Go client reads ``address`` (``host:port``, a URL, unix://).
 
-        Raises ConfigLoadError naming ``option`` for an address it cannot use.
+        Raises ConfigLoadError naming ``option`` for an address it cannot use, and
+        ``<option's section>.tls`` for certificates that do not load.
         """
         address = address or DEFAULT_ADDRESS
         socket_path = ""
@@ -71,7 +63,12 @@ class ConsulEndpoint:
                 scheme, netloc = parts.scheme, parts.netloc
             else:
                 netloc = address
-            scheme = scheme or ("https" if tls is not None else "http")
+            scheme = scheme or "http"
+            if tls is not None and scheme == "http":
+                # Consul's Go client (which Traefik's consulCatalog uses) keeps plain HTTP
+                # then: the TLS settings only apply to an https scheme.
+                log.warning("%s: tls is set but the scheme is http, so it is not used; set "
+                            "scheme: https or an https:// address", option)
             if scheme not in ("http", "https") or not netloc:
                 raise ConfigLoadError(f'{option} "{address}": use host:port, http://host:port, '
                                       "https://host:port or unix:///path/to/consul.sock")
@@ -83,20 +80,16 @@ class ConsulEndpoint:
             headers["Authorization"] = "Basic " + base64.b64encode(
                 f"{username}:{password}".encode()).decode("ascii")
         params = {key: value for key, value in (("dc", datacenter), ("ns", namespace)) if value}
-        return cls(base, socket_path, tls, headers, params, wait)
+        files = None
+        if tls is not None:
+            files = tls_files(tls, option.rsplit(".", 1)[0] + ".tls")
+        return cls(base, socket_path, files, headers, params, wait)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The client TLS context, or None for plain HTTP; OSError/SSLError for bad files."""
         if not self.base_url.startswith("https://"):
             return None
-        tls = self.tls or ClientTLS()
-        context = ssl.create_default_context(cafile=tls.ca or None)
-        if tls.insecure_skip_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if tls.cert:
-            context.load_cert_chain(tls.cert, tls.key or None)
-        return context
+        return self.tls.context() if self.tls is not None else ssl.create_default_context()
 
     def client(self) -> ConsulClient:
         try:
