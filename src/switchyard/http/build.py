@@ -245,10 +245,8 @@ class _Builder:
             except MiddlewareError as exc:
                 if not status.errors:
                     status.add_error(str(exc), critical=True)
-                message = str(exc)
-                if f'"{reference}"' not in message:
-                    message = f'middleware "{reference}": {message}'
-                raise HandlerBuildError(message) from None
+                # Traefik's router error is the middleware's own message, unprefixed.
+                raise HandlerBuildError(str(exc)) from None
         return wraps
 
     def _middleware_service(self, qualified: str) -> Handler:
