@@ -28,6 +28,7 @@ __all__ = [
     "Manifest",
     "config_from_manifests",
     "make_router_key",
+    "manifest_from_object",
     "read_manifests",
 ]
 
@@ -105,7 +106,7 @@ def read_manifests(path: str) -> tuple[list[Manifest], list[ConfigIssue]]:
         for index, document in enumerate(documents):
             for item in _items(document):
                 origin = name if len(documents) == 1 else f"{name}#{index + 1}"
-                manifest = _manifest(item, origin, issues)
+                manifest = manifest_from_object(item, origin, issues)
                 if manifest is not None:
                     manifests.append(manifest)
     return manifests, issues
@@ -152,7 +153,8 @@ def _items(document: Any) -> list[Any]:
     return [] if document is None else [document]
 
 
-def _manifest(item: Any, origin: str, issues: list[ConfigIssue]) -> Manifest | None:
+def manifest_from_object(item: Any, origin: str, issues: list[ConfigIssue]) -> Manifest | None:
+    """One object (a decoded manifest document or an API answer) as a Manifest, or None."""
     if not isinstance(item, dict) or not item.get("kind"):
         issues.append(ConfigIssue(origin, "kind", "not a Kubernetes object (no kind); "
                                   "ignored", "warning"))

@@ -42,11 +42,11 @@ def build_providers(static: StaticConfig) -> list[Provider]:
     if section.kubernetes_crd is not None:
         from switchyard.providers.kubernetes import KubernetesCRDOptions, KubernetesCRDProvider
         crd = _options(KubernetesCRDOptions, section.kubernetes_crd, "kubernetesCRD")
-        if not crd.manifests:
-            raise ConfigLoadError(
-                "providers.kubernetesCRD: set manifests to a file or directory of Kubernetes "
-                "manifests; Switchyard does not watch a Kubernetes API server yet")
-        providers.append(KubernetesCRDProvider(crd))
+        if crd.manifests:
+            providers.append(KubernetesCRDProvider(crd))
+        else:
+            from switchyard.providers.kubeapi import KubernetesAPIProvider, kube_config
+            providers.append(KubernetesAPIProvider(crd, kube_config(crd)))
     if section.redis is not None:
         from switchyard.providers.redis import RedisOptions, redis_provider
         redis = _options(RedisOptions, section.redis, "redis")
