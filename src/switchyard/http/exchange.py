@@ -58,7 +58,7 @@ class Exchange:
         "_discarded", "_no_body", "_on_finish", "_producer", "_started", "attempts",
         "body_chunked", "client_username", "close_after", "closed_by", "expect_continue",
         "finished", "forward_client", "has_body", "info", "keep_alive", "origin", "received_target", "request", "request_bytes", "request_unsent",
-        "response_bytes", "response_head", "retry_attempts", "router", "router_service",
+        "response_bytes", "response_head", "router", "router_service",
         "server", "service", "sized_head", "started_at", "status", "writer",
     )
 
@@ -100,13 +100,12 @@ class Exchange:
         # False: the reverse proxy sends no X-Forwarded-For at all (Go's nil header, which
         # the headers middleware's `X-Forwarded-For: ""` sets).
         self.forward_client = True
-        self.attempts: tuple[Attempt, ...] = ()  # responses a retry dropped, for the record
+        self.attempts: tuple[Attempt, ...] = ()  # other requests to services, for the record
         # What only the RequestRecord reads (see RequestRecord for their meaning): set by the
-        # router, auth middlewares, retry, the reverse proxy (when observed) and start().
+        # router, the auth middlewares, the reverse proxy (when observed) and start().
         self.received_target = request.target
         self.router_service = ""
         self.client_username: str | None = None
-        self.retry_attempts = 0
         self.origin: OriginCapture | None = None
         self.response_head: ResponseHead | None = None
         # The head respond() made and gave a Content-Length: Go's server adds that field on the

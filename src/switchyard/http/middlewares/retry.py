@@ -193,7 +193,6 @@ class _Run:
             exchange.unread_body(list(self.body))
         exchange.request_unsent = False
         exchange.server = ""  # which server this attempt reaches, if any
-        exchange.retry_attempts = self.attempt - 1  # the access log's RetryAttempts
         last = self.attempt >= self.retry.attempts
         exchange.writer = self.writer if last else _Attempt(self)
         self.retry.next.handle(exchange)
