@@ -11,6 +11,7 @@ is set), and its answer reaches the client with the original status, or the one
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
@@ -18,7 +19,7 @@ from urllib.parse import quote_plus
 from pydantic import Field
 
 from switchyard.config.dynamic import StrList, TraefikModel
-from switchyard.http.handler import Handler, ResponseWriter
+from switchyard.http.handler import Attempt, Handler, ResponseWriter
 from switchyard.http.message import Headers, RequestHead, ResponseHead
 from switchyard.http.middlewares.base import MiddlewareContext, MiddlewareError, Wrap, parse_options
 from switchyard.http.middlewares.subexchange import SubExchange
@@ -72,22 +73,34 @@ def parse_status_ranges(blocks: Sequence[str]) -> StatusRanges:
 
 
 class _WithStatus:
-    """ResponseWriter: the page service's answer with the caught status code."""
+    """ResponseWriter: the page service's answer with the caught status code.
 
-    __slots__ = ("_next", "_status")
+    Traefik's service metrics count the page request too, under the page service and with the
+    caught status: the page is noted on the client's exchange as one more Attempt.
+    """
 
-    def __init__(self, next_writer: ResponseWriter, status: int) -> None:
+    __slots__ = ("_next", "_page", "_size", "_started", "_status")
+
+    def __init__(self, next_writer: ResponseWriter, status: int, page: SubExchange) -> None:
         self._next = next_writer
         self._status = status
+        self._page = page
+        self._size = 0
+        self._started = time.monotonic()
 
     def start(self, head: ResponseHead) -> None:
         head.status = self._status
         self._next.start(head)
 
     def write(self, chunk: bytes) -> None:
+        self._size += len(chunk)
         self._next.write(chunk)
 
     def end(self) -> None:
+        page = self._page
+        if page.server and page.observed:
+            page.outer.attempts += (Attempt(page.service, self._status, 0, self._size,
+                                            time.monotonic() - self._started),)
         self._next.end()
 
     def abort(self) -> None:
@@ -156,7 +169,7 @@ class ErrorPages:
         page = SubExchange(exchange, RequestHead(
             b"GET", self._target(exchange, status, original), b"1.1",
             self._page_headers(request.headers)))
-        page.writer = _WithStatus(writer, status)
+        page.writer = _WithStatus(writer, status, page)
         self.service.handle(page)
 
     def _target(self, exchange: Exchange, status: int, original: int) -> bytes:
