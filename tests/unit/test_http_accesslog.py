@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from switchyard.config.static import AccessLog
-from switchyard.http.handler import RequestRecord
+from switchyard.http.handler import Attempt, RequestRecord
 from switchyard.observability.accesslog import AccessLog as TCPAccessLog
 from switchyard.observability.http_accesslog import (
     AccessLogFields,
@@ -34,6 +34,7 @@ from switchyard.observability.record import CloseReason, ConnectionRecord, Side
 STARTED = 1796168756.25  # 2026-12-01T23:45:56.25Z
 NOW = STARTED + 1.5
 SERVER = "http://127.0.0.1:18081"
+SERVICE = "app@file"
 
 # Every key Traefik's JSON line had for a proxied plain-HTTP request (Traefik 3.7, seen live).
 TRAEFIK_PROXIED_KEYS = {
@@ -287,9 +288,11 @@ def client_certificate() -> bytes:
     return certificate.public_bytes(serialization.Encoding.DER)
 
 
-def test_username_and_retries_come_from_the_record(utc: None) -> None:
-    entry = json_line(record(client_username="alice", retry_attempts=2))
-    assert (entry["ClientUsername"], entry["RetryAttempts"]) == ("alice", 2)
+def test_username_comes_from_the_record_and_retries_are_never_counted(utc: None) -> None:
+    entry = json_line(record(client_username="alice"))
+    assert (entry["ClientUsername"], entry["RetryAttempts"]) == ("alice", 0)
+    assert json_line(record(client_username=""))["ClientUsername"] == ""
+    assert json_line(record())["ClientUsername"] == "-"
 
 
 def test_request_count_numbers_every_request_also_those_filtered_out(utc: None) -> None:
@@ -326,10 +329,13 @@ def test_status_code_filter_keeps_codes_in_its_ranges(utc: None) -> None:
     assert [line.split('" ')[1].split()[0] for line in lines.lines] == ["200", "301", "302"]
 
 
-def test_retry_attempts_filter_keeps_retried_requests(utc: None) -> None:
+def test_retry_attempts_filter_alone_keeps_nothing_as_in_traefik(utc: None) -> None:
+    # Traefik 3.7's retry middleware has no access log listener: no request counts as retried.
     log, lines = access_log(filters={"retryAttempts": "true"})
+    log.record(record(attempts=(Attempt(SERVICE, 502, 0, 11, 0.001),)))
+    assert lines.lines == []
+    log, lines = access_log(filters={"retryAttempts": "true", "statusCodes": ["200"]})
     log.record(record())
-    log.record(record(retry_attempts=1))
     assert len(lines.lines) == 1
 
 
@@ -397,13 +403,29 @@ def test_headers_are_dropped_unless_asked_for(utc: None) -> None:
 def test_kept_headers_are_prefixed_canonical_and_joined(utc: None) -> None:
     entry = json_line(record(
         request_headers=[(b"x-my-header", b"a"), (b"X-MY-HEADER", b"b"), (b"Host", b"h")],
-        origin_headers=[(b"content-length", b"916")],
+        origin_headers=[(b"content-length", b"916")], origin_duration=0.001,
         response_headers=[(b"Content-Type", b"text/html")]),
         fields={"headers": {"defaultMode": "keep"}})
     assert entry["request_X-My-Header"] == "a,b"
     assert entry["origin_Content-Length"] == "916"
     assert entry["downstream_Content-Type"] == "text/html"
     assert "request_Host" not in entry
+
+
+def test_responses_without_a_content_type_log_traefiks_empty_one(utc: None) -> None:
+    """Traefik's entry point puts an empty Content-Type in every response header map."""
+    keep = {"headers": {"defaultMode": "keep"}}
+    proxied = json_line(record(origin_headers=[(b"Date", b"x")], origin_duration=0.001,
+                               response_headers=[(b"Date", b"x")]), fields=keep)
+    assert (proxied["origin_Content-Type"], proxied["downstream_Content-Type"]) == ("", "")
+    answered = json_line(record(server="", response_headers=[]), fields=keep)
+    assert answered["downstream_Content-Type"] == ""
+    assert not [key for key in answered if key.startswith("origin_")]
+
+
+def test_a_switched_protocol_is_logged_with_status_0_as_traefik_does(utc: None) -> None:
+    entry = json_line(record(status=101, origin_status=101, origin_duration=0.001))
+    assert (entry["DownstreamStatus"], entry["OriginStatus"]) == (0, 0)
 
 
 def test_header_names_redact_or_drop_one_header(utc: None) -> None:

@@ -330,3 +330,19 @@ def test_series_of_elements_a_new_configuration_lacks_are_forgotten() -> None:
         assert {(s.labels.get("entrypoint", "web"), s.labels.get("router", ROUTER),
                  s.labels.get("service", SERVICE))
                 for s in found[name]} == {("web", ROUTER, SERVICE)}, name
+
+
+def test_a_websocket_upgrade_counts_with_code_0_as_traefik_does() -> None:
+    collector = metrics()
+    collector.observe(record(status=101, request_headers=[
+        (b"Connection", b"keep-alive, Upgrade"), (b"Upgrade", b"websocket")]))
+    sample = only(collector, "traefik_entrypoint_requests_total")
+    assert (sample.labels["code"], sample.labels["protocol"]) == ("0", "websocket")
+
+
+def test_a_router_counts_a_middlewares_answer_under_the_routers_service() -> None:
+    collector = metrics(addRoutersLabels=True)
+    collector.observe(record(status=401, service="", server="", router_service=SERVICE))
+    sample = only(collector, "traefik_router_requests_total")
+    assert (sample.labels["code"], sample.labels["service"]) == ("401", SERVICE)
+    assert "traefik_service_requests_total" not in samples(collector)

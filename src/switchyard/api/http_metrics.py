@@ -10,9 +10,10 @@ scraped: ``traefik_{entrypoint,router,service}_requests_total``,
 
 Which requests count where, as in Traefik: every request at its entry point; at a router
 when one matched (``addRoutersLabels``); at a service only when a server was picked, under the
-load balancer that picked it, and once more for each earlier attempt a retry dropped
-(``record.attempts``). Requests to ``@internal`` services count nowhere unless
-``metrics.addInternals``.
+load balancer that picked it, and once more for each other request a middleware sent to a
+service (``record.attempts``: attempts a retry dropped, pages the errors middleware fetched).
+Requests to ``@internal`` services count nowhere unless ``metrics.addInternals``. A response
+that switched protocols (WebSocket) has code ``0``, as Go's hijacked connection hides its 101.
 
 ``protocol`` (websocket, sse, grpc-web, grpc, http) comes from the request's Connection,
 Upgrade, Accept and Content-Type fields, and a gRPC request's ``code`` from the response's

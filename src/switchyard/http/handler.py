@@ -133,8 +133,9 @@ class ConnectionInfo:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """A server's response that the retry middleware dropped to try again (Traefik's service
-    metrics count every attempt that reached a service's server, the dropped ones too)."""
+    """A response of a service's server that the client did not get as the request's own:
+    one the retry middleware dropped to try again, or the page the errors middleware fetched.
+    Traefik's service metrics count each of those requests at its service."""
 
     service: str
     status: int
@@ -148,7 +149,7 @@ class RequestRecord:
 
     ``closed_by`` is ``""`` for a complete exchange, else ``"client"`` or ``"backend"`` (who went
     away first); ``status`` is 0 when no response was started. ``attempts`` are the earlier
-    attempts a retry dropped, oldest first; ``retry_attempts`` how many times it tried again.
+    other responses of a service's servers the metrics count (see Attempt), oldest first.
 
     What Traefik's access log and metrics read beyond the basics:
 
@@ -172,14 +173,14 @@ class RequestRecord:
                  "duration", "entry_point", "host", "method", "origin_bytes", "origin_duration",
                  "origin_headers", "origin_status", "path", "protocol", "query",
                  "request_bytes", "request_headers", "response_bytes", "response_headers",
-                 "retry_attempts", "router", "router_service", "server", "service",
+                 "router", "router_service", "server", "service",
                  "started_at", "status", "tls", "tls_cipher", "tls_peer_certificates", "tls_version")
 
     def __init__(self, *, entry_point: str, router: str, service: str, server: str, method: str,
                  path: str, protocol: str, status: int, request_bytes: int, response_bytes: int,
                  duration: float, client_ip: str, client_port: int, tls: bool,
                  closed_by: str, attempts: tuple[Attempt, ...] = (), query: str = "",
-                 host: str = "", router_service: str = "", retry_attempts: int = 0,
+                 host: str = "", router_service: str = "",
                  client_username: str | None = None,
                  request_headers: Sequence[tuple[bytes, bytes]] = (),
                  response_headers: Sequence[tuple[bytes, bytes]] = (),
@@ -206,7 +207,6 @@ class RequestRecord:
         self.query = query
         self.host = host
         self.router_service = router_service
-        self.retry_attempts = retry_attempts
         self.client_username = client_username
         self.request_headers = request_headers
         self.response_headers = response_headers

@@ -33,7 +33,7 @@ from switchyard.http.exchange import Exchange
 from switchyard.http.flowcontrol import PIPELINE, ReadGate
 from switchyard.http.forwarded import ForwardedHeaders, apply_forwarded_headers
 from switchyard.http.handler import ConnectionInfo, Handler, Observer, RequestRecord
-from switchyard.http.message import RequestHead, split_target
+from switchyard.http.message import RequestHead, ResponseHead, split_target
 from switchyard.http.responder import Responder, status_text_error
 from switchyard.http.tunnel import Endpoint, Tunnel
 
@@ -463,12 +463,6 @@ def request_record(exchange: Exchange) -> RequestRecord:
     request, info = exchange.request, exchange.info
     path, query = split_target(exchange.received_target)
     host = request.headers.get(b"host")
-    response = exchange.response_head
-    downstream: Sequence[tuple[bytes, bytes]] = ()
-    if response is not None:
-        downstream = response.headers
-        if response is exchange.sized_head:  # Go adds that Content-Length on the wire only
-            downstream = [pair for pair in downstream if pair[0].lower() != b"content-length"]
     origin = exchange.origin
     origin_head = origin.head if origin is not None else None
     duration = time.monotonic() - exchange.started_at
@@ -482,15 +476,25 @@ def request_record(exchange: Exchange) -> RequestRecord:
         duration=duration, started_at=time.time() - duration, client_ip=info.client_ip,
         client_port=info.client_port, tls=info.tls, closed_by=exchange.closed_by,
         attempts=exchange.attempts, host=host.decode("latin-1") if host is not None else "",
-        router_service=exchange.router_service, retry_attempts=exchange.retry_attempts,
-        client_username=exchange.client_username, request_headers=request.headers,
-        response_headers=downstream,
-        origin_headers=origin_head.headers if origin_head is not None else (),
+        router_service=exchange.router_service, client_username=exchange.client_username, request_headers=request.headers,
+        response_headers=_logged_fields(exchange.response_head, exchange),
+        origin_headers=_logged_fields(origin_head, exchange),
         origin_status=origin_head.status if origin_head is not None else 0,
         origin_bytes=origin.size if origin is not None else 0,
         origin_duration=origin.elapsed if origin is not None else None,
         tls_version=info.tls_version or "", tls_cipher=info.tls_cipher or "",
         tls_peer_certificates=info.tls_peer_certificates)
+
+
+def _logged_fields(head: ResponseHead | None, exchange: Exchange
+                   ) -> Sequence[tuple[bytes, bytes]]:
+    """A response head's fields as Go's header map has them: the Content-Length respond() set
+    is one Go's server adds on the wire only."""
+    if head is None:
+        return ()
+    if head is exchange.sized_head:
+        return [pair for pair in head.headers if pair[0].lower() != b"content-length"]
+    return head.headers
 
 
 class _TooLarge(Exception):

@@ -4,7 +4,8 @@
 access log can share, batched by ``bufferingSize``. The options that apply to HTTP requests
 work as in Traefik: ``format`` (``common``, ``genericCLF``, ``json``; anything else is
 ``common``), ``filters`` (``statusCodes`` ranges, ``retryAttempts``, ``minDuration``: a line is
-kept if any set filter says so), ``fields`` (``defaultMode`` and ``names`` keep or drop fields;
+kept if any set filter says so; Traefik 3.7's retry middleware reports no retries to the log,
+so RetryAttempts is always 0 and ``retryAttempts`` alone keeps nothing), ``fields`` (``defaultMode`` and ``names`` keep or drop fields;
 ``headers.defaultMode`` and ``headers.names`` keep, drop or redact header fields, dropped by
 default; ``queryParameters.defaultMode``) and ``addInternals``.
 
@@ -42,6 +43,7 @@ from switchyard.observability.http_record import (
     HeaderFields,
     first_value,
     is_internal,
+    reported,
     status_code,
     tls_client_subject,
     tls_names,
@@ -160,19 +162,19 @@ class HTTPAccessLog:
         # Traefik numbers every request it could log, before the filters decide.
         self.request_count += 1
         status = status_code(record)
-        retries = record.retry_attempts
-        if not self._wanted(status, retries, record.duration):
+        if not self._wanted(status, record.duration):
             return None
-        core = self._core(record, status, retries)
+        core = self._core(record, status)
         entry = (core if self._keeps_all else
                  {key: value for key, value in core.items() if self._keeps(key)})
         if self._logs_headers:
-            self._add_headers(entry, "request_", record.request_headers, skip_host=True)
-            self._add_headers(entry, "origin_", record.origin_headers, skip_host=False)
-            self._add_headers(entry, "downstream_", record.response_headers, skip_host=False)
+            self._add_headers(entry, "request_", record.request_headers)
+            if record.origin_duration is not None:  # the reverse proxy had the request
+                self._add_headers(entry, "origin_", record.origin_headers, response=True)
+            self._add_headers(entry, "downstream_", record.response_headers, response=True)
         return entry
 
-    def _core(self, record: RequestRecord, status: int, retries: int) -> dict[str, Any]:
+    def _core(self, record: RequestRecord, status: int) -> dict[str, Any]:
         duration = _nanoseconds(record.duration)
         start = datetime.fromtimestamp(record.started_at or self.clock() - record.duration, UTC)
         forwarded_for = first_value(record.request_headers, b"x-forwarded-for")
@@ -191,7 +193,8 @@ class HTTPAccessLog:
             "RequestProtocol": record.protocol,
             "RequestScheme": "https" if record.tls else "http",
             "RequestContentSize": record.request_bytes,
-            "RetryAttempts": retries,
+            # Traefik 3.7's retry middleware tells the access log nothing: always 0.
+            "RetryAttempts": 0,
             "DownstreamStatus": status,
             "DownstreamContentSize": record.response_bytes,
             "Duration": duration,
@@ -214,8 +217,8 @@ class HTTPAccessLog:
         origin_size = record.origin_bytes
         carried = record.origin_duration
         origin_duration = _nanoseconds(carried) if carried is not None else 0
-        origin_status = record.origin_status
-        if not origin_status and carried is not None and record.status == 0:
+        origin_status = reported(record.origin_status)
+        if not record.origin_status and carried is not None and record.status == 0:
             origin_status = status  # the client left while the proxy waited: its own 499
         core["OriginStatus"] = origin_status
         core["OriginContentSize"] = origin_size
@@ -230,15 +233,13 @@ class HTTPAccessLog:
         query = record.query if self._keep_query else ""
         return f"{record.path}?{query}" if query else record.path
 
-    def _wanted(self, status: int, retries: int, duration: float) -> bool:
+    def _wanted(self, status: int, duration: float) -> bool:
         filters = self.filters
         if filters is None:
             return True
         if not self.status_ranges and not filters.retry_attempts and filters.min_duration <= 0:
             return True  # an empty filters section filters nothing
         if any(low <= status <= high for low, high in self.status_ranges):
-            return True
-        if filters.retry_attempts and retries > 0:
             return True
         return 0 < filters.min_duration < duration
 
@@ -249,13 +250,17 @@ class HTTPAccessLog:
         return _mode(mode, KEEP if self._keep_default else DROP, (KEEP, DROP)) == KEEP
 
     def _add_headers(self, entry: dict[str, Any], prefix: str, fields: HeaderFields,
-                     skip_host: bool) -> None:
+                     response: bool = False) -> None:
         joined: dict[str, list[str]] = {}
         for name, value in fields:
             canonical = canonical_header_name(_text(name))
-            if skip_host and canonical == "Host":
+            if canonical == "Host" and not response:
                 continue  # Go keeps it apart from the header map (RequestAddr)
             joined.setdefault(canonical, []).append(_text(value))
+        if response and "Content-Type" not in joined:
+            # Traefik's entry point puts an empty Content-Type in every response's header map
+            # (so that Go does not sniff one), and logs it when nobody set one.
+            joined["Content-Type"] = []
         for canonical, values in joined.items():
             mode = _mode(self._header_modes.get(canonical, self._header_default),
                          self._header_default, (KEEP, DROP, REDACT))

@@ -21,6 +21,7 @@ __all__ = [
     "HeaderFields",
     "first_value",
     "is_internal",
+    "reported",
     "router_service",
     "status_code",
     "tls_client_subject",
@@ -48,7 +49,13 @@ def status_code(record: RequestRecord) -> int:
     """The status Traefik would report: the one sent, or 499 when the client left first."""
     if record.status == 0 and record.closed_by == "client":
         return CLIENT_CLOSED_REQUEST
-    return record.status
+    return reported(record.status)
+
+
+def reported(status: int) -> int:
+    """A response status as Traefik's captures see it: 0 for a ``101``, which Go's proxy writes
+    on the hijacked connection, past every capturing writer."""
+    return 0 if status == 101 else status
 
 
 def router_service(record: RequestRecord) -> str:
