@@ -308,21 +308,26 @@ class ProcessMeter:
                 pass
         self.start_ticks = self._ticks()
 
-    def stop(self) -> tuple[float, float]:
-        cpu = (self._ticks() - self.start_ticks) / self.ticks_per_second
-        peak = 0.0
+    def memory_mb(self, key: str) -> float:
+        """A /proc/PID/status memory figure (VmRSS, VmHWM) summed over the processes."""
+        total = 0.0
         for pid in self._pids():
             status = Path(f"/proc/{pid}/status").read_text()
-            found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-            peak += int(found.group(1)) / 1024 if found else float("nan")
-        return cpu, peak
+            found = re.search(rf"^{key}:\s+(\d+) kB", status, re.MULTILINE)
+            total += int(found.group(1)) / 1024 if found else float("nan")
+        return total
+
+    def stop(self) -> tuple[float, float]:
+        cpu = (self._ticks() - self.start_ticks) / self.ticks_per_second
+        return cpu, self.memory_mb("VmHWM")
 
 
 # --- setup -------------------------------------------------------------------------------
 
 
 def _apt_install(packages: Sequence[str], check: bool = True) -> bool:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # needrestart would otherwise offer to restart services after the install.
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_SUSPEND": "1"}
     # Debian starts nginx and haproxy as system daemons on install unless policy-rc.d says
     # no; we never use those, and must not leave them running, so say no while installing.
     policy = Path("/usr/sbin/policy-rc.d")
@@ -420,6 +425,7 @@ class Bench:
     root: Path
     targets: dict[str, Target] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # workload key -> why n/a
+    rest_rss_mb: dict[str, float] = field(default_factory=dict)  # before any load
 
     def workdir(self, name: str) -> Path:
         directory = self.root / name
@@ -563,6 +569,8 @@ class Bench:
                         print(f"{LABELS[target.name]}: route {route} skipped: {exc}",
                               file=sys.stderr)
                         break
+            if target.proc is not None and target.proc.poll() is None:
+                self.rest_rss_mb[target.name] = ProcessMeter(target.proc.pid).memory_mb("VmRSS")
 
 
 def serves(target: Target, workload: Workload) -> bool:
@@ -896,6 +904,10 @@ class Report:
         lines += [("Proxy CPU per unit of work (user + system time of the proxy process, per "
                    "GB moved on bulk rows, per request otherwise) and peak RSS; HAProxy and "
                    "nginx in their TCP or HTTP role as the row says:"), "", *self.cpu_table()]
+        if rest := self.bench.rest_rss_mb:
+            lines += ["", "Resident memory at rest (started, one request per route): " + ", ".join(
+                f"{ANY_LABELS[name]} {rest[name]:.0f} MB" for name in PROXIES if name in rest)
+                + "."]
         if latency := self.latency_table():
             lines += ["", (f"Latency, p50 / p99 in ms (wrk --latency, {CONNECTIONS} connections; "
                            "h2load reports no percentiles):"), "", *latency]
@@ -946,7 +958,7 @@ def save_raw(results: Results, args: argparse.Namespace, bench: Bench) -> Path:
         "reps": args.reps, "seconds": args.seconds,
         "runs": [{"workload": w, "path": p, **asdict(run)}
                  for (w, p), runs in results.items() for run in runs],
-        "unavailable": bench.unavailable,
+        "unavailable": bench.unavailable, "rest_rss_mb": bench.rest_rss_mb,
         "paths": {name: {"broken": t.broken, "missing": t.missing}
                   for name, t in bench.targets.items()},
     }, indent=1))
@@ -1056,7 +1068,7 @@ def main() -> None:
         bench.smoke_test(workloads)
         count = sum(serves(bench.targets[p], w) for w in workloads
                     if w.key not in bench.unavailable for p in w.paths)
-        minutes = args.reps * count * (args.seconds + settle + 0.5) / 60
+        minutes = args.reps * count * (args.seconds + settle + 0.3) / 60
         print(f"{count} runs per repetition x {args.reps} of {args.seconds} s: "
               f"about {minutes:.1f} minutes", file=sys.stderr)
         results = benchmark(bench, workloads, args.reps, args.seconds, settle)
