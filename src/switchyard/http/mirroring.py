@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from switchyard.http.detached import NO_CONNECTION
 from switchyard.http.exchange import Exchange
 from switchyard.http.message import RequestHead
 from switchyard.http.weighted import Child
@@ -13,7 +14,6 @@ from switchyard.http.weighted import Child
 if TYPE_CHECKING:
     from switchyard.http.handler import ResponseWriter
     from switchyard.http.message import ResponseHead
-    from switchyard.http.tunnel import Endpoint
 
 __all__ = ["Mirror", "MirroringService"]
 
@@ -95,40 +95,10 @@ class _ThenMirror:
         for mirror in self._mirrors:
             request = RequestHead(self._request.method, self._request.target,
                                   self._request.version, self._request.headers.copy())
-            shadow = Exchange(_Discard(), request, info, has_body=False, keep_alive=True,
+            shadow = Exchange(NO_CONNECTION, request, info, has_body=False, keep_alive=True,
                               expect_continue=False, started_at=time.monotonic())
             mirror.handler.handle(shadow)
 
     def abort(self) -> None:
         # The main response broke off: Go's proxy panics out of the handler, no mirroring.
         self._next.abort()
-
-
-class _Discard:
-    """The ClientConnection of a mirrored request: whatever the mirror answers goes nowhere."""
-
-    writing_paused = False
-
-    def transmit(self, data: bytes) -> None:
-        pass
-
-    def cork(self) -> None:
-        pass
-
-    def uncork(self) -> None:
-        pass
-
-    def pause_reading(self, reason: int) -> None:
-        pass
-
-    def resume_reading(self, reason: int) -> None:
-        pass
-
-    def response_done(self, exchange: Exchange) -> None:
-        pass
-
-    def response_aborted(self, exchange: Exchange) -> None:
-        pass
-
-    def switch_protocols(self, exchange: Exchange, backend: Endpoint, backend_bytes: bytes) -> None:
-        backend.close()

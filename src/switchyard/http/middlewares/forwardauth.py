@@ -27,6 +27,7 @@ from pydantic import Field
 
 from switchyard.config.dynamic import Certificate, StrList, TraefikModel, TransportTLS
 from switchyard.gourl import GoURL, parse_url
+from switchyard.http.detached import NO_CONNECTION
 from switchyard.http.exchange import Exchange
 from switchyard.http.forwarded import is_managed_header
 from switchyard.http.handler import Handler
@@ -40,7 +41,6 @@ from switchyard.tls.certificates import CertificateError
 
 if TYPE_CHECKING:
     from switchyard.http.handler import ResponseWriter
-    from switchyard.http.tunnel import Endpoint
 
 __all__ = ["ForwardAuthOptions", "auth_request_headers", "build", "canonical_header_key"]
 
@@ -451,7 +451,7 @@ class _AuthCall:
 
     def _send(self, conn: UpstreamConnection) -> None:
         body = self._body
-        shadow = Exchange(_NoClient(), RequestHead(self._method, self._server.target, b"1.1",
+        shadow = Exchange(NO_CONNECTION, RequestHead(self._method, self._server.target, b"1.1",
                                                    Headers()),
                           self._exchange.info, has_body=body is not None, keep_alive=True,
                           expect_continue=False, started_at=time.monotonic(),
@@ -565,36 +565,6 @@ class _AuthCall:
         log.debug("forwardAuth: error calling the auth server: %s", reason)
         if not self._exchange.finished:
             self._exchange.respond(500)
-
-
-class _NoClient:
-    """The ClientConnection of an auth request: its answer is collected, never transmitted."""
-
-    writing_paused = False
-
-    def transmit(self, data: bytes) -> None:
-        pass
-
-    def cork(self) -> None:
-        pass
-
-    def uncork(self) -> None:
-        pass
-
-    def pause_reading(self, reason: int) -> None:
-        pass
-
-    def resume_reading(self, reason: int) -> None:
-        pass
-
-    def response_done(self, exchange: Exchange) -> None:
-        pass
-
-    def response_aborted(self, exchange: Exchange) -> None:
-        pass
-
-    def switch_protocols(self, exchange: Exchange, backend: Endpoint, backend_bytes: bytes) -> None:
-        backend.close()
 
 
 class _AuthCookies:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from switchyard.http.detached import NO_CONNECTION
 from switchyard.http.exchange import Exchange
 
 if TYPE_CHECKING:
@@ -31,39 +32,6 @@ class BodySource(Protocol):
     def resume(self) -> None: ...
 
 
-class _NoConnection:
-    """The ClientConnection of a SubExchange: its writer is replaced, so nothing comes here."""
-
-    writing_paused = False
-
-    def transmit(self, data: bytes) -> None:
-        pass
-
-    def cork(self) -> None:
-        pass
-
-    def uncork(self) -> None:
-        pass
-
-    def pause_reading(self, reason: int) -> None:
-        pass
-
-    def resume_reading(self, reason: int) -> None:
-        pass
-
-    def response_done(self, exchange: Exchange) -> None:
-        pass
-
-    def response_aborted(self, exchange: Exchange) -> None:
-        pass
-
-    def switch_protocols(self, exchange: Exchange, backend: Endpoint, backend_bytes: bytes) -> None:
-        backend.close()
-
-
-_NO_CONNECTION = _NoConnection()
-
-
 class SubExchange(Exchange):
     """A middleware's own request on behalf of ``outer`` (see the module docstring)."""
 
@@ -71,7 +39,7 @@ class SubExchange(Exchange):
 
     def __init__(self, outer: Exchange, request: RequestHead,
                  body: BodySource | None = None) -> None:
-        super().__init__(_NO_CONNECTION, request, outer.info, has_body=body is not None,
+        super().__init__(NO_CONNECTION, request, outer.info, has_body=body is not None,
                          keep_alive=True, expect_continue=False, started_at=outer.started_at)
         self.outer = outer
         self._body = body
