@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import trustme
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -348,6 +349,9 @@ http:
   services:
     fixed: {{loadBalancer: {{servers: [{{url: "{fixed}"}}]}}}}
     dead: {{loadBalancer: {{servers: [{{url: "{dead}"}}]}}}}
+tls:
+  options:
+    default: {{clientAuth: {{clientAuthType: VerifyClientCertIfGiven, caFiles: ["{client_ca}"]}}}}
 """
 
 TLS13_AES128 = ["-k", "--tls13-ciphers", "TLS_AES_128_GCM_SHA256"]
@@ -362,7 +366,8 @@ TABLE = [
                             "-H", "X-Header: Grpc-Status: 5", "--data-binary", "grpc"]),
     ("web", "/plain/grpc-web", ["-X", "POST", "-H", "Content-Type: application/grpc-web+proto",
                                 "--data-binary", "x"]),
-    ("web", "/plain/teapot", ["-H", "X-Status: 418", "-H", "X-Header: X-Why: tea"]),
+    ("web", "/plain/teapot", ["-H", "X-Status: 418", "-H", "X-Header: X-Why: tea",
+                              "-H", "Referer: http://ref.test/tea"]),
     ("web", "/plain/head", ["-I"]),
     ("web", "/basic/none", []),
     ("web", "/basic/wrong", ["-u", "test:nope"]),
@@ -377,6 +382,7 @@ TABLE = [
     ("websecure", "/h1", ["--http1.1", *TLS13_AES128]),
     ("websecure", "/tls12", ["--http1.1", "-k", "--tls-max", "1.2",
                              "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"]),
+    ("websecure", "/mtls", ["--http2", *TLS13_AES128, "--cert", "{cert}", "--key", "{key}"]),
 ]
 
 # Values that differ from run to run or between two processes by nature.
@@ -465,10 +471,12 @@ def websocket_round_trip(port: int) -> None:
         assert echoed == b"ping"
 
 
-def play_table(ports: dict[str, int], curl: str) -> None:
+def play_table(ports: dict[str, int], curl: str, files: dict[str, str]) -> None:
+    """The TABLE's requests, ``{cert}``/``{key}`` in arguments taken from ``files``."""
     for entry_point, path, arguments in TABLE:
         scheme = "https" if entry_point == "websecure" else "http"
-        subprocess.run([curl, "-s", "-o", "/dev/null", "--max-time", "5", *arguments,
+        subprocess.run([curl, "-s", "-o", "/dev/null", "--max-time", "5",
+                        *(argument.format(**files) for argument in arguments),
                         f"{scheme}://127.0.0.1:{ports[entry_point]}{path}"], check=False)
     websocket_round_trip(ports["web"])
 
@@ -498,15 +506,31 @@ def wait_for_lines(path: Path, count: int) -> None:
     eventually(lambda: path.exists() and len(path.read_text().splitlines()) >= count)
 
 
-def run_table(tmp_path: Path, loop_thread: LoopThread, static: dict[str, Any]
+def client_files(directory: Path, ca: trustme.CA) -> dict[str, str]:
+    """A client certificate and its key for curl, and the CA that issued it."""
+    issued = ca.issue_cert("client.test", common_name="client", organization_name="Example")
+    cert, key = directory / "client.pem", directory / "client.key"
+    cert.write_bytes(issued.cert_chain_pems[0].bytes())
+    key.write_bytes(issued.private_key_pem.bytes())
+    ca.cert_pem.write_to_path(str(directory / "client-ca.pem"))
+    return {"cert": str(cert), "key": str(key), "client_ca": str(directory / "client-ca.pem")}
+
+
+def run_table(tmp_path: Path, loop_thread: LoopThread, ca: trustme.CA, static: dict[str, Any],
+              expected: int = len(TABLE) + 2
               ) -> tuple[tuple[Path, dict[str, int], str], tuple[Path, dict[str, int], str]]:
-    """Traefik, then Switchyard, through the table: (access log, ports, /metrics text) each."""
+    """Traefik, then Switchyard, through the table: (access log, ports, /metrics text) each.
+
+    ``expected`` is the number of lines to wait for: by default one per request, plus the
+    digest challenge before its answer and the WebSocket.
+    """
     curl = ensure_command("curl", "curl")
-    expected = len(TABLE) + 2  # digestAuth's challenge, then its answer; the WebSocket
+    files = client_files(tmp_path, ca)
     results = []
     with fixed_backend() as fixed:
         dynamic = TABLE_DYNAMIC.format(basic=APR1_TEST, digest=DIGEST_TEST, fixed=fixed,
-                                       dead=f"http://127.0.0.1:{free_port()}")
+                                       dead=f"http://127.0.0.1:{free_port()}",
+                                       client_ca=files["client_ca"])
         for name in ("traefik", "switchyard"):
             directory = tmp_path / name
             directory.mkdir()
@@ -516,7 +540,7 @@ def run_table(tmp_path: Path, loop_thread: LoopThread, static: dict[str, Any]
             if name == "traefik":
                 with real_traefik(directory, dynamic, ("web", "websecure"),
                                   static={**config, "api": {"insecure": True}}) as theirs:
-                    play_table(theirs.ports, curl)
+                    play_table(theirs.ports, curl, files)
                     wait_for_lines(log, expected)
                     results.append((log, dict(theirs.ports), scrape_api(theirs.api)))
                     (directory / "metrics.txt").write_text(results[-1][2])
@@ -524,7 +548,7 @@ def run_table(tmp_path: Path, loop_thread: LoopThread, static: dict[str, Any]
                 with serve(loop_thread, directory, dynamic,
                            entrypoints={"web": "127.0.0.1:0", "websecure": "127.0.0.1:0"},
                            api={"insecure": True}, **config) as mine:
-                    play_table(mine, curl)
+                    play_table(mine, curl, files)
                     wait_for_lines(log, expected)
                     results.append((log, {k: v for k, v in mine.items() if k != "api"},
                                     scrape_api(mine["api"])))
@@ -538,13 +562,14 @@ def scrape_api(port: int) -> str:
 
 
 def test_a_table_of_requests_logs_and_counts_as_traefik_does(
-        tmp_path: Path, loop_thread: LoopThread) -> None:
+        tmp_path: Path, loop_thread: LoopThread, ca: trustme.CA) -> None:
     """JSON access log lines (every key and value but timings, counters and ports) and the
     metric series (label sets and request counts) for plain, TLS 1.2/1.3, HTTP/2, WebSocket,
-    SSE, gRPC, auth, rewriting, retried and error-page requests, headers kept and redacted."""
+    SSE, gRPC, auth, rewriting, retried and error-page requests, a client certificate, header
+    fields kept and redacted."""
     static = {**TABLE_STATIC, "accessLog": {"format": "json", "fields": table_fields()}}
     (their_log, their_ports, their_metrics), (our_log, our_ports, our_metrics) = run_table(
-        tmp_path, loop_thread, static)
+        tmp_path, loop_thread, ca, static)
     theirs, ours = log_lines(their_log, their_ports), log_lines(our_log, our_ports)
     assert sorted(ours) == sorted(theirs)
     differences = {}
@@ -560,3 +585,33 @@ def test_a_table_of_requests_logs_and_counts_as_traefik_does(
     for level in ("entrypoint", "router", "service"):
         for family in (f"traefik_{level}_requests_total", f"traefik_{level}_requests_tls_total"):
             assert _values(our_metrics, family) == _values(their_metrics, family), family
+
+
+# CLF lines with their timestamps and elapsed milliseconds masked.
+_CLF_VOLATILE = re.compile(r"\[[^\]]*\]|\d+ms$")
+
+
+def test_common_lines_with_filters_and_fields_are_traefiks(
+        tmp_path: Path, loop_thread: LoopThread, ca: trustme.CA) -> None:
+    """CLF through the same table: statusCodes ranges keep 4xx and 502 only (retryAttempts
+    adds nothing, as in Traefik), a dropped ClientUsername shows ``-``, a kept User-Agent and a
+    redacted Referer fill the quoted fields."""
+    static = {**TABLE_STATIC, "accessLog": {
+        "format": "common",
+        "filters": {"statusCodes": ["400-499", "502"], "retryAttempts": True},
+        "fields": {"names": {"ClientUsername": "drop"},
+                   "headers": {"names": {"User-Agent": "keep", "Referer": "redact"}}}}}
+    (their_log, their_ports, _), (our_log, our_ports, _) = run_table(
+        tmp_path, loop_thread, ca, static, expected=6)
+
+    def lines(path: Path, ports: dict[str, int]) -> list[str]:
+        found = []
+        for line in path.read_text().splitlines():
+            for port in ports.values():
+                line = line.replace(str(port), "<port>")
+            found.append(_CLF_VOLATILE.sub("*", line))
+        return sorted(found)
+
+    theirs = lines(their_log, their_ports)
+    assert len(theirs) == 6  # two basic and one digest 401, the 418, 404 and the retried 502
+    assert lines(our_log, our_ports) == theirs
