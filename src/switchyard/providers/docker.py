@@ -1,4 +1,4 @@
-"""The Docker provider: TCP routing from container labels, followed through the engine's events."""
+"""The Docker provider: TCP and HTTP routing from container labels, followed through the engine's events."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from switchyard.config.dynamic import ServersTransport as TransportConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.providers.base import ProviderUpdate, describe_error
 from switchyard.providers.constraints import Constraint, compile_constraints
+from switchyard.providers.default_rule import DefaultRule, compile_default_rule
 from switchyard.providers.flatkeys import ci_get, normalize_name, parse_bool
 from switchyard.providers.kv import (
     RemoteProvider,
@@ -40,6 +41,7 @@ __all__ = [
     "Engine",
     "EngineSession",
     "compile_constraints",
+    "compile_options",
     "config_from_containers",
     "docker_provider",
 ]
@@ -49,6 +51,8 @@ log = logging.getLogger("switchyard.providers.docker")
 S = TypeVar("S", bound="EngineSession")
 
 NAME = "docker"
+#: Traefik's defaultRule: an HTTP router a container's labels leave without a rule gets it.
+DEFAULT_RULE = "Host(`{{ normalize .Name }}`)"
 _TIMEOUT = 5.0
 _COMPOSE_PROJECT = "com.docker.compose.project"
 _COMPOSE_SERVICE = "com.docker.compose.service"
@@ -62,6 +66,7 @@ class DockerOptions(TraefikModel):
     constraints: str = ""
     network: str = ""
     watch: bool = True
+    default_rule: str = DEFAULT_RULE
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ NETWORK_LABELS = {"docker": ("traefik.docker.network",),
 
 def config_from_containers(
     containers: list[Container], options: DockerOptions, constraint: Constraint | None = None,
-    provider: str = NAME,
+    provider: str = NAME, default_rule: DefaultRule | None = None,
 ) -> tuple[DynamicConfig, list[ConfigIssue]]:
     """The ``docker`` (or ``swarm``) provider's configuration from the containers' labels.
 
@@ -138,24 +143,28 @@ def config_from_containers(
     with the service's labels.
     """
     keep = constraint or compile_constraints(options.constraints)
+    rule = default_rule or compile_default_rule(options.default_rule)
     by_ref = {c.id: c for c in containers} | {c.name: c for c in containers}
     issues: list[ConfigIssue] = []
     merged = _Merged()
+    http = _MergedHTTP()
     # Traefik merges containers in the order of "<service name>-<id>".
     for container in sorted(containers, key=lambda c: f"{c.service_name}-{c.id}"):
         if not _wanted(container, options, keep):
             continue
-        config = _container_config(container, options, by_ref, issues, provider)
+        config = _container_config(container, options, by_ref, issues, provider, rule)
         if config is not None:
             _merge(merged, config.tcp, f'container "{container.name}"')
+            http.add(config.http, f'container "{container.name}"')
     for kind, name in sorted(merged.conflicts):
         issues.append(ConfigIssue(provider, f"tcp.{kind}.{name}", "defined with different "
                                   f"configurations by {', '.join(merged.owners[kind, name])};"
                                   " none of them is used", "error"))
         getattr(merged, "transports" if kind == "serversTransports" else kind).pop(name, None)
+    issues.extend(http.drop_conflicts(provider))
     tcp = TCPSection(routers=merged.routers, services=merged.services,
                      middlewares=merged.middlewares, servers_transports=merged.transports)
-    return DynamicConfig(tcp=tcp), issues
+    return DynamicConfig(tcp=tcp, http=http.sections), issues
 
 
 def _wanted(container: Container, options: DockerOptions, keep: Constraint) -> bool:
@@ -171,18 +180,27 @@ def _wanted(container: Container, options: DockerOptions, keep: Constraint) -> b
 
 def _container_config(
     container: Container, options: DockerOptions, by_ref: Mapping[str, Container],
-    issues: list[ConfigIssue], provider: str,
+    issues: list[ConfigIssue], provider: str, rule: DefaultRule,
 ) -> DynamicConfig | None:
     kind = "swarm task" if provider == "swarm" else "docker container"
     source = f'{kind} "{container.name}"'
     raw, found = decode_labels(container.labels, source)
     issues.extend(found)
-    tcp = raw.get("tcp")
-    if not isinstance(tcp, dict) or not tcp:
-        return None  # an HTTP-only (or unlabelled) container: Switchyard routes TCP only
-    if (tcp.get("routers") or tcp.get("services")) and not _routers_and_services(
-            container, options, by_ref, tcp, source, issues, NETWORK_LABELS[provider]):
+    tcp, udp, http = (raw.get(key) for key in ("tcp", "udp", "http"))
+    has_tcp = isinstance(tcp, dict) and bool(tcp)
+    if isinstance(tcp, dict) and (tcp.get("routers") or tcp.get("services")) and \
+            not _routers_and_services(container, options, by_ref, tcp, source, issues,
+                                      NETWORK_LABELS[provider]):
         return None
+    # As Traefik: HTTP routing unless the labels are TCP or UDP only; so a container with no
+    # label at all gets an HTTP router with the defaultRule.
+    if not (has_tcp or udp) or (isinstance(http, dict) and http):
+        http = raw["http"] = http if isinstance(http, dict) else {}
+        if not _http_defaults(container, options, by_ref, http, source, issues,
+                              NETWORK_LABELS[provider], rule):
+            raw.pop("http")
+            if not has_tcp:
+                return None
     config, found = validate_labels(raw, source)
     issues.extend(found)
     return config
@@ -224,15 +242,24 @@ def _routers_and_services(
 
 def _fill_server(
     container: Container, options: DockerOptions, by_ref: Mapping[str, Container], service: Any,
-    network_labels: tuple[str, ...],
+    network_labels: tuple[str, ...], http: bool = False,
 ) -> str:
-    """Put the container's address into the service's first server; the problem, if any."""
+    """Put the container's address into the service's first server; the problem, if any.
+
+    TCP servers get ``address``; HTTP ones ``url`` (``scheme`` label, http by default),
+    unless a ``url`` label gave it.
+    """
     balancer = service.get("loadBalancer") if isinstance(service, dict) else None
     if not isinstance(balancer, dict):
         return "load-balancer is not defined"
     servers = balancer.get("servers")
     if not isinstance(servers, list) or not servers or not isinstance(servers[0], dict):
         servers = balancer["servers"] = [{}]
+    if http and ci_get(servers[0], "url") is not None:
+        return ""
+    scheme = ci_get(servers[0], "scheme") if http else None
+    if scheme is not None:
+        del servers[0][scheme[0]]
     port_key = ci_get(servers[0], "port")
     port = str(port_key[1]) if port_key is not None else ""
     if port_key is not None:
@@ -243,10 +270,126 @@ def _fill_server(
     if not ip:
         return f'unable to find the IP address for the container "{container.name}"'
     if not port:
-        return ("port is missing: set traefik.tcp.services.<name>.loadbalancer.server.port or "
-                "expose a port")
-    servers[0]["address"] = host_port(ip, port)
+        return (f"port is missing: set traefik.{'http' if http else 'tcp'}.services.<name>"
+                ".loadbalancer.server.port or expose a port")
+    if http:
+        servers[0]["url"] = f"{scheme[1] if scheme else 'http'}://{host_port(ip, port)}"
+    else:
+        servers[0]["address"] = host_port(ip, port)
     return ""
+
+
+def _http_defaults(
+    container: Container, options: DockerOptions, by_ref: Mapping[str, Container],
+    http: dict[str, Any], source: str, issues: list[ConfigIssue],
+    network_labels: tuple[str, ...], rule: DefaultRule,
+) -> bool:
+    """Traefik's HTTP defaults for one container; False leaves its HTTP part out."""
+    services = http.get("services")
+    if not isinstance(services, dict) or not services:
+        services = http["services"] = {container.service_name: {"loadBalancer": {}}}
+    for name, service in services.items():
+        problem = _fill_server(container, options, by_ref, service, network_labels, http=True)
+        if problem:
+            issues.append(ConfigIssue(source, f"traefik.http.services.{name}", problem, "error"))
+            return False
+    routers = http.get("routers")
+    if not isinstance(routers, dict) or not routers:
+        if len(services) != 1:
+            issues.append(ConfigIssue(source, "traefik.http.routers", "the container defines "
+                                      "several services: say which one each router uses",
+                                      "error"))
+            return False
+        routers = http["routers"] = {container.service_name: {}}
+    for name, router in list(routers.items()):
+        if not isinstance(router, dict):
+            continue
+        given = ci_get(router, "rule")
+        if given is None or not given[1]:
+            if given is not None:
+                del router[given[0]]
+            try:
+                router["rule"] = rule({"Name": container.service_name,
+                                       "ContainerName": container.name,
+                                       "Labels": dict(container.labels)})
+            except ValueError as error:
+                issues.append(ConfigIssue(source, f"traefik.http.routers.{name}.rule",
+                                          f"defaultRule: {error}", "error"))
+                del routers[name]
+                continue
+        if ci_get(router, "service") is None:
+            if len(services) != 1:
+                issues.append(ConfigIssue(source, f"traefik.http.routers.{name}.service",
+                                          "the container defines several services: say which "
+                                          "one this router uses", "error"))
+                del routers[name]
+            else:
+                router["service"] = next(iter(services))
+    return True
+
+
+@dataclass
+class _MergedHTTP:
+    """The HTTP parts of several containers, merged as Traefik merges them: replicas of one
+    service share its load balancer, an element two containers define differently is left
+    out."""
+
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    owners: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    conflicts: set[tuple[str, str]] = field(default_factory=set)
+
+    def add(self, http: Mapping[str, Any], owner: str) -> None:
+        for kind, elements in http.items():
+            if not isinstance(elements, Mapping):
+                continue
+            into = self.sections.setdefault(kind, {})
+            for name, element in elements.items():
+                self.owners.setdefault((kind, name), []).append(owner)
+                if name not in into:
+                    into[name] = element
+                elif kind == "services" and _same_http_balancer(into[name], element):
+                    into[name] = _with_http_servers(into[name], element)
+                elif into[name] != element:
+                    self.conflicts.add((kind, name))
+
+    def drop_conflicts(self, provider: str) -> list[ConfigIssue]:
+        issues = []
+        for kind, name in sorted(self.conflicts):
+            issues.append(ConfigIssue(provider, f"http.{kind}.{name}", "defined with different "
+                                      f"configurations by {', '.join(self.owners[kind, name])};"
+                                      " none of them is used", "error"))
+            self.sections[kind].pop(name, None)
+        return issues
+
+
+def _http_balancer(service: Any) -> tuple[str, dict[str, Any]] | None:
+    found = ci_get(service, "loadBalancer") if isinstance(service, Mapping) else None
+    return (found[0], found[1]) if found is not None and isinstance(found[1], dict) else None
+
+
+def _without_servers(balancer: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in balancer.items() if key.lower() != "servers"}
+
+
+def _servers_of(balancer: Mapping[str, Any]) -> list[Any]:
+    found = ci_get(balancer, "servers")
+    return list(found[1]) if found is not None and isinstance(found[1], list) else []
+
+
+def _same_http_balancer(first: Any, second: Any) -> bool:
+    one, other = _http_balancer(first), _http_balancer(second)
+    if one is None or other is None or len(first) != 1 or len(second) != 1:
+        return False
+    return _without_servers(one[1]) == _without_servers(other[1])
+
+
+def _with_http_servers(first: Any, second: Any) -> dict[str, Any]:
+    """Replicas of one HTTP service: the servers of both, each once."""
+    one, other = _http_balancer(first), _http_balancer(second)
+    assert one is not None and other is not None
+    servers = _servers_of(one[1])
+    servers += [server for server in _servers_of(other[1]) if server not in servers]
+    return {one[0]: _without_servers(one[1]) | {"servers": servers}}
 
 
 def _ip_address(container: Container, options: DockerOptions, by_ref: Mapping[str, Container],
@@ -307,16 +450,26 @@ def _with_servers_of(first: TCPService, second: TCPService) -> TCPService:
 # --- the Docker Engine API ---------------------------------------------------------------
 
 
-def docker_provider(options: DockerOptions) -> RemoteProvider[list[Container]]:
-    """The provider named ``docker``; ConfigLoadError for options it cannot use."""
+def compile_options(options: DockerOptions, provider: str) -> tuple[Constraint, DefaultRule]:
+    """``constraints`` and ``defaultRule`` compiled; ConfigLoadError naming the bad one."""
     try:
         keep = compile_constraints(options.constraints)
     except ValueError as error:
-        raise ConfigLoadError(f"providers.docker.constraints: {error}") from None
+        raise ConfigLoadError(f"providers.{provider}.constraints: {error}") from None
+    try:
+        rule = compile_default_rule(options.default_rule)
+    except ValueError as error:
+        raise ConfigLoadError(f"providers.{provider}.defaultRule: {error}") from None
+    return keep, rule
+
+
+def docker_provider(options: DockerOptions) -> RemoteProvider[list[Container]]:
+    """The provider named ``docker``; ConfigLoadError for options it cannot use."""
+    keep, rule = compile_options(options, NAME)
     engine = Engine.from_endpoint(options.endpoint)
 
     def to_update(containers: list[Container]) -> ProviderUpdate:
-        config, issues = config_from_containers(containers, options, keep)
+        config, issues = config_from_containers(containers, options, keep, default_rule=rule)
         return ProviderUpdate(NAME, config, issues)
 
     return RemoteProvider(NAME, f"docker {options.endpoint}", engine.open, to_update,

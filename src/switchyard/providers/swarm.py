@@ -17,7 +17,7 @@ from switchyard.providers.docker import (
     DockerOptions,
     Engine,
     EngineSession,
-    compile_constraints,
+    compile_options,
     config_from_containers,
 )
 from switchyard.providers.flatkeys import ci_get, parse_bool
@@ -36,10 +36,7 @@ class SwarmOptions(DockerOptions):
 
 def swarm_provider(options: SwarmOptions) -> RemoteProvider[list[Container]]:
     """The provider named ``swarm``; ConfigLoadError for options it cannot use."""
-    try:
-        keep = compile_constraints(options.constraints)
-    except ValueError as error:
-        raise ConfigLoadError(f"providers.swarm.constraints: {error}") from None
+    keep, rule = compile_options(options, NAME)
     if options.refresh_seconds <= 0:
         raise ConfigLoadError("providers.swarm.refreshSeconds: must be more than 0, e.g. 15s")
     engine = Engine.from_endpoint(options.endpoint, NAME)
@@ -53,7 +50,8 @@ def swarm_provider(options: SwarmOptions) -> RemoteProvider[list[Container]]:
         return await engine.connect(session)
 
     def to_update(containers: list[Container]) -> ProviderUpdate:
-        config, issues = config_from_containers(containers, options, keep, provider=NAME)
+        config, issues = config_from_containers(containers, options, keep, provider=NAME,
+                                                default_rule=rule)
         return ProviderUpdate(NAME, config, issues)
 
     return RemoteProvider(NAME, f"swarm {options.endpoint}", open_session, to_update,
