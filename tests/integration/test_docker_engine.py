@@ -16,7 +16,7 @@ import yaml
 
 from switchyard.config.loader import static_from_dict
 from switchyard.server import Switchyard
-from tests.dockerkit import DockerEngine, docker_engine_or_skip
+from tests.dockerkit import DockerEngine, docker_engine_or_skip, greeter
 from tests.harness import LoopThread, connect, greeting_name, stop_router
 
 pytestmark = pytest.mark.slow
@@ -211,32 +211,41 @@ def test_a_container_is_routed_only_while_its_health_check_passes(
 
 def test_the_compose_example_routes_its_labelled_services(
         clean: DockerEngine, router: Callable[..., Router]) -> None:
-    """docker-compose.yml's labels and provider settings, its images replaced by the test one."""
+    """docker-compose.yml's labels and provider settings, its images replaced by the test one.
+
+    A service with HTTP labels or none runs an HTTP server on port 80 (the port the
+    traefik/whoami image exposes), the others the TCP greeter on their port label.
+    """
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     settings = compose["services"]["switchyard"]["environment"]
     network = settings["TRAEFIK_PROVIDERS_DOCKER_NETWORK"]
     clean.out("network", "create", "--subnet", "10.232.20.0/24", network)
-    switchyard = router(entry_points=("tcp", "redis"),
-                        exposedByDefault=settings["TRAEFIK_PROVIDERS_DOCKER_EXPOSEDBYDEFAULT"],
-                        network=network)
+    switchyard = router(entry_points=("web", "tcp", "redis"), network=network,
+                        exposedByDefault=settings.get(
+                            "TRAEFIK_PROVIDERS_DOCKER_EXPOSEDBYDEFAULT", "true"))
     for name, service in compose["services"].items():
         if name == "switchyard":
             continue
-        labels = [arg for key, value in service["labels"].items()
-                  for arg in ("--label", f"{key}={value}")]
-        port = service["labels"].get(f"traefik.tcp.services.{name}.loadbalancer.server.port")
-        replicas = service.get("deploy", {}).get("replicas", 1)
-        for index in range(1, replicas + 1):
-            clean.run(f"{name}-{index}", *labels, "--network", network,
+        labels = service.get("labels", {})
+        arguments = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
+        port = labels.get(f"traefik.tcp.services.{name}.loadbalancer.server.port")
+        command = greeter(int(port)) if port else HTTPD
+        if not port:
+            arguments += ["--expose", "80"]
+        for index in range(1, service.get("deploy", {}).get("replicas", 1) + 1):
+            clean.run(f"{name}-{index}", *arguments, "--network", network,
                       "--label", "com.docker.compose.project=example",
-                      "--label", f"com.docker.compose.service={name}",
-                      command=["nc", "-ll", "-p", str(port or 8080), "-e", "/bin/greet"])
-    within(2.0, lambda: len(switchyard.servers("whoami")) == 2
-           and switchyard.backend("tcp", timeout=0.3) != "")
-    assert {switchyard.backend("tcp") for _ in range(4)} == {"whoami-1", "whoami-2"}
+                      "--label", f"com.docker.compose.service={name}", command=command)
+    web = switchyard.app.entrypoints["web"].port
+    within(3.0, lambda: len(switchyard.servers("whoamitcp")) == 2
+           and switchyard.backend("tcp", timeout=0.3) != ""
+           and http_get(web, "whoami.localhost")[0] == 200)
+    assert {switchyard.backend("tcp") for _ in range(4)} == {"whoamitcp-1", "whoamitcp-2"}
     assert switchyard.backend("redis") == "redis-1"
-    assert "hidden" not in (switchyard.app.configs["docker"].tcp.routers)
-
+    assert http_get(web, "whoami.localhost") == (200, "whoami-1\n")
+    # No labels: the default rule names it after its compose service and project.
+    assert http_get(web, "web-example") == (200, "web-1\n")
+    assert "hidden" not in switchyard.app.configs["docker"].tcp.routers
 
 HTTPD = ["sh", "-c", 'mkdir -p /www && echo "$NAME" > /www/index.html && exec httpd -f -p 80 -h /www']
 
