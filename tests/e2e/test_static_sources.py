@@ -108,6 +108,11 @@ tcp:
     with connect(tcp) as conn:
         assert greeting_name(conn) == "from-env"
     assert healthcheck(SWITCHYARD, env, tmp_path) == (0, f"OK: http://127.0.0.1:{ping}/ping")
+    # `check` with no argument reads the same variables.
+    checked = subprocess.run([*SWITCHYARD, "check"], env=env, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=30, check=False)
+    assert (checked.returncode, checked.stdout.splitlines()[-1]) == (
+        0, "1 routers, 1 services, 0 middlewares: configuration OK"), checked.stdout
 
 
 def test_healthcheck_without_ping_or_its_entry_point_says_so_and_fails(
