@@ -19,6 +19,7 @@ from switchyard.config.http import (
     HTTPRouter,
     HTTPSection,
     HTTPService,
+    RouterObservability,
 )
 from switchyard.http.balancer import BalancedServer, LoadBalancer
 from switchyard.http.entrypoint_models import EntryPointModel, apply_models
@@ -66,13 +67,22 @@ def _reads_headers(node: Node) -> bool:
 
 
 class EntryRouter:
-    """Handler: an entry point's HTTP routers; the first that matches serves the request."""
+    """Handler: an entry point's HTTP routers; the first that matches serves the request.
 
-    __slots__ = ("_headers", "https", "plain")
+    ``quiet`` names the routers whose access logs or metrics are switched off (Traefik's
+    ``observability``), with their (accessLogs, metrics); ``unrouted`` is the entry point's own
+    pair for requests no router takes, None when both are on.
+    """
 
-    def __init__(self, plain: HTTPRouteList[Handler], https: HTTPRouteList[Handler]) -> None:
+    __slots__ = ("_headers", "_quiet", "_unrouted", "https", "plain")
+
+    def __init__(self, plain: HTTPRouteList[Handler], https: HTTPRouteList[Handler],
+                 quiet: Mapping[str, tuple[bool, bool]] | None = None,
+                 unrouted: tuple[bool, bool] | None = None) -> None:
         self.plain = plain
         self.https = https
+        self._quiet = dict(quiet or {})
+        self._unrouted = unrouted
         # Decoding every header field for the rules costs per request: only when one reads them.
         self._headers = any(_reads_headers(route.rule.tree) for route in (*plain, *https))
 
@@ -92,24 +102,35 @@ class EntryRouter:
         request, info = exchange.request, exchange.info
         routes = self.https if info.tls else self.plain
         if not routes:
+            self._observe_unrouted(exchange)
             NOT_FOUND.handle(exchange)
             return
         try:
             meta = self.meta(request, tls=info.tls, client_ip=info.client_ip)
         except ValueError:
+            self._observe_unrouted(exchange)
             exchange.respond(400, None, b"")
             return
         route = routes.match(meta)
         if route is None:
+            self._observe_unrouted(exchange)
             NOT_FOUND.handle(exchange)
             return
         exchange.router = route.name
         exchange.router_service = route.service
+        if self._quiet:
+            switches = self._quiet.get(route.name)
+            if switches is not None:
+                exchange.access_logs, exchange.metrics = switches
         # Traefik's entry point hands the cleaned, normalized path on (sanitizePath and
         # normalizePath rewrite the request), so middlewares and the backend see that one.
         if meta.path != request.path and request.raw_path.isascii():
             request.set_path(meta.path.encode("ascii"))
         route.handler.handle(exchange)
+
+    def _observe_unrouted(self, exchange: Exchange) -> None:
+        if self._unrouted is not None:
+            exchange.access_logs, exchange.metrics = self._unrouted
 
 
 @dataclass
@@ -146,9 +167,17 @@ def build_http(sections: Mapping[str, HTTPSection], entrypoints: Sequence[str], 
     are the entry points' (see switchyard.http.entrypoint_models).
     """
     builder = _Builder(sections, internal or {}, internal_missing or {})
-    # The entry points' models (http.middlewares, http.tls) apply to every router on them.
+    # The entry points' models (http.middlewares, http.tls, observability) apply to every
+    # router on them.
     builder.routers = apply_models(builder.routers, models or {}, default_entrypoints)
-    return builder.run(entrypoints, default_entrypoints, tls_options)
+    return builder.run(entrypoints, default_entrypoints, tls_options, models or {})
+
+
+def _switches(observability: RouterObservability | None) -> tuple[bool, bool]:
+    """(accessLogs, metrics) of a router or entry point; an unset switch is on."""
+    if observability is None:
+        return True, True
+    return observability.access_logs is not False, observability.metrics is not False
 
 
 class _Builder:
@@ -180,7 +209,7 @@ class _Builder:
                 self.transports[qualified] = UpstreamSettings.from_config(qualified, transport)
 
     def run(self, entrypoints: Sequence[str], default_entrypoints: Sequence[str],
-            tls_options: Sequence[str]) -> HTTPBuild:
+            tls_options: Sequence[str], models: Mapping[str, EntryPointModel]) -> HTTPBuild:
         routing = build_http_routing(self.routers, entrypoints, self._handler,
                                      default_entrypoints=default_entrypoints,
                                      tls_options=tls_options)
@@ -191,7 +220,16 @@ class _Builder:
             if service is not None:
                 service.used_by.append(status.name)
         for ep, table in routing.tables.items():
-            result.entry_routers[ep] = EntryRouter(table.http, table.https)
+            quiet = {}
+            for route in (*table.http, *table.https):
+                router = self.routers.get(route.name)
+                switches = _switches(router.observability if router is not None else None)
+                if switches != (True, True):
+                    quiet[route.name] = switches
+            model = models.get(ep)
+            unrouted = _switches(model.observability if model is not None else None)
+            result.entry_routers[ep] = EntryRouter(
+                table.http, table.https, quiet, unrouted if unrouted != (True, True) else None)
             result.https_domains[ep] = tuple(table.https_domains)
         self._validate_unused_middlewares()
         return result

@@ -3,10 +3,12 @@
 ``entryPoints.<name>.http.redirections.entryPoint`` becomes a router ``<name>-to-<to>@internal``
 (rule ``HostRegexp(`^.+$`)``, the given priority, service ``noop@internal``) with a
 ``redirectScheme`` middleware ``redirect-<name>-to-<to>@internal``, so the API lists both as
-Traefik's does. ``http.middlewares`` and ``http.tls`` form the entry point's model: every HTTP
-router on that entry point gets the model's middlewares in front of its own and, when it has
-no ``tls`` of its own, the model's. A router on several entry points of which one has a model
-is split per entry point, the copies named ``<entrypoint>-<router>``, as Traefik names them.
+Traefik's does. ``http.middlewares``, ``http.tls`` and ``observability`` form the entry point's model:
+every HTTP router on that entry point gets the model's middlewares in front of its own, the
+model's ``tls`` when it has none of its own, and each ``observability`` switch
+(``accessLogs``, ``metrics``, ``tracing``) it leaves unset. A router on several entry points of
+which one has a model is split per entry point, the copies named ``<entrypoint>-<router>``, as
+Traefik names them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from dataclasses import dataclass
 from pydantic import Field, ValidationError
 
 from switchyard.config.dynamic import StrList, TraefikModel
-from switchyard.config.http import HTTPMiddleware, HTTPRouter, HTTPRouterTLS, HTTPSection
+from switchyard.config.http import (
+    HTTPMiddleware,
+    HTTPRouter,
+    HTTPRouterTLS,
+    HTTPSection,
+    RouterObservability,
+)
 from switchyard.config.static import EntryPoint
 from switchyard.rules.request import split_host_port
 
@@ -58,6 +66,7 @@ class EntryPointModel:
 
     middlewares: tuple[str, ...] = ()
     tls: HTTPRouterTLS | None = None
+    observability: RouterObservability | None = None
 
 
 def _normalize(name: str) -> str:
@@ -81,8 +90,18 @@ def entry_point_http(entry_points: Mapping[str, EntryPoint]
     problems: list[tuple[str, str]] = []
     addresses = {name: entry_point.address for name, entry_point in entry_points.items()}
     for name, entry_point in entry_points.items():
+        observability = None
+        if entry_point.observability is not None:
+            try:
+                observability = RouterObservability.model_validate(entry_point.observability)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                problems.append((f"entryPoints.{name}.observability.{where}", first["msg"]))
         raw = entry_point.http
         if not raw:
+            if observability is not None:
+                models[name] = EntryPointModel(observability=observability)
             continue
         try:
             config = EntryPointHTTP.model_validate(raw)
@@ -91,8 +110,8 @@ def entry_point_http(entry_points: Mapping[str, EntryPoint]
             where = ".".join(str(part) for part in first["loc"])
             problems.append((f"entryPoints.{name}.http.{where}", first["msg"]))
             continue
-        if config.middlewares or config.tls is not None:
-            models[name] = EntryPointModel(tuple(config.middlewares), config.tls)
+        if config.middlewares or config.tls is not None or observability is not None:
+            models[name] = EntryPointModel(tuple(config.middlewares), config.tls, observability)
         if config.redirections is None:
             continue
         redirect = config.redirections.entry_point
@@ -149,7 +168,20 @@ def apply_models(routers: Mapping[str, HTTPRouter], models: Mapping[str, EntryPo
                 "entry_points": [entry_point],
                 "middlewares": [*model.middlewares, *router.middlewares],
                 "tls": router.tls if router.tls is not None else model.tls,
+                "observability": _observability(router.observability, model.observability),
             })
         if plain:
             result[qualified] = router.model_copy(update={"entry_points": plain})
     return result
+
+
+def _observability(own: RouterObservability | None, model: RouterObservability | None
+                   ) -> RouterObservability | None:
+    """A router's observability switches, those it leaves unset taken from the entry point."""
+    if model is None:
+        return own
+    if own is None:
+        return model
+    return own.model_copy(update={
+        key: getattr(model, key) for key in ("access_logs", "metrics", "tracing")
+        if getattr(own, key) is None})

@@ -55,11 +55,12 @@ class Exchange:
 
     __slots__ = (
         "_body_done", "_buffer", "_buffered", "_chunked", "_conn", "_consumer", "_continue_sent",
-        "_discarded", "_no_body", "_on_finish", "_producer", "_started", "attempts",
-        "body_chunked", "client_username", "close_after", "closed_by", "expect_continue",
-        "finished", "forward_client", "has_body", "info", "keep_alive", "origin", "received_target", "request", "request_bytes", "request_unsent",
-        "response_bytes", "response_head", "router", "router_service",
-        "server", "service", "sized_head", "started_at", "status", "writer",
+        "_discarded", "_no_body", "_on_finish", "_producer", "_started", "access_logs",
+        "attempts", "body_chunked", "client_username", "close_after", "closed_by",
+        "expect_continue", "finished", "forward_client", "has_body", "info", "keep_alive",
+        "metrics", "origin", "received_target", "request", "request_bytes", "request_unsent",
+        "response_bytes", "response_head", "router", "router_service", "server", "service",
+        "sized_head", "started_at", "status", "writer",
     )
 
     def __init__(self, conn: ClientConnection, request: RequestHead, info: ConnectionInfo, *,
@@ -106,6 +107,7 @@ class Exchange:
         self.received_target = request.target
         self.router_service = ""
         self.client_username: str | None = None
+        self.access_logs = self.metrics = True  # the router's observability switches
         self.origin: OriginCapture | None = None
         self.response_head: ResponseHead | None = None
         # The head respond() made and gave a Content-Length: Go's server adds that field on the
