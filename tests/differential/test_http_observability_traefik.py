@@ -615,3 +615,74 @@ def test_common_lines_with_filters_and_fields_are_traefiks(
     theirs = lines(their_log, their_ports)
     assert len(theirs) == 6  # two basic and one digest 401, the 418, 404 and the retried 502
     assert lines(our_log, our_ports) == theirs
+
+
+# -- observability switches: routers and entry points that opt out ------------------------------
+
+SWITCHES_DYNAMIC = """
+http:
+  routers:
+    quiet: {{entryPoints: [web, other], rule: "PathPrefix(`/quiet`)", service: fixed,
+            observability: {{accessLogs: false, metrics: false}}}}
+    unlogged: {{entryPoints: [web, other], rule: "PathPrefix(`/unlogged`)", service: fixed,
+               observability: {{accessLogs: false}}}}
+    loud: {{entryPoints: [web, other], rule: "PathPrefix(`/loud`)", service: fixed,
+           observability: {{accessLogs: true, metrics: true}}}}
+    plain: {{entryPoints: [web, other], rule: "PathPrefix(`/plain`)", service: fixed}}
+  services:
+    fixed: {{loadBalancer: {{servers: [{{url: "{fixed}"}}]}}}}
+"""
+
+
+def test_observability_switches_leave_requests_out_as_traefik_does(
+        tmp_path: Path, loop_thread: LoopThread) -> None:
+    """A router's ``observability`` switches, and an entry point's for the routers that leave
+    them unset and for requests no router takes: which lines are logged (and numbered), which
+    requests are counted, the router copies Traefik makes per entry point, the API's field."""
+    curl = ensure_command("curl", "curl")
+    quiet_entry_point = {"observability": {"accessLogs": False, "metrics": False}}
+
+    def play(ports: dict[str, int]) -> None:
+        for entry_point in ("web", "other"):
+            for path in ("/quiet", "/unlogged", "/loud", "/plain", "/none"):
+                subprocess.run([curl, "-s", "-o", "/dev/null", "--max-time", "5",
+                                f"http://127.0.0.1:{ports[entry_point]}{path}"], check=False)
+
+    def observed(log: Path, api: int) -> tuple[list[tuple[Any, ...]], str, dict[str, Any]]:
+        eventually(lambda: log.exists() and len(log.read_text().splitlines()) >= 4)
+        time.sleep(0.2)
+        lines = [(entry["entryPointName"], entry["RequestPath"], entry.get("RouterName"),
+                  entry["RequestCount"])
+                 for entry in map(json.loads, log.read_text().splitlines())]
+        with urllib.request.urlopen(f"http://127.0.0.1:{api}/api/http/routers",
+                                    timeout=5) as answer:
+            routers = {item["name"]: item["observability"] for item in json.load(answer)
+                       if item["provider"] == "file"}
+        return lines, scrape_api(api), routers
+
+    with fixed_backend() as fixed:
+        dynamic = SWITCHES_DYNAMIC.format(fixed=fixed)
+        static = {"metrics": {"prometheus": {"addRoutersLabels": True}}}
+        theirs_dir, ours_dir = tmp_path / "traefik", tmp_path / "switchyard"
+        theirs_dir.mkdir()
+        ours_dir.mkdir()
+        with real_traefik(theirs_dir, dynamic, ("web", "other"), static={
+                **static, "api": {"insecure": True},
+                "accessLog": {"filePath": str(theirs_dir / "access.json"), "format": "json"},
+                "entryPoints": {"other": quiet_entry_point}}) as running:
+            play(running.ports)
+            theirs = observed(theirs_dir / "access.json", running.api)
+        with serve(loop_thread, ours_dir, dynamic,
+                   entrypoints={"web": "127.0.0.1:0", "other": "127.0.0.1:0"},
+                   entrypoint_options={"other": quiet_entry_point}, api={"insecure": True},
+                   accessLog={"filePath": str(ours_dir / "access.json"), "format": "json"},
+                   **static) as ports:
+            play(ports)
+            ours = observed(ours_dir / "access.json", ports["api"])
+    assert ours[0] == theirs[0]
+    assert [line[2] for line in theirs[0]] == ["loud@file", "plain@file", None,
+                                               "other-loud@file"]
+    for family in ("traefik_entrypoint_requests_total", "traefik_router_requests_total",
+                   "traefik_service_requests_total"):
+        assert _values(ours[1], family) == _values(theirs[1], family), family
+    assert ours[2] == theirs[2]

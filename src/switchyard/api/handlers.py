@@ -193,9 +193,21 @@ def middleware_item(status: ElementStatus) -> Item:
 
 
 def http_router_item(app: RunningInstance, status: ElementStatus) -> Item:
-    """Traefik's RouterInfo for an HTTP router (no traffic counters yet)."""
+    """Traefik's RouterInfo for an HTTP router, with its observability switches resolved.
+
+    Traefik's API has no traffic counters for HTTP routers (the TCP ones here are an
+    addition); the HTTP numbers are on /metrics.
+    """
     data = _named(router_info(app, status), status)
     data["priorityStr"] = str(router_priority(status))
+    observability = status.config.observability
+    switches = {"accessLogs": None, "metrics": None, "tracing": None}
+    if observability is not None:
+        switches = {"accessLogs": observability.access_logs, "metrics": observability.metrics,
+                    "tracing": observability.tracing}
+    data["observability"] = {**{key: value is not False for key, value in switches.items()},
+                             "traceVerbosity": (observability.trace_verbosity
+                                                if observability is not None else "minimal")}
     return data
 
 

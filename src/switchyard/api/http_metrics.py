@@ -166,7 +166,7 @@ class HTTPMetrics:
 
     def observe(self, record: RequestRecord) -> None:
         """Count one served request (an entry point's Observer)."""
-        if not self.add_internals and is_internal(record):
+        if not record.metrics or not self.add_internals and is_internal(record):
             return
         fields = record.request_headers
         protocol = request_protocol(fields)

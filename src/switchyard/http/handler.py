@@ -12,7 +12,11 @@ It answers now or later (after a backend replied) through ``exchange.writer``, a
     writer.end() -> None                       # the body is complete (keep-alive may go on)
     writer.abort() -> None                     # the body cannot complete: close, never fake an end
 
-``exchange.respond(status, headers, body)`` does all three for a short answer. What else the
+``exchange.respond(status, headers, body)`` does all three for a short answer. Trailer fields
+(gRPC's ``grpc-status``) are set as ``exchange.response_trailers`` (Headers) before ``end()``;
+the connection's own writer sends them after the body: after the last chunk on HTTP/1.1 (none
+when the body is not chunked), as a trailing HEADERS frame on HTTP/2. A writer that turns the
+body into another form may take them first and clear the field (grpcWeb puts them in the body). What else the
 Exchange offers a handler (see switchyard.http.exchange):
 
 * ``exchange.request``: the RequestHead (method, target, version, headers), changeable in place;
@@ -167,14 +171,17 @@ class RequestRecord:
       None when none of them named a user (Traefik logs ``-``).
     * ``tls_version`` / ``tls_cipher`` as ``ssl`` spells them, ``tls_peer_certificates`` (DER).
     * ``started_at``: when the request head was read, wall-clock time (0.0: not known).
+    * ``access_logs`` / ``metrics``: the router's (or for a request no router took, the entry
+      point's) ``observability`` switches; off, the observer leaves the request out.
     """
 
-    __slots__ = ("attempts", "client_ip", "client_port", "client_username", "closed_by",
-                 "duration", "entry_point", "host", "method", "origin_bytes", "origin_duration",
-                 "origin_headers", "origin_status", "path", "protocol", "query",
-                 "request_bytes", "request_headers", "response_bytes", "response_headers",
-                 "router", "router_service", "server", "service",
-                 "started_at", "status", "tls", "tls_cipher", "tls_peer_certificates", "tls_version")
+    __slots__ = ("access_logs", "attempts", "client_ip", "client_port", "client_username",
+                 "closed_by", "duration", "entry_point", "host", "method", "metrics",
+                 "origin_bytes", "origin_duration", "origin_headers", "origin_status", "path",
+                 "protocol", "query", "request_bytes", "request_headers", "response_bytes",
+                 "response_headers", "router", "router_service", "server", "service",
+                 "started_at", "status", "tls", "tls_cipher", "tls_peer_certificates",
+                 "tls_version")
 
     def __init__(self, *, entry_point: str, router: str, service: str, server: str, method: str,
                  path: str, protocol: str, status: int, request_bytes: int, response_bytes: int,
@@ -187,7 +194,8 @@ class RequestRecord:
                  origin_headers: Sequence[tuple[bytes, bytes]] = (), origin_status: int = 0,
                  origin_bytes: int = 0, origin_duration: float | None = None,
                  tls_version: str = "", tls_cipher: str = "",
-                 tls_peer_certificates: tuple[bytes, ...] = (), started_at: float = 0.0) -> None:
+                 tls_peer_certificates: tuple[bytes, ...] = (), started_at: float = 0.0,
+                 access_logs: bool = True, metrics: bool = True) -> None:
         self.entry_point = entry_point
         self.router = router
         self.service = service
@@ -218,6 +226,8 @@ class RequestRecord:
         self.tls_cipher = tls_cipher
         self.tls_peer_certificates = tls_peer_certificates
         self.started_at = started_at
+        self.access_logs = access_logs
+        self.metrics = metrics
 
     def __repr__(self) -> str:
         return (f"RequestRecord({self.method} {self.path} -> {self.status}, "

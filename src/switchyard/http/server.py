@@ -483,7 +483,8 @@ def request_record(exchange: Exchange) -> RequestRecord:
         origin_bytes=origin.size if origin is not None else 0,
         origin_duration=origin.elapsed if origin is not None else None,
         tls_version=info.tls_version or "", tls_cipher=info.tls_cipher or "",
-        tls_peer_certificates=info.tls_peer_certificates)
+        tls_peer_certificates=info.tls_peer_certificates, access_logs=exchange.access_logs,
+        metrics=exchange.metrics)
 
 
 def _logged_fields(head: ResponseHead | None, exchange: Exchange

@@ -157,7 +157,7 @@ class HTTPAccessLog:
 
     def entry(self, record: RequestRecord) -> dict[str, Any] | None:
         """The fields of ``record``'s line after ``fields``; None when it is not logged."""
-        if not self.add_internals and is_internal(record):
+        if not record.access_logs or not self.add_internals and is_internal(record):
             return None
         # Traefik numbers every request it could log, before the filters decide.
         self.request_count += 1
