@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["Endpoint", "Tunnel"]
@@ -52,13 +53,19 @@ class _Side(asyncio.Protocol):
 
 
 class Tunnel:
-    """Relays both ways until either side closes, passing a half-close on where it can."""
+    """Relays both ways until either side closes, passing a half-close on where it can.
 
-    __slots__ = ("_backend", "_client", "_closed", "_sides", "bytes_relayed")
+    ``on_close`` is called once, when both sockets are closed (the access log line of an
+    upgraded request is written then, as Traefik writes it).
+    """
 
-    def __init__(self, client: Endpoint, backend: Endpoint) -> None:
+    __slots__ = ("_backend", "_client", "_closed", "_on_close", "_sides", "bytes_relayed")
+
+    def __init__(self, client: Endpoint, backend: Endpoint,
+                 on_close: Callable[[], None] | None = None) -> None:
         self._client = client
         self._backend = backend
+        self._on_close = on_close
         self._closed = False
         self.bytes_relayed = 0
         self._sides = (_Side(self, backend), _Side(self, client))
@@ -91,3 +98,5 @@ class Tunnel:
         self._closed = True
         self._client.close()
         self._backend.close()
+        if self._on_close is not None:
+            self._on_close()
