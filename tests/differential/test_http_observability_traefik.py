@@ -452,6 +452,9 @@ def fixed_backend() -> Iterator[str]:
         server.server_close()
 
 
+WEBSOCKET_SESSION = 0.25  # seconds the WebSocket stays open
+
+
 def websocket_round_trip(port: int) -> None:
     """A WebSocket upgrade through the proxy, one message each way, then close."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -469,6 +472,7 @@ def websocket_round_trip(port: int) -> None:
         while len(echoed) < 4:
             echoed += sock.recv(4096)
         assert echoed == b"ping"
+        time.sleep(WEBSOCKET_SESSION)  # the line is written when the tunnel closes
 
 
 def play_table(ports: dict[str, int], curl: str, files: dict[str, str]) -> None:
@@ -581,6 +585,8 @@ def test_a_table_of_requests_logs_and_counts_as_traefik_does(
             differences[request] = differing
     assert not differences, json.dumps({" ".join(map(str, key)): value
                                         for key, value in differences.items()}, indent=1)
+    for lines in (theirs, ours):  # an upgraded request is logged with its whole session
+        assert lines[("GET", "/plain/ws", 0)]["Duration"] >= WEBSOCKET_SESSION * 1e9
     assert series(our_metrics) == series(their_metrics)
     for level in ("entrypoint", "router", "service"):
         for family in (f"traefik_{level}_requests_total", f"traefik_{level}_requests_tls_total"):

@@ -325,7 +325,6 @@ class HTTPServerConnection(asyncio.Protocol):
                          backend_bytes: bytes) -> None:
         transport = self._transport
         pending = bytes(self._upgrade_bytes or b"")
-        self._record(exchange)
         self._active = None
         self._deadline.cancel()
         if self._write_deadline is not None:
@@ -333,13 +332,17 @@ class HTTPServerConnection(asyncio.Protocol):
         self._upgraded = True
         if transport is None or self._lost:
             backend.close()
+            self._record(exchange)
             return
         out, self._out = self._out, []
         for data in out:  # the 101 head goes before any relayed byte
             transport.write(data)  # type: ignore[attr-defined]
         if self._gate is not None:
             self._gate.resume(PIPELINE)
-        Tunnel(transport, backend).start(pending, backend_bytes)  # type: ignore[arg-type]
+        # Traefik logs an upgraded request when its tunnel closes, with the whole session's time.
+        on_close = (lambda: self._record(exchange)) if self._settings.observer else None
+        Tunnel(transport, backend, on_close).start(  # type: ignore[arg-type]
+            pending, backend_bytes)
 
     # -- internals ------------------------------------------------------------------------------
 
