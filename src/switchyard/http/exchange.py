@@ -6,7 +6,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from switchyard.http.flowcontrol import BODY, BUFFER
-from switchyard.http.message import Headers, RequestHead, ResponseHead, date_value, status_line
+from switchyard.http.message import (
+    Headers,
+    RequestHead,
+    ResponseHead,
+    canonical_name,
+    date_value,
+    status_line,
+)
 
 if TYPE_CHECKING:
     from switchyard.http.handler import (
@@ -19,7 +26,7 @@ if TYPE_CHECKING:
     from switchyard.http.origin import OriginCapture
     from switchyard.http.tunnel import Endpoint
 
-__all__ = ["ClientConnection", "Exchange"]
+__all__ = ["ClientConnection", "Exchange", "trailer_block"]
 
 # Request body bytes held while nobody reads them, before the client is paused.
 BODY_HIGH_WATER = 64 * 1024
@@ -59,7 +66,7 @@ class Exchange:
         "attempts", "body_chunked", "client_username", "close_after", "closed_by",
         "expect_continue", "finished", "forward_client", "has_body", "info", "keep_alive",
         "metrics", "origin", "received_target", "request", "request_bytes", "request_unsent",
-        "response_bytes", "response_head", "router", "router_service", "server", "service",
+        "response_bytes", "response_head", "response_trailers", "router", "router_service", "server", "service",
         "sized_head", "started_at", "status", "writer",
     )
 
@@ -109,6 +116,9 @@ class Exchange:
         self.client_username: str | None = None
         self.access_logs = self.metrics = True  # the router's observability switches
         self.origin: OriginCapture | None = None
+        # Trailer fields of the response, set by whoever produced the body (the reverse proxy)
+        # just before its end(); the connection's own writer sends them (see handler).
+        self.response_trailers: Headers | None = None
         self.response_head: ResponseHead | None = None
         # The head respond() made and gave a Content-Length: Go's server adds that field on the
         # wire, not to the header map Traefik logs as downstream_ fields.
@@ -281,7 +291,9 @@ class Exchange:
         if not self._started:
             raise RuntimeError("end() before start()")
         if self._chunked:
-            self._conn.transmit(b"0\r\n\r\n")
+            trailers = self.response_trailers
+            self._conn.transmit(b"0\r\n" + trailer_block(trailers) + b"\r\n" if trailers
+                                else b"0\r\n\r\n")
         self._finish()
         self._conn.response_done(self)
 
@@ -357,3 +369,11 @@ class Exchange:
         if callbacks is not None:
             for callback in callbacks:
                 callback()
+
+
+def trailer_block(trailers: Headers) -> bytes:
+    """Trailer fields as they follow the last chunk: Go's spelling of each name, sorted by name
+    (Go writes a header map in key order), values of one name in the order they came."""
+    named = sorted(((canonical_name(name), value) for name, value in trailers),
+                   key=lambda pair: pair[0])
+    return b"".join(b"%b: %b\r\n" % pair for pair in named)

@@ -5,7 +5,9 @@ when the TLS handshake negotiated ``h2`` or the first bytes of a plaintext conne
 HTTP/2 connection preface. The frames are the ``h2`` library's (a sans-IO state machine); each
 request stream becomes an :class:`H2Exchange`, the same Exchange the HTTP/1.1 side gives
 handlers, so routers, middlewares and services do not know which protocol the client speaks.
-Backends are still spoken to in HTTP/1.1, as Traefik does for ``http://`` servers.
+Backends are spoken to in HTTP/1.1 for ``http://`` servers, as Traefik does, and in HTTP/2
+for ``h2c://`` servers and ``https://`` ones that choose ``h2`` (switchyard.http.upstream_h2).
+Response trailers (``exchange.response_trailers``) go out as a trailing HEADERS frame.
 
 Flow control both ways: a response body is sent as the client's windows allow, the rest held
 per stream and the producer (the backend connection) paused above a high-water mark; a request
@@ -34,7 +36,7 @@ from switchyard.http.deadline import Deadline
 from switchyard.http.exchange import Exchange
 from switchyard.http.forwarded import apply_forwarded_headers
 from switchyard.http.handler import ConnectionInfo, Handler
-from switchyard.http.message import RequestHead, ResponseHead, date_value
+from switchyard.http.message import Headers, RequestHead, ResponseHead, date_value
 from switchyard.http.responder import Responder, status_text_error
 from switchyard.http.server import DEFAULT_SERVER_SETTINGS, ServerSettings, request_record
 from switchyard.http.tunnel import Endpoint
@@ -62,7 +64,7 @@ class _Stream:
     """One request stream: what is still to send, and whether its body may be read on."""
 
     __slots__ = ("conn", "ending", "exchange", "id", "pending", "pending_size", "producer_paused",
-                 "reading_paused", "request_done", "sent_all", "unacked")
+                 "reading_paused", "request_done", "sent_all", "trailers", "unacked")
 
     def __init__(self, conn: H2ServerConnection, stream_id: int) -> None:
         self.conn = conn
@@ -71,6 +73,7 @@ class _Stream:
         self.pending: deque[memoryview] = deque()
         self.pending_size = 0
         self.ending = False  # end_stream once pending is sent
+        self.trailers: list[tuple[bytes, bytes]] = []  # a trailing HEADERS frame ends it instead
         self.sent_all = False  # END_STREAM (or RST) sent
         self.request_done = False  # END_STREAM received
         self.reading_paused = 0  # reasons (flowcontrol constants) the body is held back
@@ -166,7 +169,7 @@ class H2Exchange(Exchange):
         if not self._started:
             raise RuntimeError("end() before start()")
         if not self._no_body:
-            self._stream.conn.end_stream(self._stream)
+            self._stream.conn.end_stream(self._stream, self.response_trailers)
         self._finish()
         self._conn.response_done(self)
 
@@ -364,8 +367,13 @@ class H2ServerConnection(asyncio.Protocol):
         if stream.pending_size > HIGH_WATER:
             self._pause_producer(stream)
 
-    def end_stream(self, stream: _Stream) -> None:
+    def end_stream(self, stream: _Stream, trailers: Headers | None = None) -> None:
         stream.ending = True
+        if trailers:
+            # Sorted by name, as Go's server writes them.
+            fields = [(name.lower(), value) for name, value in trailers
+                      if name[:1] != b":" and name.lower() not in _CONNECTION_SPECIFIC]
+            stream.trailers = sorted(fields, key=lambda pair: pair[0])
         self._send_pending(stream)
 
     def reset(self, stream: _Stream) -> None:
@@ -420,7 +428,10 @@ class H2ServerConnection(asyncio.Protocol):
                     pending[0] = chunk[size:]
                 stream.pending_size -= size
             if stream.ending and not pending and not stream.sent_all:
-                h2conn.end_stream(stream.id)
+                if stream.trailers:
+                    h2conn.send_headers(stream.id, stream.trailers, end_stream=True)
+                else:
+                    h2conn.end_stream(stream.id)
                 stream.sent_all = True
         except h2.exceptions.ProtocolError as exc:  # the client reset or closed the stream
             log.debug("HTTP/2 stream %d: %s", stream.id, exc)

@@ -16,6 +16,10 @@ It answers now or later (after a backend replied) through ``exchange.writer``, a
 (gRPC's ``grpc-status``) are set as ``exchange.response_trailers`` (Headers) before ``end()``;
 the connection's own writer sends them after the body: after the last chunk on HTTP/1.1 (none
 when the body is not chunked), as a trailing HEADERS frame on HTTP/2. A writer that turns the
+body into another form may take them first and clear the field (grpcWeb puts them in the body). Trailer fields
+(gRPC's ``grpc-status``) are set as ``exchange.response_trailers`` (Headers) before ``end()``;
+the connection's own writer sends them after the body: after the last chunk on HTTP/1.1 (none
+when the body is not chunked), as a trailing HEADERS frame on HTTP/2. A writer that turns the
 body into another form may take them first and clear the field (grpcWeb puts them in the body). What else the
 Exchange offers a handler (see switchyard.http.exchange):
 

@@ -15,6 +15,7 @@ __all__ = [
     "Headers",
     "RequestHead",
     "ResponseHead",
+    "canonical_name",
     "date_value",
     "reason",
     "status_line",
@@ -121,6 +122,19 @@ class ResponseHead:
 
     def __repr__(self) -> str:
         return f"ResponseHead({self.status})"
+
+
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                   b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def canonical_name(name: bytes) -> bytes:
+    """A field name as Go's header map spells it (``grpc-status`` -> ``Grpc-Status``): what an
+    HTTP/1.1 client of Traefik sees for a name that arrived in lower case over HTTP/2. A name
+    with a byte outside the token set stays as it is, as in Go."""
+    if not name or not _TOKEN.issuperset(name):
+        return name
+    return b"-".join(part[:1].upper() + part[1:].lower() for part in name.split(b"-"))
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:

@@ -139,7 +139,8 @@ def response_headers_for_client(headers: list[tuple[bytes, bytes]], *,
     backend framed its body (Content-Length or Transfer-Encoding; otherwise it ends at close).
 
     Hop-by-hop fields and those Connection names go; a ``101 Switching Protocols`` keeps
-    Connection and Upgrade, which are its point.
+    Connection and Upgrade, which are its point. ``Trailer`` stays: Go's proxy announces the
+    trailer names the backend announced.
     """
     out = Headers()
     add = out.append
@@ -148,7 +149,8 @@ def response_headers_for_client(headers: list[tuple[bytes, bytes]], *,
     for pair in headers:
         lower = pair[0].lower()
         if lower in HOP_BY_HOP:
-            if switching and (lower == b"connection" or lower == b"upgrade"):
+            if lower == b"trailer" or switching and (lower == b"connection"
+                                                     or lower == b"upgrade"):
                 add(pair)
             elif lower == b"connection":
                 tokens = [token.strip().lower() for token in pair[1].split(b",")]

@@ -19,7 +19,7 @@ import httptools
 
 from switchyard.config.dynamic import TransportTLS
 from switchyard.http.deadline import Deadline
-from switchyard.http.message import ResponseHead
+from switchyard.http.message import Headers, ResponseHead
 from switchyard.http.rewrite import response_headers_for_client
 from switchyard.tls.backend import build_backend_context, peer_cert_sans, verify_peer_sans
 
@@ -198,8 +198,8 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_chunked_body", "_closed", "_deadline", "_exchange", "_got_bytes", "_head_request",
         "_head_seen", "_headers", "_interim", "_owner", "_parser", "_paused", "_pool",
-        "_request_sent",
-        "_reused", "_started", "_switching", "_transport", "_until_close",
+        "_request_sent", "_reused", "_started", "_switching", "_trailers", "_transport",
+        "_until_close",
     )
 
     def __init__(self, pool: UpstreamPool, loop: asyncio.AbstractEventLoop) -> None:
@@ -210,12 +210,14 @@ class UpstreamConnection(asyncio.Protocol):
         self._exchange: Exchange | None = None
         self._owner: RequestOwner | None = None
         self._headers: list[tuple[bytes, bytes]] = []
+        self._trailers: Headers | None = None
         self._closed = False
         self._reused = False
         self._paused = False
         self._reset()
 
     def _reset(self) -> None:
+        self._trailers = None
         self._chunked_body = False
         self._request_sent = False
         self._started = False
@@ -359,6 +361,10 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._started:
             self._headers.append((name, value))
+        elif self._trailers is None:  # after the body of a chunked response: its trailers
+            self._trailers = Headers([(name, value)])
+        else:
+            self._trailers.append((name, value))
 
     def on_headers_complete(self) -> None:
         exchange = self._exchange
@@ -402,7 +408,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- endings ----------------------------------------------------------------------------------
 
     def _complete(self, *, reusable: bool) -> None:
-        exchange, owner = self._exchange, self._owner
+        exchange, owner, trailers = self._exchange, self._owner, self._trailers
         self._exchange = self._owner = None
         reusable = reusable and self._request_sent and not self._closed and not self._until_close
         self._reset()
@@ -417,6 +423,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
         if owner is not None:
             owner.upstream_done()
+        # Set for every response, so that a response a middleware dropped leaves none behind.
+        exchange.response_trailers = trailers
         exchange.writer.end()
 
     def _broken(self, failure: Failure) -> None:

@@ -1,0 +1,257 @@
+"""Backends for HTTP/2 and gRPC tests: a raw HTTP/1.1 answer, an h2 server, a gRPC service.
+
+``raw_backend(response)`` answers every request with the same bytes (a chunked body with
+trailers, say) and records what it read. ``h2_backend(handler)`` is an HTTP/2 server on the
+``h2`` library (cleartext, or TLS with ALPN ``h2`` when given an SSL context) that hands each
+request to ``handler(headers, body) -> (headers, body chunks, trailers)``.
+``grpc_server(tls=...)`` runs a real grpcio server with the ``test.Echo`` service defined by
+generic handlers (no generated code): ``Unary`` echoes the request bytes back, ``Stream`` sends
+the request back N times (N is the first byte), ``Fail`` answers status INVALID_ARGUMENT with
+a message and trailing metadata, ``Slow`` sleeps for the number of tenths of a second in the
+first byte. Messages are raw bytes (identity serializers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+
+__all__ = ["H2Answer", "RawBackend", "grpc_frame", "grpc_frames", "grpc_server", "h2_backend",
+           "h2_request", "raw_backend"]
+
+
+@dataclass
+class RawBackend:
+    port: int
+    received: list[bytes] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def raw_backend(response: bytes) -> Iterator[RawBackend]:
+    """Answers each request head (and its Content-Length body) with ``response``, keep-alive."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    backend = RawBackend(listener.getsockname()[1])
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while not stop.is_set():
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                backend.received.append(head + b"\r\n\r\n" + buffer[:length])
+                buffer = buffer[length:]
+                conn.sendall(response)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield backend
+    finally:
+        stop.set()
+        listener.close()
+
+
+H2Handler = Callable[[list[tuple[bytes, bytes]], bytes],
+                     tuple[list[tuple[bytes, bytes]], list[bytes], list[tuple[bytes, bytes]]]]
+
+
+@contextlib.contextmanager
+def h2_backend(handler: H2Handler, context: ssl.SSLContext | None = None) -> Iterator[int]:
+    """An HTTP/2 server (prior knowledge, or TLS with ALPN h2) calling ``handler`` per stream."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+
+    def serve(raw: socket.socket) -> None:
+        sock: Any = raw
+        try:
+            if context is not None:
+                sock = context.wrap_socket(raw, server_side=True)
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(
+                client_side=False, header_encoding=None))
+            conn.initiate_connection()
+            sock.sendall(conn.data_to_send())
+            heads: dict[int, list[tuple[bytes, bytes]]] = {}
+            bodies: dict[int, bytes] = {}
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        heads[event.stream_id] = list(event.headers)
+                        bodies[event.stream_id] = b""
+                    elif isinstance(event, h2.events.DataReceived):
+                        bodies[event.stream_id] += event.data
+                        conn.acknowledge_received_data(event.flow_controlled_length,
+                                                       event.stream_id)
+                    elif isinstance(event, h2.events.StreamEnded):
+                        stream = event.stream_id
+                        fields, chunks, trailers = handler(heads.pop(stream),
+                                                           bodies.pop(stream))
+                        conn.send_headers(stream, fields,
+                                          end_stream=not chunks and not trailers)
+                        for index, chunk in enumerate(chunks):
+                            last = index == len(chunks) - 1 and not trailers
+                            conn.send_data(stream, chunk, end_stream=last)
+                        if trailers:
+                            conn.send_headers(stream, trailers, end_stream=True)
+                sock.sendall(conn.data_to_send())
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            sock.close()
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield port
+    finally:
+        listener.close()
+
+
+@dataclass
+class H2Answer:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    trailers: list[tuple[bytes, bytes]] | None
+    reset: int | None = None  # the RST_STREAM error code, when the stream was reset
+
+
+def h2_request(port: int, fields: list[tuple[bytes, bytes]], body: bytes = b"", *,
+               context: ssl.SSLContext | None = None, timeout: float = 5) -> H2Answer:
+    """One request over a new HTTP/2 connection (prior knowledge, or TLS with ``context``)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock: Any = raw if context is None else context.wrap_socket(raw, server_hostname="localhost")
+    with sock:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding=None))
+        conn.initiate_connection()
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, fields, end_stream=not body)
+        if body:
+            conn.send_data(stream, body, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        answer = H2Answer(0, [], b"", None)
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return answer
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    answer.headers = list(event.headers)
+                    answer.status = int(dict(answer.headers)[b":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    answer.body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, stream)
+                elif isinstance(event, h2.events.TrailersReceived):
+                    answer.trailers = list(event.headers)
+                elif isinstance(event, h2.events.StreamReset):
+                    answer.reset = event.error_code
+                    return answer
+                elif isinstance(event, h2.events.StreamEnded):
+                    return answer
+            sock.sendall(conn.data_to_send())
+
+
+def grpc_frame(message: bytes, flags: int = 0) -> bytes:
+    """One length-prefixed message as gRPC (and gRPC-Web) frame it."""
+    return struct.pack(">BI", flags, len(message)) + message
+
+
+def grpc_frames(body: bytes) -> list[tuple[int, bytes]]:
+    """The (flags, message) frames of a gRPC or gRPC-Web body."""
+    frames = []
+    while body:
+        flags, size = struct.unpack(">BI", body[:5])
+        frames.append((flags, body[5:5 + size]))
+        body = body[5 + size:]
+    return frames
+
+
+def _echo_service() -> Any:
+    import grpc
+
+    def unary(request: bytes, context: Any) -> bytes:
+        context.send_initial_metadata((("x-initial", "yes"),))
+        return request
+
+    def stream(request: bytes, context: Any) -> Iterator[bytes]:
+        for index in range(request[0] if request else 0):
+            yield request + bytes([index])
+
+    def fail(request: bytes, context: Any) -> bytes:
+        context.set_trailing_metadata((("x-reason", "bad-input"),))
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no such thing: " + request.decode())
+
+    def slow(request: bytes, context: Any) -> bytes:
+        time.sleep((request[0] if request else 0) / 10)
+        return request
+
+    same: dict[str, Any] = {"request_deserializer": None, "response_serializer": None}
+    return grpc.method_handlers_generic_handler("test.Echo", {
+        "Unary": grpc.unary_unary_rpc_method_handler(unary, **same),
+        "Stream": grpc.unary_stream_rpc_method_handler(stream, **same),
+        "Fail": grpc.unary_unary_rpc_method_handler(fail, **same),
+        "Slow": grpc.unary_unary_rpc_method_handler(slow, **same),
+    })
+
+
+@contextlib.contextmanager
+def grpc_server(*, tls: tuple[bytes, bytes] | None = None) -> Iterator[int]:
+    """A grpcio server with the test.Echo service; ``tls`` is (key PEM, certificate chain PEM)."""
+    import grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers((_echo_service(),))
+    if tls is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([tls]))
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(grace=None)
