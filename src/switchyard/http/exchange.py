@@ -66,8 +66,8 @@ class Exchange:
         "attempts", "body_chunked", "client_username", "close_after", "closed_by",
         "expect_continue", "finished", "forward_client", "has_body", "info", "keep_alive",
         "metrics", "origin", "received_target", "request", "request_bytes", "request_unsent",
-        "response_bytes", "response_head", "response_trailers", "router", "router_service", "server", "service",
-        "sized_head", "started_at", "status", "writer",
+        "response_bytes", "response_head", "response_trailers", "router", "router_service",
+        "server", "service", "sized_head", "started_at", "status", "writer",
     )
 
     def __init__(self, conn: ClientConnection, request: RequestHead, info: ConnectionInfo, *,
