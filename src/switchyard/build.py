@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -360,6 +361,8 @@ class _Builder:
                 tls=RouteList([r for r in routes if r.tls]),
                 read_timeout=ep.transport.responding_timeouts.read_timeout,
                 peek_timeout=max(ep.transport.responding_timeouts.peek_timeout, 0.0),
+                smtp_hostname=None if ep.starttls is None else (
+                    ep.starttls.hostname or socket.gethostname()),
             )
         self._check_unused()
         return self.runtime

@@ -84,6 +84,7 @@ class ConnectionRecord:
     server: str = ""
     is_tls: bool = False
     postgres: bool = False
+    smtp: bool = False  # came through Switchyard's SMTP STARTTLS dialogue
     http: bool = False  # handed to the HTTP server
     sni: str | None = None
     alpn: tuple[str, ...] = ()

@@ -29,9 +29,10 @@ from switchyard.proxy.decision import (
     decide_at_accept,
     decide_silent,
 )
-from switchyard.proxy.dial import BackendRefused, DialError, dial, proxy_header
+from switchyard.proxy.dial import BackendRefused, DialError, SMTPReplay, dial, proxy_header
 from switchyard.proxy.handover import HandedTransport, Writable
 from switchyard.proxy.relay import ClientSide, Relay
+from switchyard.proxy.smtp import ClientDialogue
 from switchyard.proxy.tlslayer import TLSLayer
 from switchyard.services import Server
 
@@ -102,12 +103,16 @@ class ClientConnection(asyncio.Protocol):
         trusted = self._host.proxy_trust(record.client_ip)
         if trusted is None and self._route_at_accept():
             return  # routed before reading: no preamble to read
-        self._preamble = pre.Preamble((record.client_ip, record.client_port), trusted)
+        hostname = self._table.smtp_hostname
+        self._preamble = pre.Preamble((record.client_ip, record.client_port), trusted,
+                                      None if hostname is None else ClientDialogue(hostname))
         if trusted is not None:
             record.phase = Phase.PROXY_HEADER
         self._arm_deadline()
         if trusted is None:
             self._arm_peek_timeout()
+            if hostname is not None:
+                self._handle(self._preamble.feed(b""))  # the SMTP greeting
 
     def data_received(self, data: bytes) -> None:
         self._on_data(data)
@@ -238,13 +243,14 @@ class ClientConnection(asyncio.Protocol):
     def _peeked(self, peeked: pre.Peeked) -> None:
         self._cancel_deadline()
         record = self.record
-        record.postgres = peeked.postgres
+        record.postgres, record.smtp = peeked.postgres, peeked.smtp
         if peeked.hello is not None:
             record.is_tls = True
             record.sni, record.alpn = peeked.hello.sni, peeked.hello.alpn
             record.tls_versions = peeked.hello.versions
         self._pending = peeked.data
-        self._dispatch(decide(self._table, peeked.meta, postgres=peeked.postgres,
+        # After a STARTTLS (Postgres or SMTP) only TCP TLS routers may take the hello.
+        self._dispatch(decide(self._table, peeked.meta, postgres=peeked.postgres or peeked.smtp,
                               challenges=self._host.acme_resolvers))
 
     # -- stage 2: the decision, carried out -----------------------------------------
@@ -413,7 +419,8 @@ class ClientConnection(asyncio.Protocol):
                 on_ready=self._handshake_done, on_peer_closed=self._client_sent_close_notify,
                 on_error=lambda detail: self.close(CloseReason.TLS_ERROR, detail,
                                                    Side.SWITCHYARD))
-        plaintext = route.tls_context is None and not self.record.postgres and not server.tls
+        plaintext = (route.tls_context is None and not self.record.postgres
+                     and not self.record.smtp and not server.tls)
         self._relay = Relay(self.record, client, self.close,
                             termination_delay=transport.termination_delay, plaintext=plaintext)
         # Held on the connection (which the entry point holds): the loop keeps
@@ -429,11 +436,15 @@ class ClientConnection(asyncio.Protocol):
                               self._local)
         # A STARTTLS passed through: the backend must answer its own SSLRequest.
         postgres = self.record.postgres and route.tls_context is None
+        # SMTP: the backend is brought to where the client is (its STARTTLS too when passed).
+        smtp = None
+        if self.record.smtp and self._preamble is not None:
+            smtp = SMTPReplay(self._preamble.smtp_helo, starttls=route.tls_context is None)
         tried: list[Server] = []
         while True:
             try:
                 backend = await dial(server, transport, relay.backend_protocol, header=header,
-                                     postgres=postgres)
+                                     postgres=postgres, smtp=smtp)
                 break
             except DialError as exc:
                 server.outcome(failed=True)

@@ -6,13 +6,24 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 from switchyard.proxy.proxyproto import build_v1, build_v2
+from switchyard.proxy.smtp import Reply, read_reply
 from switchyard.services import Server, ServersTransport
 from switchyard.tls.backend import build_backend_context, peer_cert_sans, verify_peer_sans
 from switchyard.tls.postgres import SSL_REQUEST, SSL_REQUEST_REPLY
+
+
+@dataclass(frozen=True, slots=True)
+class SMTPReplay:
+    """Bring an SMTP backend to where Switchyard's dialogue left the client: greeted, and,
+    when the client's TLS passes through (`starttls`), EHLO'd as `helo` and agreed to TLS."""
+
+    helo: str
+    starttls: bool
 
 
 class DialError(Exception):
@@ -70,7 +81,7 @@ class _Deadline:
 
 async def dial(server: Server, transport: ServersTransport,
                protocol: Callable[[], asyncio.Protocol], *, header: bytes = b"",
-               postgres: bool = False) -> asyncio.Transport:
+               postgres: bool = False, smtp: SMTPReplay | None = None) -> asyncio.Transport:
     """A connected transport to `server`, within the transport's dial timeout.
 
     In order, on the wire: the PROXY `header` (always in clear), the Postgres
@@ -82,13 +93,14 @@ async def dial(server: Server, transport: ServersTransport,
     loop = asyncio.get_running_loop()
     try:
         with _Deadline(transport.dial_timeout):
-            if not (header or postgres or server.tls):
+            if not (header or postgres or smtp or server.tls):
                 # The common case: the loop's own connect, no raw socket of ours.
                 made, _ = await loop.create_connection(protocol, server.host, server.port)
                 return made
             sock = await _connect(loop, server.host, server.port)
             try:
-                return await _prepare(loop, sock, server, transport, protocol, header, postgres)
+                return await _prepare(loop, sock, server, transport, protocol, header, postgres,
+                                      smtp)
             except BaseException:
                 sock.close()
                 raise
@@ -100,9 +112,11 @@ async def dial(server: Server, transport: ServersTransport,
 
 async def _prepare(loop: asyncio.AbstractEventLoop, sock: socket.socket, server: Server,
                    transport: ServersTransport, protocol: Callable[[], asyncio.Protocol],
-                   header: bytes, postgres: bool) -> asyncio.Transport:
+                   header: bytes, postgres: bool, smtp: SMTPReplay | None) -> asyncio.Transport:
     if header:
         await loop.sock_sendall(sock, header)
+    if smtp is not None:
+        await _smtp_replay(loop, sock, smtp)
     if postgres:
         await loop.sock_sendall(sock, SSL_REQUEST)
         answer = await loop.sock_recv(sock, 1)
@@ -124,6 +138,42 @@ async def _prepare(loop: asyncio.AbstractEventLoop, sock: socket.socket, server:
             made.abort()
             raise ValueError(f"backend certificate refused: {problem}")
     return made
+
+
+async def _smtp_replay(loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                       smtp: SMTPReplay) -> None:
+    """Greeting, then EHLO and STARTTLS when passing TLS through; BackendRefused if it balks."""
+    buffer = bytearray()
+
+    async def reply() -> Reply:
+        while True:
+            try:
+                found = read_reply(bytes(buffer))
+            except ValueError as exc:
+                raise BackendRefused(f"SMTP backend: {exc}") from None
+            if found is not None:
+                del buffer[:found[1]]
+                return found[0]
+            chunk = await loop.sock_recv(sock, 4096)
+            if not chunk:
+                raise BackendRefused("SMTP backend closed during the STARTTLS replay")
+            buffer.extend(chunk)
+
+    greeting = await reply()
+    if greeting.code != 220:
+        raise BackendRefused(f"SMTP backend greeted with {greeting.code} instead of 220")
+    if not smtp.starttls:
+        return
+    await loop.sock_sendall(sock, f"EHLO {smtp.helo or 'switchyard'}\r\n".encode())
+    hello = await reply()
+    if hello.code != 250 or not any(line.upper().startswith("STARTTLS") for line in hello.lines):
+        raise BackendRefused("SMTP backend does not offer STARTTLS")
+    await loop.sock_sendall(sock, b"STARTTLS\r\n")
+    ready = await reply()
+    if ready.code != 220:
+        raise BackendRefused(f"SMTP backend refused STARTTLS ({ready.code})")
+    if buffer:
+        raise BackendRefused("SMTP backend sent bytes after agreeing to STARTTLS")
 
 
 async def _connect(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:

@@ -3,7 +3,8 @@
 Fed the connection's bytes as they arrive, a `Preamble` answers with one event:
 
 * `NEED_MORE`: nothing to do until more bytes come;
-* `Reply(data)`: write these bytes to the client (the Postgres `S`), then feed `b""`;
+* `Reply(data)`: write these bytes to the client (the Postgres `S`, SMTP answers), then
+  feed `b""`;
 * `Addressed()`: the PROXY header stage is over and `client` / `local` are final, so
   the connection may try to route before reading (server-first protocols); feed
   `b""` to go on peeking;
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from switchyard.addresses import peer_address
 from switchyard.observability.record import CloseReason
 from switchyard.proxy.proxyproto import V1_MAX_LENGTH, V2_SIGNATURE, ProxyKind, read_proxy_header
+from switchyard.proxy.smtp import ClientDialogue
 from switchyard.rules import ConnMeta
 from switchyard.tls.clienthello import ClientHello, ClientHelloReader, HelloKind
 from switchyard.tls.postgres import SSL_REQUEST, SSL_REQUEST_REPLY, detect_ssl_request
@@ -63,6 +65,7 @@ class Peeked:
     data: bytes
     hello: ClientHello | None
     postgres: bool
+    smtp: bool = False  # the hello came after an SMTP STARTTLS Switchyard answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +89,29 @@ class Preamble:
     and change only when a trusted header says so.
     """
 
-    __slots__ = ("_buffer", "_hello", "_postgres", "_step", "_trusted", "client", "local")
+    __slots__ = ("_buffer", "_closing", "_first", "_greeted", "_hello", "_postgres", "_smtp", "_starttls",
+                 "_step", "_trusted", "client", "local")
 
-    def __init__(self, client: tuple[str, int], proxy_trusted: bool | None = None) -> None:
+    def __init__(self, client: tuple[str, int], proxy_trusted: bool | None = None,
+                 smtp: ClientDialogue | None = None) -> None:
         self.client = client
         self.local: tuple[str, int] | None = None
         self._trusted = bool(proxy_trusted)
         self._buffer = bytearray()
         self._hello: ClientHelloReader | None = None  # made when a TLS record starts
         self._postgres = False
-        self._step = self._proxy_header if proxy_trusted is not None else self._ssl_request
+        # SMTP STARTTLS entry points: the dialogue comes first, then the ClientHello.
+        self._smtp = smtp
+        self._greeted = False
+        self._starttls = False
+        self._closing: Refused | None = None  # said once the last answer is written
+        self._first = self._smtp_dialogue if smtp is not None else self._ssl_request
+        self._step = self._proxy_header if proxy_trusted is not None else self._first
+
+    @property
+    def smtp_helo(self) -> str:
+        """The name the client gave in EHLO or HELO ("" without an SMTP dialogue)."""
+        return self._smtp.helo if self._smtp is not None else ""
 
     @property
     def reading_proxy_header(self) -> bool:
@@ -104,7 +120,8 @@ class Preamble:
     @property
     def silent(self) -> bool:
         """Past any PROXY header, the client has sent nothing yet (no SSLRequest either)."""
-        return not self._buffer and not self._postgres and self._step != self._proxy_header
+        return (not self._buffer and not self._postgres and self._smtp is None
+                and self._step != self._proxy_header)
 
     @property
     def buffered(self) -> bytes:
@@ -119,7 +136,7 @@ class Preamble:
     def expire(self) -> Event:
         """The read deadline passed. No PROXY header in time counts as no header."""
         if self._step == self._proxy_header:
-            self._step = self._ssl_request
+            self._step = self._first
             return ADDRESSED
         return Refused(CloseReason.PEEK_TIMEOUT, "timed out waiting for the client's first bytes")
 
@@ -140,7 +157,7 @@ class Preamble:
                 self.client = peer_address(header.source)
                 if header.destination is not None:
                     self.local = peer_address(header.destination)
-        self._step = self._ssl_request
+        self._step = self._first
         return ADDRESSED
 
     def _header_may_be_complete(self, data: bytes) -> bool:
@@ -151,6 +168,29 @@ class Preamble:
         if buf[:12] == V2_SIGNATURE:
             return len(buf) >= _V2_FIXED + (buf[14] << 8 | buf[15])
         return b"\n" in data or len(buf) >= V1_MAX_LENGTH
+
+    def _smtp_dialogue(self, data: bytes) -> Event:
+        """Answer the client's SMTP commands until it asks for STARTTLS."""
+        dialogue = self._smtp
+        assert dialogue is not None
+        said = b""
+        if not self._greeted:
+            self._greeted = True
+            said = dialogue.greeting()
+        step = dialogue.feed(bytes(self._buffer))
+        self._buffer.clear()
+        said += step.answer
+        if step.close:
+            refusal = Refused(CloseReason.CLIENT_CLOSED if step.close == "the client quit"
+                              else CloseReason.MALFORMED, f"SMTP: {step.close}")
+            self._closing = refusal
+            self._step = self._closed
+            return Reply(said) if said else refusal
+        if step.starttls:
+            self._starttls = True
+            self._buffer += step.rest
+            self._step = self._client_hello
+        return Reply(said) if said else NEED_MORE
 
     def _ssl_request(self, data: bytes) -> Event:
         if not self._buffer:
@@ -184,11 +224,17 @@ class Preamble:
             hello = result.hello
             assert hello is not None
             meta = ConnMeta(hello.sni, hello.alpn, self.client[0], True)
-            return Peeked(meta, bytes(self._buffer), hello, self._postgres)
+            return Peeked(meta, bytes(self._buffer), hello, self._postgres, self._starttls)
         if self._postgres:
             return Refused(CloseReason.MALFORMED,
                            "Postgres SSLRequest not followed by a TLS ClientHello")
+        if self._starttls:
+            return Refused(CloseReason.MALFORMED, "SMTP STARTTLS not followed by a TLS ClientHello")
         return Peeked(ConnMeta(None, (), self.client[0], False), bytes(self._buffer), None, False)
+
+    def _closed(self, data: bytes) -> Event:
+        assert self._closing is not None
+        return self._closing
 
     def _finished(self, data: bytes) -> Event:
         raise RuntimeError("the preamble has already given its verdict")

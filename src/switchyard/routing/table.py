@@ -140,6 +140,8 @@ class RoutingTable:
     read_timeout: float = 60.0
     # A client silent this long goes to the non-TLS routers (0: it waits for read_timeout).
     peek_timeout: float = 0.0
+    # entryPoints.<n>.starttls (smtp): the host name of the greeting; None: no STARTTLS.
+    smtp_hostname: str | None = None
     # HTTPS routers' domains; an HTTPS router switches the early path off, as in Traefik.
     https: RouteList[HTTPSRoute] = field(default_factory=lambda: RouteList(()))
     # The entry point's HTTP server takes what no TCP router does: plaintext as
@@ -155,8 +157,8 @@ class RoutingTable:
     early_path: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "early_path",
-                           bool(self.plain) and not self.tls and not self.https)
+        object.__setattr__(self, "early_path", bool(self.plain) and not self.tls
+                           and not self.https and self.smtp_hostname is None)
 
 
 def sort_routes(routes: Sequence[Route]) -> list[Route]:
