@@ -12,7 +12,7 @@ TEST_TOOLS = openssl:openssl curl:curl nc:netcat-openbsd redis-server:redis-serv
 	etcd:etcd-server etcdctl:etcd-client chromium:chromium haproxy:haproxy \
 	pebble:pebble psql:postgresql-client pg_ctlcluster:postgresql \
 	dockerd:docker.io busybox:busybox-static mariadbd:mariadb-server mariadb:mariadb-client \
-	zooinspector:zookeeper
+	zooinspector:zookeeper postfix:postfix
 
 deps:
 	@missing=""; for pair in $(TEST_TOOLS); do \
