@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from switchyard.config.dynamic import StrList, TraefikModel
 from switchyard.config.http import (
@@ -58,6 +59,16 @@ class EntryPointHTTP(TraefikModel):
     redirections: Redirections | None = None
     middlewares: StrList = Field(default_factory=list)
     tls: HTTPRouterTLS | None = None
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        # `--entryPoints.websecure.http.tls=true` (flags and TRAEFIK_* variables) switches TLS on
+        # with its defaults, as in Traefik; `false` leaves it off.
+        if isinstance(value, bool) or (isinstance(value, str)
+                                       and value.strip().lower() in ("true", "false")):
+            return {} if str(value).strip().lower() == "true" else None
+        return value
 
 
 @dataclass(frozen=True)
