@@ -16,6 +16,7 @@ from switchyard.config.durations import Duration
 __all__ = [
     "IN_FLIGHT_SCOPES",
     "ON_CHANGE_POLICIES",
+    "PROXY_TLVS",
     "Certificate",
     "ClientAuth",
     "Domain",
@@ -242,10 +243,29 @@ class HealthCheck(TraefikModel):
     timeout: Duration = 5.0
 
 
+#: ``proxyProtocol.tlvs`` values (an addition, version 2 only), as HAProxy's send-proxy-v2-ssl.
+PROXY_TLVS = ("alpn", "authority", "ssl")
+
+
 class ProxyProtocol(TraefikModel):
     """Outgoing PROXY protocol header; an empty block means version 2."""
 
     version: int = 2
+    tlvs: StrList = []
+
+    @field_validator("tlvs")
+    @classmethod
+    def _known_tlvs(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name.lower() not in PROXY_TLVS:
+                raise ValueError(f'unknown TLV "{name}": use {", ".join(PROXY_TLVS)}')
+        return [name.lower() for name in value]
+
+    @model_validator(mode="after")
+    def _tlvs_need_version_2(self) -> ProxyProtocol:
+        if self.tlvs and self.version != 2:
+            raise ValueError("tlvs exist in PROXY protocol version 2 only: set version: 2")
+        return self
 
 
 class PassiveHealthCheck(TraefikModel):
