@@ -126,6 +126,7 @@ class EntryRouter:
         # normalizePath rewrite the request), so middlewares and the backend see that one.
         if meta.path != request.path and request.raw_path.isascii():
             request.set_path(meta.path.encode("ascii"))
+            exchange.received_target = request.target  # what Traefik's access log shows
         route.handler.handle(exchange)
 
     def _observe_unrouted(self, exchange: Exchange) -> None:
