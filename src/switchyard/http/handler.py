@@ -157,8 +157,9 @@ class RequestRecord:
 
     What Traefik's access log and metrics read beyond the basics:
 
-    * ``path`` and ``query``: the request-target as the client sent it (before middlewares
-      rewrote it); ``host``: Go's ``req.Host`` (the Host field, or ``:authority``).
+    * ``path`` and ``query``: the request-target as the entry point normalized it, before
+      middlewares rewrote it (``query`` None without a ``?``); ``host``: Go's ``req.Host`` (the
+      Host field, or ``:authority``).
     * ``request_headers``: the request's fields as the router and its middlewares left them
       (Traefik logs the same shared header map); ``response_headers``: the response head the
       client was sent; ``origin_headers`` / ``origin_status`` / ``origin_bytes`` /
@@ -186,7 +187,7 @@ class RequestRecord:
     def __init__(self, *, entry_point: str, router: str, service: str, server: str, method: str,
                  path: str, protocol: str, status: int, request_bytes: int, response_bytes: int,
                  duration: float, client_ip: str, client_port: int, tls: bool,
-                 closed_by: str, attempts: tuple[Attempt, ...] = (), query: str = "",
+                 closed_by: str, attempts: tuple[Attempt, ...] = (), query: str | None = None,
                  host: str = "", router_service: str = "",
                  client_username: str | None = None,
                  request_headers: Sequence[tuple[bytes, bytes]] = (),

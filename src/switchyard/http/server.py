@@ -464,7 +464,8 @@ def request_record(exchange: Exchange) -> RequestRecord:
     by the observers, and only the fields they log are decoded.
     """
     request, info = exchange.request, exchange.info
-    path, query = split_target(exchange.received_target)
+    target = exchange.received_target
+    path, query = split_target(target)
     host = request.headers.get(b"host")
     origin = exchange.origin
     origin_head = origin.head if origin is not None else None
@@ -472,7 +473,8 @@ def request_record(exchange: Exchange) -> RequestRecord:
     return RequestRecord(
         entry_point=info.entry_point, router=exchange.router, service=exchange.service,
         server=exchange.server, method=request.method.decode("latin-1"),
-        path=path.decode("latin-1"), query=query.decode("latin-1"),
+        path=path.decode("latin-1"),
+        query=query.decode("latin-1") if query or b"?" in target else None,
         protocol="HTTP/" + request.version.decode("latin-1"),
         status=exchange.status, request_bytes=exchange.request_bytes,
         response_bytes=exchange.response_bytes,

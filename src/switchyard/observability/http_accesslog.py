@@ -230,8 +230,8 @@ class HTTPAccessLog:
         return core
 
     def _request_path(self, record: RequestRecord) -> str:
-        query = record.query if self._keep_query else ""
-        return f"{record.path}?{query}" if query else record.path
+        query = record.query if self._keep_query else None
+        return record.path if query is None else f"{record.path}?{query}"
 
     def _wanted(self, status: int, duration: float) -> bool:
         filters = self.filters
