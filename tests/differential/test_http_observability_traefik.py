@@ -367,6 +367,8 @@ TABLE = [
     ("web", "/plain/empty-query?", []),
     ("web", "/plain/grpc", ["-X", "POST", "-H", "Content-Type: application/grpc",
                             "-H", "X-Header: Grpc-Status: 5", "--data-binary", "grpc"]),
+    ("web", "/plain/grpc-trailer", ["-X", "POST", "-H", "Content-Type: application/grpc",
+                                    "-H", "X-Trailer: Grpc-Status: 7", "--data-binary", "g"]),
     ("web", "/plain/grpc-web", ["-X", "POST", "-H", "Content-Type: application/grpc-web+proto",
                                 "--data-binary", "x"]),
     ("web", "/plain/teapot", ["-H", "X-Status: 418", "-H", "X-Header: X-Why: tea",
@@ -404,8 +406,9 @@ def table_fields() -> dict[str, Any]:
 
 
 class _Fixed(http.server.BaseHTTPRequestHandler):
-    """A backend whose answer the request shapes: ``X-Status``, ``X-Header: Name: value``;
-    a WebSocket upgrade is accepted and echoed; every other body is ``ok``."""
+    """A backend whose answer the request shapes: ``X-Status``, ``X-Header: Name: value``,
+    ``X-Trailer: Name: value`` (a chunked body with that trailer); a WebSocket upgrade is
+    accepted and echoed; every other body is ``ok``."""
 
     protocol_version = "HTTP/1.1"
 
@@ -422,9 +425,18 @@ class _Fixed(http.server.BaseHTTPRequestHandler):
         for extra in self.headers.get_all("X-Header") or []:
             name, _, value = extra.partition(":")
             self.send_header(name.strip(), value.strip())
-        self.send_header("Content-Length", "3")
+        trailer = self.headers.get("X-Trailer")
+        if trailer is None:
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        name, _, value = trailer.partition(":")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Trailer", name.strip())
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(b"3\r\n%b\r\n0\r\n%b: %b\r\n\r\n" % (
+            body, name.strip().encode(), value.strip().encode()))
 
     def _tunnel(self) -> None:
         self.send_response(101)

@@ -506,3 +506,11 @@ def test_buffered_lines_are_written_in_one_batch(tmp_path: Path) -> None:
         return sizes
 
     assert asyncio.run(run()) == [0, 0, 3, 3]
+
+
+def test_trailers_join_the_response_header_fields_as_in_gos_header_map(utc: None) -> None:
+    entry = json_line(record(origin_headers=[(b"Trailer", b"Grpc-Status")], origin_duration=0.001,
+                             response_headers=[(b"Trailer", b"Grpc-Status")],
+                             response_trailers=[(b"grpc-status", b"7")]),
+                      fields={"headers": {"defaultMode": "keep"}})
+    assert (entry["origin_Grpc-Status"], entry["downstream_Grpc-Status"]) == ("7", "7")

@@ -209,18 +209,19 @@ def test_a_record_without_request_headers_counts_as_plain_http() -> None:
     assert only(collector, "traefik_entrypoint_requests_total").labels["protocol"] == "http"
 
 
-@pytest.mark.parametrize(("response", "code"), [
-    ([(b"grpc-status", b"0")], 0),
-    ([(b"Grpc-Status", b"14")], 14),
-    ([(b"grpc-status", b'"NOT_FOUND"')], 5),
-    ([(b"grpc-status", b"17")], 2),
-    ([(b"grpc-status", b"oops")], 2),
-    ([], 2),
+@pytest.mark.parametrize(("response", "trailers", "code"), [
+    ([(b"grpc-status", b"0")], [], 0),
+    ([], [(b"Grpc-Status", b"14")], 14),
+    ([(b"grpc-status", b'"NOT_FOUND"')], [], 5),
+    ([(b"grpc-status", b"17")], [], 2),
+    ([(b"grpc-status", b"oops")], [], 2),
+    ([], [], 2),
 ])
 def test_grpc_requests_are_labelled_with_the_grpc_status(response: list[tuple[bytes, bytes]],
+                                                         trailers: list[tuple[bytes, bytes]],
                                                          code: int) -> None:
     grpc = record(request_headers=[(b"content-type", b"application/grpc")],
-                  response_headers=response)
+                  response_headers=response, response_trailers=trailers)
     assert grpc_code(grpc) == code
     collector = metrics()
     collector.observe(grpc)

@@ -340,8 +340,11 @@ def request_protocol(fields: HeaderFields) -> str:
 
 
 def grpc_code(record: RequestRecord) -> int:
-    """A gRPC request's status: ``grpc-status`` of the response head, else 2 (Unknown)."""
+    """A gRPC request's status: ``grpc-status`` of the response head or, as gRPC sends it
+    after the messages, of its trailers; else 2 (Unknown)."""
     value = first_value(record.response_headers, b"grpc-status")
+    if value is None:
+        value = first_value(record.response_trailers, b"grpc-status")
     return _GRPC_UNKNOWN if value is None else _parse_grpc_status(value.decode("latin-1"))
 
 

@@ -164,8 +164,9 @@ class RequestRecord:
       (Traefik logs the same shared header map); ``response_headers``: the response head the
       client was sent; ``origin_headers`` / ``origin_status`` / ``origin_bytes`` /
       ``origin_duration``: what the reverse proxy wrote (``origin_status`` 0 and
-      ``origin_duration`` None when no server was tried). Header lists are the engine's own,
-      read only when a field is logged.
+      ``origin_duration`` None when no server was tried); ``response_trailers``: trailer fields
+      sent after the body (gRPC's ``grpc-status``). Header lists are the engine's own, read
+      only when a field is logged.
     * ``router_service``: the service the router names (``service`` is the load balancer that
       picked a server, empty when a middleware answered).
     * ``client_username``: set by basicAuth, digestAuth and forwardAuth's ``headerField``;
@@ -180,8 +181,8 @@ class RequestRecord:
                  "closed_by", "duration", "entry_point", "host", "method", "metrics",
                  "origin_bytes", "origin_duration", "origin_headers", "origin_status", "path",
                  "protocol", "query", "request_bytes", "request_headers", "response_bytes",
-                 "response_headers", "router", "router_service", "server", "service",
-                 "started_at", "status", "tls", "tls_cipher", "tls_peer_certificates",
+                 "response_headers", "response_trailers", "router", "router_service", "server",
+                 "service", "started_at", "status", "tls", "tls_cipher", "tls_peer_certificates",
                  "tls_version")
 
     def __init__(self, *, entry_point: str, router: str, service: str, server: str, method: str,
@@ -192,6 +193,7 @@ class RequestRecord:
                  client_username: str | None = None,
                  request_headers: Sequence[tuple[bytes, bytes]] = (),
                  response_headers: Sequence[tuple[bytes, bytes]] = (),
+                 response_trailers: Sequence[tuple[bytes, bytes]] = (),
                  origin_headers: Sequence[tuple[bytes, bytes]] = (), origin_status: int = 0,
                  origin_bytes: int = 0, origin_duration: float | None = None,
                  tls_version: str = "", tls_cipher: str = "",
@@ -219,6 +221,7 @@ class RequestRecord:
         self.client_username = client_username
         self.request_headers = request_headers
         self.response_headers = response_headers
+        self.response_trailers = response_trailers
         self.origin_headers = origin_headers
         self.origin_status = origin_status
         self.origin_bytes = origin_bytes

@@ -483,6 +483,7 @@ def request_record(exchange: Exchange) -> RequestRecord:
         attempts=exchange.attempts, host=host.decode("latin-1") if host is not None else "",
         router_service=exchange.router_service, client_username=exchange.client_username, request_headers=request.headers,
         response_headers=_logged_fields(exchange.response_head, exchange),
+        response_trailers=exchange.response_trailers or (),
         origin_headers=_logged_fields(origin_head, exchange),
         origin_status=origin_head.status if origin_head is not None else 0,
         origin_bytes=origin.size if origin is not None else 0,

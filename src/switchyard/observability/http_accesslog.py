@@ -169,9 +169,13 @@ class HTTPAccessLog:
                  {key: value for key, value in core.items() if self._keeps(key)})
         if self._logs_headers:
             self._add_headers(entry, "request_", record.request_headers)
+            # Go's proxy adds announced trailers to the response header map after the body.
+            trailers = record.response_trailers
             if record.origin_duration is not None:  # the reverse proxy had the request
-                self._add_headers(entry, "origin_", record.origin_headers, response=True)
-            self._add_headers(entry, "downstream_", record.response_headers, response=True)
+                self._add_headers(entry, "origin_", (*record.origin_headers, *trailers)
+                                  if trailers else record.origin_headers, response=True)
+            self._add_headers(entry, "downstream_", (*record.response_headers, *trailers)
+                              if trailers else record.response_headers, response=True)
         return entry
 
     def _core(self, record: RequestRecord, status: int) -> dict[str, Any]:
