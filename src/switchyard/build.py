@@ -233,10 +233,11 @@ class _Builder:
                             retry_attempts=attempts, passive=passive)
 
     def _transport(self, reference: str, provider: str, lb: Any) -> ServersTransport:
+        tlvs: tuple[str, ...] = ()  # PROXY v2 TLVs, with the version
         if not reference:
             version = 0
             if lb.proxy_protocol is not None:
-                version = lb.proxy_protocol.version
+                version, tlvs = lb.proxy_protocol.version, tuple(lb.proxy_protocol.tlvs)
                 _check_proxy_version(version)
             delay = DEFAULT_TRANSPORT.termination_delay
             if lb.termination_delay is not None:
@@ -252,9 +253,11 @@ class _Builder:
                     termination_delay=(static_transport.termination_delay
                                        if lb.termination_delay is None else delay),
                     proxy_protocol_version=version,
+                    proxy_protocol_tlvs=tlvs,
                     tls=static_transport.tls,
                 )
-            return ServersTransport(termination_delay=delay, proxy_protocol_version=version)
+            return ServersTransport(termination_delay=delay, proxy_protocol_version=version,
+                                    proxy_protocol_tlvs=tlvs)
         qualified = qualify(reference, provider)
         config = self.transports.get(qualified)
         if config is None:
@@ -262,7 +265,7 @@ class _Builder:
         self.used_transports.add(qualified)
         version = 0
         if config.proxy_protocol is not None:
-            version = config.proxy_protocol.version
+            version, tlvs = config.proxy_protocol.version, tuple(config.proxy_protocol.tlvs)
             _check_proxy_version(version)
         return ServersTransport(
             name=qualified,
@@ -270,6 +273,7 @@ class _Builder:
             dial_keep_alive=config.dial_keep_alive,
             termination_delay=config.termination_delay,
             proxy_protocol_version=version,
+            proxy_protocol_tlvs=tlvs,
             tls=config.tls,
         )
 

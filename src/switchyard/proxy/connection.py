@@ -29,12 +29,20 @@ from switchyard.proxy.decision import (
     decide_at_accept,
     decide_silent,
 )
-from switchyard.proxy.dial import BackendRefused, DialError, SMTPReplay, dial, proxy_header
+from switchyard.proxy.dial import (
+    BackendRefused,
+    DialError,
+    SMTPReplay,
+    TerminatedTLS,
+    dial,
+    needs_handshake,
+    proxy_header,
+)
 from switchyard.proxy.handover import HandedTransport, Writable
 from switchyard.proxy.relay import ClientSide, Relay
 from switchyard.proxy.smtp import ClientDialogue
 from switchyard.proxy.tlslayer import TLSLayer
-from switchyard.services import Server
+from switchyard.services import Server, ServersTransport
 
 if TYPE_CHECKING:
     from switchyard.observability.accesslog import AccessLog
@@ -66,8 +74,8 @@ class ClientConnection(asyncio.Protocol):
     """The client side of a proxied connection; owns the connection's life."""
 
     # Thousands live at once: slots keep each one small.
-    __slots__ = ("_deadline", "_delegate", "_dial_task", "_drain", "_finished", "_host", "_idle",
-                 "_life",
+    __slots__ = ("_deadline", "_delegate", "_dial_task", "_dialled_transport", "_drain",
+                 "_finished", "_host", "_idle", "_life",
                  "_on_close", "_on_data", "_on_eof", "_peek_timer", "_pending", "_preamble",
                  "_relay", "_server", "_table", "_tls", "record", "transport")
 
@@ -92,6 +100,7 @@ class ClientConnection(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None  # the router's idleTimeout check
         self._life: asyncio.TimerHandle | None = None  # the router's maxDuration
         self._drain: asyncio.TimerHandle | None = None  # onChange: drain
+        self._dialled_transport: ServersTransport | None = None  # of the server it reached
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
@@ -432,8 +441,10 @@ class ClientConnection(asyncio.Protocol):
         assert relay is not None and server is not None and transport is not None
         route = decision.route
         assert route is not None
-        header = proxy_header(transport, (self.record.client_ip, self.record.client_port),
-                              self._local)
+        # ALPN and SSL TLVs wait for the client's handshake, which starts once dialled.
+        header = b"" if needs_handshake(transport, route.tls_context is not None) else \
+            proxy_header(transport, (self.record.client_ip, self.record.client_port),
+                         self._local, sni=self.record.sni)
         # A STARTTLS passed through: the backend must answer its own SSLRequest.
         postgres = self.record.postgres and route.tls_context is None
         # SMTP: the backend is brought to where the client is (its STARTTLS too when passed).
@@ -471,6 +482,7 @@ class ClientConnection(asyncio.Protocol):
             backend.close()
             return
         self.on_close(lambda: server.outcome(failed=_backend_failed(self.record)))
+        self._dialled_transport = transport
         self._relaying(decision)
 
     def _moved(self, service: str, old: Server, new: Server) -> None:
@@ -523,6 +535,12 @@ class ClientConnection(asyncio.Protocol):
         tls, relay = self._tls, self._relay
         assert tls is not None and relay is not None
         self.record.tls_version, self.record.alpn_negotiated = tls.version, tls.alpn
+        transport = self._dialled_transport
+        if transport is not None and needs_handshake(transport, True):
+            relay.send_to_backend(proxy_header(
+                transport, (self.record.client_ip, self.record.client_port), self._local,
+                sni=self.record.sni,
+                tls=TerminatedTLS(tls.version, tls.alpn, bool(tls.peer_certificates))))
         self._on_eof = self._client_finished
         relay.client_ready()
 

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from switchyard.proxy.proxyproto import build_v1, build_v2
+from switchyard.proxy.proxyproto import (
+    PP2_TYPE_ALPN,
+    PP2_TYPE_AUTHORITY,
+    build_v1,
+    build_v2,
+    ssl_tlv,
+    tlv,
+)
 from switchyard.proxy.smtp import Reply, read_reply
 from switchyard.services import Server, ServersTransport
 from switchyard.tls.backend import build_backend_context, peer_cert_sans, verify_peer_sans
@@ -34,16 +41,44 @@ class BackendRefused(Exception):
     """The server answered, but not as the connection needs (a Postgres `N` to STARTTLS)."""
 
 
+@dataclass(frozen=True, slots=True)
+class TerminatedTLS:
+    """What the client's TLS handshake with Switchyard settled, for PROXY v2 TLVs."""
+
+    version: str
+    alpn: str | None
+    client_cert: bool = False
+
+
+def needs_handshake(transport: ServersTransport, terminating: bool) -> bool:
+    """Whether the PROXY header must wait for the client's handshake (its ALPN and SSL TLVs)."""
+    return terminating and any(name in ("alpn", "ssl") for name in transport.proxy_protocol_tlvs)
+
+
 def proxy_header(transport: ServersTransport, client: tuple[str, int],
-                 local: Callable[[], tuple[str, int]]) -> bytes:
+                 local: Callable[[], tuple[str, int]], *, sni: str | None = None,
+                 tls: TerminatedTLS | None = None) -> bytes:
     """The PROXY header announcing the client to the backend, if the transport wants one.
 
-    `local` is asked only then: looking the address up costs a system call.
+    `local` is asked only then: looking the address up costs a system call. Version 2 carries
+    the TLVs the transport lists that are known: `authority` the client's SNI, `alpn` and
+    `ssl` what Switchyard negotiated when it terminated the client's TLS (`tls`); a
+    passed-through handshake is not Switchyard's, so they are left out then, as HAProxy does.
     """
     version = transport.proxy_protocol_version
     if not version:
         return b""
-    return (build_v1 if version == 1 else build_v2)(client, local())
+    if version == 1:
+        return build_v1(client, local())
+    tlvs = b""
+    for name in transport.proxy_protocol_tlvs:
+        if name == "alpn" and tls is not None and tls.alpn:
+            tlvs += tlv(PP2_TYPE_ALPN, tls.alpn.encode())
+        elif name == "authority" and sni:
+            tlvs += tlv(PP2_TYPE_AUTHORITY, sni.encode())
+        elif name == "ssl" and tls is not None:
+            tlvs += ssl_tlv(tls.version, client_cert=tls.client_cert)
+    return build_v2(client, local(), tlvs)
 
 
 class _Deadline:

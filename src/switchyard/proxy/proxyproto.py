@@ -274,11 +274,38 @@ def build_v1(source: Endpoint, destination: Endpoint) -> bytes:
     ).encode("ascii")
 
 
-def build_v2(source: Endpoint, destination: Endpoint) -> bytes:
-    """The v2 header announcing ``source`` -> ``destination``, without TLVs.
+# PROXY v2 TLV types (the spec's PP2_TYPE_* and PP2_SUBTYPE_SSL_*) and SSL client flags.
+PP2_TYPE_ALPN = 0x01
+PP2_TYPE_AUTHORITY = 0x02
+PP2_TYPE_SSL = 0x20
+PP2_SUBTYPE_SSL_VERSION = 0x21
+PP2_CLIENT_SSL = 0x01
+PP2_CLIENT_CERT_CONN = 0x02
+PP2_CLIENT_CERT_SESS = 0x04
+
+
+def tlv(kind: int, value: bytes) -> bytes:
+    """One type-length-value entry of a v2 header."""
+    if len(value) > 0xFFFF:
+        raise ValueError(f"TLV 0x{kind:02x} value of {len(value)} bytes is over 65535")
+    return bytes([kind]) + len(value).to_bytes(2, "big") + value
+
+
+def ssl_tlv(version: str, *, client_cert: bool = False) -> bytes:
+    """PP2_TYPE_SSL for a connection whose TLS was terminated, as HAProxy's send-proxy-v2-ssl
+    writes it: the client flags, verify 0 (a client certificate, if any, was accepted), and
+    the TLS version."""
+    flags = PP2_CLIENT_SSL | (PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS if client_cert else 0)
+    value = bytes([flags]) + (0).to_bytes(4, "big") + tlv(PP2_SUBTYPE_SSL_VERSION, version.encode())
+    return tlv(PP2_TYPE_SSL, value)
+
+
+def build_v2(source: Endpoint, destination: Endpoint, tlvs: bytes = b"") -> bytes:
+    """The v2 header announcing ``source`` -> ``destination``, with ``tlvs`` (built by `tlv`).
 
     PROXY over TCP4/TCP6 under the same rules as :func:`build_v1`; when those do not give one
-    IP family, a LOCAL header with AF_UNSPEC (the receiver then keeps the socket's addresses).
+    IP family, a LOCAL header with AF_UNSPEC (the receiver then keeps the socket's addresses),
+    which carries no TLVs.
     """
     pair = _ip_pair(source, destination)
     if pair is None:
@@ -294,8 +321,9 @@ def build_v2(source: Endpoint, destination: Endpoint) -> bytes:
     return (
         V2_SIGNATURE
         + bytes([_V2_VERSION << 4 | _V2_COMMAND_PROXY, family])
-        + len(block).to_bytes(2, "big")
+        + (len(block) + len(tlvs)).to_bytes(2, "big")
         + block
+        + tlvs
     )
 
 

@@ -88,6 +88,12 @@ class Relay:
     def client_socket(self) -> socket.socket | None:
         return self._splice.client if self._splice is not None else None
 
+    def send_to_backend(self, data: bytes) -> None:
+        """Bytes of Switchyard's own, ahead of the client's (a PROXY header sent after the
+        client's TLS handshake); not counted as the client's."""
+        if self._backend is not None and not self._backend.is_closing():
+            self._backend.write(data)
+
     def forbid_splice_unless(self, *, plain: bool) -> None:
         """A retry dials another server: splice only if that one is plaintext too."""
         if not plain:

@@ -18,6 +18,7 @@ class ServersTransport:
     # apply the documented value everywhere. Negative: never force-close.
     termination_delay: float = 0.1
     proxy_protocol_version: int = 0
+    proxy_protocol_tlvs: tuple[str, ...] = ()  # v2 TLVs to send: alpn, authority, ssl
     tls: TransportTLS | None = None  # for servers with `tls: true`
 
 
