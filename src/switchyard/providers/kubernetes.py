@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import hashlib
-import json
 import logging
 import os
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from switchyard.addresses import host_port
 from switchyard.config.dynamic import Domain, DynamicConfig, ProxyProtocol, StrList, TraefikModel
-from switchyard.config.loader import ConfigIssue, ConfigLoadError, load_dynamic_from_dict
+from switchyard.config.loader import ConfigIssue, load_dynamic_from_dict
 from switchyard.providers.base import ProviderUpdate, Publish, WatchLost, load_guarded
 from switchyard.providers.flatkeys import normalize_name
+from switchyard.providers.kubeobjects import (
+    Cluster,
+    Manifest,
+    Problem,
+    config_map_ca,
+    index_manifests,
+    label_selector,
+    manifest_from_object,
+    read_manifests,
+    secret_value,
+    validated,
+)
 
 __all__ = [
     "KubernetesCRDOptions",
@@ -61,117 +68,6 @@ class KubernetesCRDOptions(TraefikModel):
     endpoint: str = ""
     token: str = ""
     cert_auth_file_path: str = ""
-
-
-# --- reading manifests -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """One Kubernetes object, and where it was read."""
-
-    kind: str
-    api_version: str
-    namespace: str
-    name: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    body: Mapping[str, Any]
-    origin: str
-
-    @property
-    def source(self) -> str:
-        """How issues name the object: ``file: Kind namespace/name``."""
-        return f"{self.origin}: {self.kind} {self.namespace}/{self.name}"
-
-
-def read_manifests(path: str) -> tuple[list[Manifest], list[ConfigIssue]]:
-    """Every object in a manifest file or a directory of them (YAML documents, JSON, Lists).
-
-    A file that cannot be read or parsed raises ConfigLoadError, as for the file provider,
-    so the last good configuration keeps serving; an object without a kind or a name is
-    an issue and is skipped.
-    """
-    files = [path] if os.path.isfile(path) else _manifest_files(path)
-    manifests: list[Manifest] = []
-    issues: list[ConfigIssue] = []
-    for name in files:
-        try:
-            with open(name, encoding="utf-8") as stream:
-                documents = list(yaml.safe_load_all(stream))
-        except OSError as error:
-            raise ConfigLoadError(f"{name}: cannot read: {error.strerror or error}") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise ConfigLoadError(f"{name}: invalid YAML: {error}") from None
-        for index, document in enumerate(documents):
-            for item in _items(document):
-                origin = name if len(documents) == 1 else f"{name}#{index + 1}"
-                manifest = manifest_from_object(item, origin, issues)
-                if manifest is not None:
-                    manifests.append(manifest)
-    return manifests, issues
-
-
-def _manifest_files(directory: str) -> list[str]:
-    try:
-        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
-    except OSError as error:
-        raise ConfigLoadError(f"{directory}: cannot read directory: {error.strerror or error}"
-                              ) from None
-    found: list[str] = []
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue  # editor swap files, ConfigMap "..data" links
-        if entry.is_dir(follow_symlinks=False):
-            found.extend(_manifest_files(entry.path))
-        elif os.path.splitext(entry.name)[1].lower() in _MANIFEST_EXTENSIONS:
-            found.append(entry.path)
-    return found
-
-
-def _string_map(metadata: Mapping[str, Any], key: str, origin: str,
-                issues: list[ConfigIssue]) -> dict[str, str]:
-    value = metadata.get(key) or {}
-    if not isinstance(value, dict):
-        issues.append(ConfigIssue(origin, f"metadata.{key}", f"expected a mapping of {key}, "
-                                  f"got {_describe(value)}; ignored", "warning"))
-        return {}
-    return {str(k): str(v) for k, v in value.items()}
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, list):
-        return "a list"
-    return "text" if isinstance(value, str) else f"the value {json.dumps(value, default=str)}"
-
-
-def _items(document: Any) -> list[Any]:
-    if isinstance(document, dict) and str(document.get("kind", "")).endswith("List"):
-        items = document.get("items") or []
-        # Anything but a list holds no objects; each non-object item is reported by _manifest.
-        return items if isinstance(items, list) else [items]
-    return [] if document is None else [document]
-
-
-def manifest_from_object(item: Any, origin: str, issues: list[ConfigIssue]) -> Manifest | None:
-    """One object (a decoded manifest document or an API answer) as a Manifest, or None."""
-    if not isinstance(item, dict) or not item.get("kind"):
-        issues.append(ConfigIssue(origin, "kind", "not a Kubernetes object (no kind); "
-                                  "ignored", "warning"))
-        return None
-    metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
-    assert isinstance(metadata, dict)
-    if not metadata.get("name"):
-        issues.append(ConfigIssue(origin, "metadata.name", f"{item['kind']} without a name; "
-                                  "ignored", "error"))
-        return None
-    return Manifest(
-        kind=str(item["kind"]), api_version=str(item.get("apiVersion", "")),
-        namespace=str(metadata.get("namespace") or "default"), name=str(metadata["name"]),
-        labels=_string_map(metadata, "labels", origin, issues),
-        annotations=_string_map(metadata, "annotations", origin, issues),
-        body=item, origin=origin,
-    )
 
 
 # --- CRD shapes --------------------------------------------------------------------------
@@ -219,10 +115,6 @@ class _IngressRouteTCPSpec(TraefikModel):
     ingress_class_name: str | None = None
 
 
-class _Problem(Exception):
-    """An object, or a part of it, that cannot be turned into configuration; says why."""
-
-
 # --- objects -> configuration ------------------------------------------------------------
 
 
@@ -237,16 +129,10 @@ def _make_id(namespace: str, name: str) -> str:
 
 
 @dataclass
-class _Cluster:
-    """The objects a configuration is built from, indexed the way the builder looks them up."""
+class _Cluster(Cluster):
+    """The objects, and the provider options that say how they are read."""
 
-    options: KubernetesCRDOptions
-    services: dict[tuple[str, str], Manifest] = field(default_factory=dict)
-    endpoints: dict[tuple[str, str], Manifest] = field(default_factory=dict)
-    slices: dict[tuple[str, str], list[Manifest]] = field(default_factory=dict)
-    secrets: dict[tuple[str, str], Manifest] = field(default_factory=dict)
-    config_maps: dict[tuple[str, str], Manifest] = field(default_factory=dict)
-    crds: list[Manifest] = field(default_factory=list)
+    options: KubernetesCRDOptions = field(default_factory=KubernetesCRDOptions)
 
 
 def config_from_manifests(
@@ -258,7 +144,7 @@ def config_from_manifests(
     fragments: list[tuple[Manifest, dict[str, Any], str]] = []
     default_options: list[str] = []
     certificates: dict[str, dict[str, str]] = {}
-    for crd in cluster.crds:
+    for crd in cluster.objects:
         try:
             if crd.kind == "IngressRouteTCP":
                 fragments.extend((crd, raw, "") for raw in _ingress_route_tcp(
@@ -277,7 +163,7 @@ def config_from_manifests(
                 key = normalize_name(_make_id(crd.namespace, crd.name))
                 fragments.append((crd, {"tcp": {"serversTransports": {
                     key: _servers_transport(crd, cluster)}}}, f"tcp.serversTransports.{key}"))
-        except _Problem as problem:
+        except Problem as problem:
             issues.append(ConfigIssue(crd.source, "spec", str(problem), "error"))
     config = _merge(fragments, issues)
     tls = config.tls
@@ -298,92 +184,24 @@ def config_from_manifests(
 
 def _index(manifests: list[Manifest], options: KubernetesCRDOptions,
            issues: list[ConfigIssue]) -> _Cluster:
-    cluster = _Cluster(options)
-    selector = _label_selector(options.label_selector)
-    for manifest in manifests:
-        if options.namespaces and manifest.namespace not in options.namespaces:
-            continue
-        key = (manifest.namespace, manifest.name)
-        if manifest.kind in _TRAEFIK_KINDS:
-            if manifest.api_version not in _TRAEFIK_GROUPS:
-                issues.append(ConfigIssue(manifest.source, "apiVersion", f'"{manifest.api_version}"'
-                                          f" is not one of {', '.join(_TRAEFIK_GROUPS)}; ignored",
-                                          "warning"))
-            elif selector(manifest.labels):
-                cluster.crds.append(manifest)
-        elif manifest.kind in _CORE_KINDS and manifest.api_version in _CORE_KINDS[manifest.kind]:
-            if manifest.kind == "EndpointSlice":
-                owner = manifest.labels.get(_SERVICE_NAME_LABEL, "")
-                cluster.slices.setdefault((manifest.namespace, owner), []).append(manifest)
-            else:
-                index = {"Service": cluster.services, "Endpoints": cluster.endpoints,
-                         "Secret": cluster.secrets, "ConfigMap": cluster.config_maps}
-                index[manifest.kind][key] = manifest
-    return cluster
-
-
-def _label_selector(text: str) -> Callable[[Mapping[str, str]], bool]:
-    """Kubernetes equality-based selectors: ``a=b``, ``a==b``, ``a!=b``, ``a``, ``!a``."""
-    terms: list[tuple[str, str, str]] = []  # (operator, key, value)
-    for term in (t.strip() for t in text.split(",") if t.strip()):
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            terms.append(("!=", key.strip(), value.strip()))
-        elif "=" in term:
-            key, value = term.replace("==", "=").split("=", 1)
-            terms.append(("=", key.strip(), value.strip()))
-        elif term.startswith("!"):
-            terms.append(("!", term[1:].strip(), ""))
-        else:
-            terms.append(("", term, ""))
-
-    def matches(labels: Mapping[str, str]) -> bool:
-        for operator, key, value in terms:
-            if operator == "=" and labels.get(key) != value:
-                return False
-            if operator == "!=" and labels.get(key) == value:
-                return False
-            if operator == "!" and key in labels:
-                return False
-            if operator == "" and key not in labels:
-                return False
-        return True
-
-    return matches
+    selects = label_selector(options.label_selector)
+    own = dict.fromkeys(_TRAEFIK_KINDS, _TRAEFIK_GROUPS)
+    return index_manifests(manifests, own, _Cluster(options=options), options.namespaces,
+                           lambda manifest: selects(manifest.labels), issues)
 
 
 def _spec(crd: Manifest) -> dict[str, Any]:
     spec = crd.body.get("spec")
     if not isinstance(spec, dict):
-        raise _Problem("spec is missing or not a mapping")
+        raise Problem("spec is missing or not a mapping")
     return dict(spec)
-
-
-def _validated(model: type[TraefikModel], raw: Any, crd: Manifest, path: str,
-               issues: list[ConfigIssue]) -> Any:
-    """``model`` from ``raw``, or None with one issue per problem, each at its path."""
-    try:
-        value = model.model_validate(raw)
-    except ValidationError as error:
-        for detail in error.errors(include_url=False):
-            where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
-                                   for p in detail["loc"])
-            message = ("required field is missing" if detail["type"] == "missing"
-                       else f"{detail['msg'][:1].lower()}{detail['msg'][1:]}, got "
-                            f"{json.dumps(detail['input'], default=str)[:60]}")
-            issues.append(ConfigIssue(crd.source, where, message, "error"))
-        return None
-    for key in value.model_extra or {}:
-        issues.append(ConfigIssue(crd.source, f"{path}.{key}", f'unknown field "{key}" is '
-                                  "ignored", "warning"))
-    return value
 
 
 def _ingress_route_tcp(
     crd: Manifest, cluster: _Cluster, certificates: dict[str, dict[str, str]],
     issues: list[ConfigIssue],
 ) -> list[dict[str, Any]]:
-    spec = _validated(_IngressRouteTCPSpec, _spec(crd), crd, "spec", issues)
+    spec = validated(_IngressRouteTCPSpec, _spec(crd), crd, "spec", issues)
     if spec is None:
         return []
     options = cluster.options
@@ -410,14 +228,14 @@ def _ingress_route_tcp(
     if tls is not None and not tls.passthrough and tls.secret_name:
         try:
             certificates[f"{crd.namespace}/{tls.secret_name}"] = {
-                "certFile": _secret_data(cluster, crd.namespace, tls.secret_name, "tls.crt"),
-                "keyFile": _secret_data(cluster, crd.namespace, tls.secret_name, "tls.key")}
-        except _Problem as problem:
+                "certFile": secret_value(cluster, crd.namespace, tls.secret_name, "tls.crt"),
+                "keyFile": secret_value(cluster, crd.namespace, tls.secret_name, "tls.key")}
+        except Problem as problem:
             issues.append(ConfigIssue(crd.source, "spec.tls.secretName", str(problem), "error"))
     fragments = []
     for index, raw_route in enumerate(spec.routes):
         path = f"spec.routes[{index}]"
-        route = _validated(_RouteTCP, raw_route, crd, path, issues)
+        route = validated(_RouteTCP, raw_route, crd, path, issues)
         if route is None:
             continue
         if not route.match:
@@ -426,7 +244,7 @@ def _ingress_route_tcp(
             continue
         try:
             fragments.append(_route(crd, cluster, spec, route, path, issues))
-        except _Problem as problem:
+        except Problem as problem:
             issues.append(ConfigIssue(crd.source, path, f"{problem}; the route is left out",
                                       "error"))
     return fragments
@@ -443,7 +261,7 @@ def _route(crd: Manifest, cluster: _Cluster, spec: _IngressRouteTCPSpec, route: 
     for index, service in enumerate(route.services):
         try:
             balancer = _load_balancer(crd, cluster, service)
-        except _Problem as problem:
+        except Problem as problem:
             issues.append(ConfigIssue(crd.source, f"{path}.services[{index}]", str(problem),
                                       "error"))
             continue
@@ -473,12 +291,12 @@ def _reference(parent: str, namespace: str, name: str, options: KubernetesCRDOpt
     """Traefik's resolveReference: ``ns-name`` (normalized), or ``name@provider`` verbatim."""
     if "@" in name:
         if not options.allow_cross_namespace and name.endswith(f"@{NAME}"):
-            raise _Problem(f'{kind} "{name}": @{NAME} references are not allowed while '
+            raise Problem(f'{kind} "{name}": @{NAME} references are not allowed while '
                            "allowCrossNamespace is false")
         return name
     namespace = namespace or parent
     if not options.allow_cross_namespace and namespace != parent:
-        raise _Problem(f'{kind} "{namespace}/{name}": cross-namespace references are not '
+        raise Problem(f'{kind} "{namespace}/{name}": cross-namespace references are not '
                        "allowed while allowCrossNamespace is false")
     return normalize_name(f"{namespace}-{name}")
 
@@ -487,7 +305,7 @@ def _load_balancer(crd: Manifest, cluster: _Cluster, ref: _ServiceRef) -> dict[s
     options = cluster.options
     namespace = ref.namespace or crd.namespace
     if not options.allow_cross_namespace and namespace != crd.namespace:
-        raise _Problem(f"tcp service {namespace}/{ref.name} is not in the parent resource "
+        raise Problem(f"tcp service {namespace}/{ref.name} is not in the parent resource "
                        f"namespace {crd.namespace}")
     balancer: dict[str, Any] = {"servers": _servers(cluster, namespace, ref)}
     if ref.proxy_protocol is not None:
@@ -503,7 +321,7 @@ def _load_balancer(crd: Manifest, cluster: _Cluster, ref: _ServiceRef) -> dict[s
 def _transport_reference(parent: str, name: str, options: KubernetesCRDOptions) -> str:
     if "@" in name:
         if not options.allow_cross_namespace and name.endswith(f"@{NAME}"):
-            raise _Problem(f'serversTransport "{name}": namespace-name@{NAME} is not allowed '
+            raise Problem(f'serversTransport "{name}": namespace-name@{NAME} is not allowed '
                            "while allowCrossNamespace is false")
         return name
     return normalize_name(_make_id(parent, name))
@@ -514,18 +332,18 @@ def _servers(cluster: _Cluster, namespace: str, ref: _ServiceRef) -> list[dict[s
     options = cluster.options
     service = cluster.services.get((namespace, ref.name))
     if service is None:
-        raise _Problem(f"service {namespace}/{ref.name} not found: add its Service manifest")
+        raise Problem(f"service {namespace}/{ref.name} not found: add its Service manifest")
     spec = service.body.get("spec") or {}
     kind = spec.get("type", "ClusterIP")
     if kind == "ExternalName" and not options.allow_external_name_services:
-        raise _Problem(f"externalName services not allowed: {namespace}/{ref.name} (set "
+        raise Problem(f"externalName services not allowed: {namespace}/{ref.name} (set "
                        "allowExternalNameServices)")
     port = next((p for p in spec.get("ports") or []
                  if str(p.get("name", "")) == ref.port or str(p.get("port")) == ref.port), None)
     if port is None:
-        raise _Problem(f"service {namespace}/{ref.name} has no port {ref.port}")
+        raise Problem(f"service {namespace}/{ref.name} has no port {ref.port}")
     if kind == "NodePort" and ref.node_port_lb:
-        raise _Problem("nodePortLB needs the cluster's Node objects, which manifests do not "
+        raise Problem("nodePortLB needs the cluster's Node objects, which manifests do not "
                        "provide")
     if kind == "ExternalName":
         return [_server(str(spec.get("externalName", "")), port.get("port"), ref.tls)]
@@ -533,12 +351,12 @@ def _servers(cluster: _Cluster, namespace: str, ref: _ServiceRef) -> list[dict[s
     if native:
         cluster_ip = str(spec.get("clusterIP") or "")
         if not cluster_ip or cluster_ip == "None":
-            raise _Problem(f"service {namespace}/{ref.name}: nativeLB needs a clusterIP")
+            raise Problem(f"service {namespace}/{ref.name}: nativeLB needs a clusterIP")
         return [_server(cluster_ip, port.get("port"), ref.tls)]
     found = _endpoint_addresses(cluster, namespace, ref.name, str(port.get("name", "")))
     servers = [_server(address, number, ref.tls) for address, number in found]
     if not servers and not options.allow_empty_services:
-        raise _Problem(f"no servers found for {namespace}/{ref.name}: add an EndpointSlice "
+        raise Problem(f"no servers found for {namespace}/{ref.name}: add an EndpointSlice "
                        "or Endpoints manifest with ready addresses")
     return servers
 
@@ -573,30 +391,11 @@ def _server(host: str, port: Any, tls: bool) -> dict[str, Any]:
     return {"address": host_port(host, port), "tls": tls}
 
 
-def _secret_data(cluster: _Cluster, namespace: str, name: str, *keys: str) -> str:
-    """The first of ``keys`` present in a Secret (``data`` is base64, ``stringData`` is not)."""
-    secret = cluster.secrets.get((namespace, name))
-    if secret is None:
-        raise _Problem(f"secret {namespace}/{name} not found: add its Secret manifest")
-    for key in keys:
-        plain = (secret.body.get("stringData") or {}).get(key)
-        if plain:
-            return str(plain)
-        encoded = (secret.body.get("data") or {}).get(key)
-        if encoded:
-            try:
-                return base64.b64decode(str(encoded), validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError) as error:
-                raise _Problem(f"secret {namespace}/{name}: {key} is not base64 PEM: {error}"
-                               ) from None
-    raise _Problem(f"secret {namespace}/{name} has none of {', '.join(keys)}")
-
-
 def _tls_option(crd: Manifest, cluster: _Cluster) -> dict[str, Any]:
     spec = _spec(crd)
     auth = spec.pop("clientAuth", None)
     if isinstance(auth, dict):
-        cas = [_secret_data(cluster, crd.namespace, str(name), "tls.ca", "ca.crt")
+        cas = [secret_value(cluster, crd.namespace, str(name), "tls.ca", "ca.crt")
                for name in auth.get("secretNames") or []]
         spec["clientAuth"] = {"caFiles": cas,
                               "clientAuthType": auth.get("clientAuthType", "NoClientCert")}
@@ -608,33 +407,22 @@ def _servers_transport(crd: Manifest, cluster: _Cluster) -> dict[str, Any]:
     tls = spec.get("tls")
     if isinstance(tls, dict):
         tls = dict(tls)
-        roots = [_secret_data(cluster, crd.namespace, str(s), "tls.ca", "ca.crt")
+        roots = [secret_value(cluster, crd.namespace, str(s), "tls.ca", "ca.crt")
                  for s in tls.pop("rootCAsSecrets", None) or []]
         for root in tls.pop("rootCAs", None) or []:
             if root.get("secret") and root.get("configMap"):
-                raise _Problem("both Secret and ConfigMap are defined for a RootCA")
+                raise Problem("both Secret and ConfigMap are defined for a RootCA")
             if root.get("secret"):
-                roots.append(_secret_data(cluster, crd.namespace, str(root["secret"]), "tls.ca",
+                roots.append(secret_value(cluster, crd.namespace, str(root["secret"]), "tls.ca",
                                           "ca.crt"))
             elif root.get("configMap"):
-                roots.append(_config_map_ca(cluster, crd.namespace, str(root["configMap"])))
-        certificates = [{"certFile": _secret_data(cluster, crd.namespace, str(s), "tls.crt"),
-                         "keyFile": _secret_data(cluster, crd.namespace, str(s), "tls.key")}
+                roots.append(config_map_ca(cluster, crd.namespace, str(root["configMap"])))
+        certificates = [{"certFile": secret_value(cluster, crd.namespace, str(s), "tls.crt"),
+                         "keyFile": secret_value(cluster, crd.namespace, str(s), "tls.key")}
                         for s in tls.pop("certificatesSecrets", None) or []]
         tls.update({"rootCAs": roots, "certificates": certificates})
         spec["tls"] = tls
     return spec
-
-
-def _config_map_ca(cluster: _Cluster, namespace: str, name: str) -> str:
-    found = cluster.config_maps.get((namespace, name))
-    data = (found.body.get("data") or {}) if found is not None else None
-    if data is None:
-        raise _Problem(f"configMap {namespace}/{name} not found: add its ConfigMap manifest")
-    for key in ("tls.ca", "ca.crt"):
-        if data.get(key):
-            return str(data[key])
-    raise _Problem(f"configMap {namespace}/{name} contains neither tls.ca nor ca.crt")
 
 
 def _merge(fragments: list[tuple[Manifest, dict[str, Any], str]],
