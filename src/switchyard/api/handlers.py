@@ -20,6 +20,7 @@ from switchyard.config.durations import go_duration
 from switchyard.config.dynamic import TCPMiddleware, TCPService, TraefikModel
 from switchyard.config.static import EntryPoint as EntryPointConfig
 from switchyard.observability.record import CloseReason, ConnectionRecord, Side
+from switchyard.observability.stats import STATS
 from switchyard.services import LoadBalancer
 from switchyard.status import ElementStatus
 
@@ -189,6 +190,9 @@ def middleware_item(status: ElementStatus) -> Item:
     kind = middleware_type(status.config)
     if kind:
         data["type"] = kind
+    # Connections it refused, on every router and entry point (not in Traefik's API).
+    data["rejections"] = sum(count for (_, _, name), count in STATS.rejections.items()
+                             if name == status.name)
     return data
 
 

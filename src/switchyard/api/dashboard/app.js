@@ -170,10 +170,16 @@ function renderServices(services) {
       servers = (s.loadBalancer.servers || []).map((server) => {
         const status = (s.serverStatus || {})[server.address];
         const traffic = (s.serverTraffic || {})[server.address] || {};
+        const ejected = (s.passiveEjections || {})[server.address];
+        const weight = server.weight === undefined ? "" : ` weight ${server.weight}`;
         return el("span", { class: "server" },
           status ? badge(status) : "", " ", el("code", {}, server.address),
-          el("span", { class: "muted" }, ` ${traffic.openConnections || 0} open`));
+          el("span", { class: "muted" }, `${weight} ${traffic.openConnections || 0} open` +
+            (ejected ? `, taken out ${ejected}x by passive health` : "")));
       });
+      if (s.loadBalancer.strategy) {
+        servers.unshift(el("span", { class: "muted" }, `strategy ${s.loadBalancer.strategy} `));
+      }
     } else if (s.weighted) {
       servers = (s.weighted.services || []).map((child) =>
         el("span", { class: "server" }, child.name, el("span", { class: "muted" },
@@ -194,7 +200,15 @@ function renderServices(services) {
 function middlewareSettings(m) {
   if (m.ipAllowList) return "allow " + (m.ipAllowList.sourceRange || []).join(", ");
   if (m.ipWhiteList) return "allow " + (m.ipWhiteList.sourceRange || []).join(", ");
-  if (m.inFlightConn) return "at most " + (m.inFlightConn.amount || 0) + " connections per client IP";
+  if (m.inFlightConn) {
+    const scope = { router: "for the router", global: "in all" }[m.inFlightConn.scope] ||
+      "per client IP";
+    return "at most " + (m.inFlightConn.amount || 0) + " connections " + scope;
+  }
+  if (m.rateLimit) {
+    return `${m.rateLimit.average || 0} connections per ${m.rateLimit.period || "1s"}, burst ` +
+      `${m.rateLimit.burst || 1}` + (m.rateLimit.redis ? ", shared in Redis" : "");
+  }
   return "";
 }
 
@@ -204,7 +218,8 @@ function renderMiddlewares(middlewares) {
       el("td", {}, badge(m.status)),
       el("td", {}, m.name),
       el("td", {}, m.type || ""),
-      el("td", {}, middlewareSettings(m)),
+      el("td", {}, [middlewareSettings(m), m.rejections ?
+        el("span", { class: "muted" }, ` (${m.rejections} refused)`) : ""]),
       el("td", {}, (m.usedBy || []).join(", ")),
     ], 5));
   fillTable("middlewares", rows, 5, "No TCP middleware");
