@@ -604,8 +604,10 @@ def test_a_table_of_requests_logs_and_counts_as_traefik_does(
         assert lines[("GET", "/plain/ws", 0)]["Duration"] >= WEBSOCKET_SESSION * 1e9
     assert series(our_metrics) == series(their_metrics)
     for level in ("entrypoint", "router", "service"):
-        for family in (f"traefik_{level}_requests_total", f"traefik_{level}_requests_tls_total"):
-            assert _values(our_metrics, family) == _values(their_metrics, family), family
+        for family in ("requests_total", "requests_tls_total", "requests_bytes_total",
+                       "responses_bytes_total", "request_duration_seconds_count"):
+            name = f"traefik_{level}_{family}"
+            assert _values(our_metrics, name) == _values(their_metrics, name), name
 
 
 # CLF lines with their timestamps and elapsed milliseconds masked.
@@ -616,13 +618,14 @@ def test_common_lines_with_filters_and_fields_are_traefiks(
         tmp_path: Path, loop_thread: LoopThread, ca: trustme.CA) -> None:
     """CLF through the same table: statusCodes ranges keep 4xx and 502 only (retryAttempts
     adds nothing, as in Traefik), a dropped ClientUsername shows ``-``, a kept User-Agent and a
-    redacted Referer fill the quoted fields."""
-    static = {**TABLE_STATIC, "accessLog": {
+    redacted Referer fill the quoted fields; metrics with a header label."""
+    static = {"metrics": {"prometheus": {"addRoutersLabels": True, "headerLabels": {
+        "agent": "User-Agent", "grpc": "Grpc-Status"}}}, "accessLog": {
         "format": "common",
         "filters": {"statusCodes": ["400-499", "502"], "retryAttempts": True},
         "fields": {"names": {"ClientUsername": "drop"},
                    "headers": {"names": {"User-Agent": "keep", "Referer": "redact"}}}}}
-    (their_log, their_ports, _), (our_log, our_ports, _) = run_table(
+    (their_log, their_ports, their_metrics), (our_log, our_ports, our_metrics) = run_table(
         tmp_path, loop_thread, ca, static, expected=6)
 
     def lines(path: Path, ports: dict[str, int]) -> list[str]:
@@ -636,6 +639,9 @@ def test_common_lines_with_filters_and_fields_are_traefiks(
     theirs = lines(their_log, their_ports)
     assert len(theirs) == 6  # two basic and one digest 401, the 418, 404 and the retried 502
     assert lines(our_log, our_ports) == theirs
+    for level in ("entrypoint", "router", "service"):
+        name = f"traefik_{level}_requests_total"
+        assert _values(our_metrics, name) == _values(their_metrics, name), name
 
 
 # -- observability switches: routers and entry points that opt out ------------------------------
