@@ -190,9 +190,12 @@ def middleware_item(status: ElementStatus) -> Item:
     kind = middleware_type(status.config)
     if kind:
         data["type"] = kind
-    # Connections it refused, on every router and entry point (not in Traefik's API).
-    data["rejections"] = sum(count for (_, _, name), count in STATS.rejections.items()
-                             if name == status.name)
+    # Connections it refused, on every router and entry point (not in Traefik's API, so only
+    # written once there are some).
+    refused = sum(count for (_, _, name), count in STATS.rejections.items()
+                  if name == status.name)
+    if refused:
+        data["rejections"] = refused
     return data
 
 
