@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import struct
 import time
 import urllib.request
 from collections import Counter
@@ -191,3 +193,41 @@ def test_passive_health_takes_a_failing_server_out_and_shows_it(
         assert api(api_port, "/api/tcp/services/s@file")["passiveEjections"][dead] == 1
     finally:
         stop_router(loop_thread, app)
+
+
+class Resetting(asyncio.Protocol):
+    """A backend that accepts, then resets the connection as soon as the client speaks."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.close()  # with SO_LINGER 0: an RST
+
+
+def test_backend_resets_count_as_passive_failures(loop_thread: LoopThread, backends: Backends,
+                                                  tmp_path: Path) -> None:
+    async def start() -> asyncio.Server:
+        return await asyncio.get_running_loop().create_server(Resetting, "127.0.0.1", 0)
+
+    server = loop_thread.run(start())
+    resetting = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    app = start_router(loop_thread, tmp_path, config({"s": service(
+        [resetting], passiveHealthCheck={"maxFailedAttempts": 2, "failureWindow": "30s"})}))
+    balancer = app.runtime.service_objects["s@file"]
+    try:
+        for _ in range(2):
+            with connect(app.entrypoints["ep"].port) as sock:
+                sock.sendall(b"hello")
+                assert sock.recv(10) == b""
+            wait(lambda: not app.entrypoints["ep"].connections, "the connection to end")
+        assert balancer.server_status() == {resetting: "DOWN"}  # type: ignore[union-attr]
+    finally:
+        stop_router(loop_thread, app)
+
+        async def stop() -> None:
+            server.close()
+
+        loop_thread.run(stop())
