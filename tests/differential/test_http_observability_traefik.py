@@ -602,6 +602,15 @@ def test_a_table_of_requests_logs_and_counts_as_traefik_does(
                                         for key, value in differences.items()}, indent=1)
     for lines in (theirs, ours):  # an upgraded request is logged with its whole session
         assert lines[("GET", "/plain/ws", 0)]["Duration"] >= WEBSOCKET_SESSION * 1e9
+    # What the comparison covered, spelled out for a reader.
+    users = {("GET", "/basic/none", 0): "", ("GET", "/basic/wrong", 0): "test",
+             ("GET", "/basic/right", 0): "test", ("GET", "/digest/x", 0): "-",
+             ("GET", "/digest/x", 1): "test", ("GET", "/forward/x", 0): "alice"}
+    assert {request: ours[request]["ClientUsername"] for request in users} == users
+    assert (ours[("GET", "/h2", 0)]["RequestProtocol"], ours[("GET", "/h2", 0)]["TLSCipher"],
+            ours[("GET", "/tls12", 0)]["TLSVersion"]) == ("HTTP/2.0", "TLS_AES_128_GCM_SHA256",
+                                                          "1.2")
+    assert ("GET", "/plain/dots", 0) in ours  # logged as the entry point normalized it
     assert series(our_metrics) == series(their_metrics)
     for level in ("entrypoint", "router", "service"):
         for family in ("requests_total", "requests_tls_total", "requests_bytes_total",
