@@ -231,3 +231,18 @@ def test_backend_resets_count_as_passive_failures(loop_thread: LoopThread, backe
             server.close()
 
         loop_thread.run(stop())
+
+
+def test_a_retry_in_a_weighted_service_moves_on_to_the_next_child(
+        loop_thread: LoopThread, backends: Backends, tmp_path: Path) -> None:
+    live, dead = f"127.0.0.1:{backends.whoami('live')}", f"127.0.0.1:{free_port()}"
+    app = start_router(loop_thread, tmp_path, config({
+        "split": {"weighted": {"services": [{"name": "first"}, {"name": "second"}]}},
+        "first": service([dead], retry={"attempts": 2}),
+        "second": service([live])}, "split"))
+    try:
+        for _ in range(4):
+            with connect(app.entrypoints["ep"].port) as sock:
+                assert greeting_name(sock) == "live"
+    finally:
+        stop_router(loop_thread, app)

@@ -48,9 +48,19 @@ class WeightedService:
 
     def pick(self, client_ip: str = "", exclude: Collection[Server] = ()
              ) -> tuple[Server, ServersTransport] | None:
-        """A child by weight, then its server for ``client_ip`` (none of ``exclude``)."""
-        child = self._wrr.pick()
-        return None if child is None else child.pick(client_ip, exclude)
+        """A child by weight, then its server for ``client_ip`` (none of ``exclude``).
+
+        With ``exclude`` (a retry), a child left with no server to offer passes the turn to
+        the next one.
+        """
+        for _ in range(max(len(self.children), 1) if exclude else 1):
+            child = self._wrr.pick()
+            if child is None:
+                return None
+            found = child.pick(client_ip, exclude)
+            if found is not None:
+                return found
+        return None
 
     def peek(self, client_ip: str = "", exclude: Collection[Server] = ()
              ) -> tuple[Server, ServersTransport] | None:
