@@ -301,10 +301,10 @@ def _compare_middleware_metrics(tmp_path: Path, loop_thread: LoopThread, live: s
         time.sleep(0.2)
         mine = scrape(ports["api"])
     assert not [name for name in series(reference) if "middleware" in name]
-    theirs, ours = series(reference), series(mine)
-    assert sorted(ours) == sorted(theirs)
-    for name, label_sets in theirs.items():
-        assert ours[name] == label_sets, name
+    their_series, our_series = series(reference), series(mine)
+    assert sorted(our_series) == sorted(their_series)
+    for name, label_sets in their_series.items():
+        assert our_series[name] == label_sets, name
     assert _values(mine, "traefik_entrypoint_requests_total") == \
         _values(reference, "traefik_entrypoint_requests_total")
     # Traefik shuffles a balancer's servers: 3 or 4 of the 4 requests try the refused one first.
