@@ -5,19 +5,24 @@ access log can share, batched by ``bufferingSize``. The options that apply to HT
 work as in Traefik: ``format`` (``common``, ``genericCLF``, ``json``; anything else is
 ``common``), ``filters`` (``statusCodes`` ranges, ``retryAttempts``, ``minDuration``: a line is
 kept if any set filter says so; Traefik 3.7's retry middleware reports no retries to the log,
-so RetryAttempts is always 0 and ``retryAttempts`` alone keeps nothing), ``fields`` (``defaultMode`` and ``names`` keep or drop fields;
-``headers.defaultMode`` and ``headers.names`` keep, drop or redact header fields, dropped by
-default; ``queryParameters.defaultMode``) and ``addInternals``.
+so RetryAttempts is always 0 and ``retryAttempts`` alone keeps nothing), ``fields``
+(``defaultMode`` and ``names`` keep or drop fields; ``headers.defaultMode`` and
+``headers.names`` keep, drop or redact header fields, dropped by default;
+``queryParameters.defaultMode``) and ``addInternals``. A request whose router (or, without a
+router, entry point) has ``observability.accessLogs: false`` is neither logged nor numbered.
 
 Where the fields come from (the RequestRecord, see switchyard.http.handler): RequestPath is the
-target as the client sent it; RequestAddr/Host/Port the Host field; ``request_`` fields the
-request's header fields as the router and its middlewares left them (the X-Forwarded-* set at
-the entry point included, as Traefik logs its shared header map); ``origin_`` fields and
-Origin* what the reverse proxy wrote (zero when no server was tried); ``downstream_`` fields
-the head the client was sent, without the Content-Length Go's server would only add on the
-wire; ClientUsername what basicAuth, digestAuth or forwardAuth's ``headerField`` named
-(``-`` without one, ``""`` for basicAuth without credentials); TLSClientSubject the client
-certificate's subject as Go prints a pkix.Name.
+target as the entry point normalized it; RequestAddr/Host/Port the Host field; ``request_``
+fields the request's header fields as the router and its middlewares left them (the
+X-Forwarded-* set at the entry point included, as Traefik logs its shared header map);
+``origin_`` fields and Origin* what the reverse proxy wrote (zero when no server was tried);
+``downstream_`` fields the head the client was sent, without the Content-Length Go's server
+would only add on the wire, with trailers after it and an empty Content-Type when none was set
+(Traefik's entry point puts one in every response's header map); ClientUsername what
+basicAuth, digestAuth or forwardAuth's ``headerField`` named (``-`` without one, ``""`` for
+basicAuth without credentials); TLSClientSubject the client certificate's subject as Go prints
+a pkix.Name. An upgraded (WebSocket) request is logged when its tunnel closes, with status 0
+as Traefik's captures see a hijacked connection.
 
 The status is 499 when the client went away before a response was started, as in Traefik.
 Traefik's Kubernetes, tracing and GzipRatio-from-compress fields have no source here.
