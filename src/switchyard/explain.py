@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from switchyard.config.durations import go_duration
 from switchyard.config.static import StaticConfig
 from switchyard.diagnostics import diagnose
 from switchyard.explain_http import HTTPExplanation, RequestQuestion, explain_request, render_http
@@ -260,7 +261,9 @@ def _on_change(runtime: Runtime, router: str) -> str:
     policy = status.config.on_change if status is not None else None
     if policy is None:
         return "keep"
-    return f"drain ({policy.drain_timeout:g}s)" if policy.policy == "drain" else policy.policy
+    if policy.policy == "drain":
+        return f"drain (closed after {go_duration(policy.drain_timeout)} unless done)"
+    return policy.policy
 
 
 def _warnings(runtime: Runtime, static: StaticConfig, entrypoint: str,
@@ -407,7 +410,7 @@ def render_text(found: Explanation) -> str:
         for router in found.disabled:
             lines.append(f"  {router.router}: {'; '.join(router.errors)}")
     if found.router is not None:
-        lifetime = [f"{label} {value:g}s" for label, value in (
+        lifetime = [f"{label} {go_duration(value)}" for label, value in (
             ("idleTimeout", found.idle_timeout), ("maxDuration", found.max_duration)) if value]
         lines += ["", f"Router: {found.router}"
                   + (f" (closes connections after {', '.join(lifetime)})" if lifetime else "")]
