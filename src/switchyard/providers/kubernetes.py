@@ -1,4 +1,4 @@
-"""The Kubernetes CRD provider: IngressRouteTCP and friends read from manifest files, watched."""
+"""The Kubernetes CRD provider: IngressRoute(TCP) and friends read from manifest files, watched."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from switchyard.providers.kubeobjects import (
     secret_value,
     validated,
 )
+from switchyard.providers.kubernetes_http import HTTP_KINDS, HTTPObjects, ReferencePolicy
 
 __all__ = [
     "KubernetesCRDOptions",
@@ -44,7 +45,8 @@ log = logging.getLogger("switchyard.providers.kubernetes")
 NAME = "kubernetescrd"
 # traefik.containo.us is the v2 group; Switchyard accepts both (see docs/providers.md).
 _TRAEFIK_GROUPS = ("traefik.io/v1alpha1", "traefik.containo.us/v1alpha1")
-_TRAEFIK_KINDS = ("IngressRouteTCP", "MiddlewareTCP", "TLSOption", "ServersTransportTCP")
+_TRAEFIK_KINDS = ("IngressRouteTCP", "MiddlewareTCP", "TLSOption", "ServersTransportTCP",
+                  *HTTP_KINDS)
 _CORE_KINDS = {"Service": ("v1",), "Endpoints": ("v1",), "Secret": ("v1",),
                "ConfigMap": ("v1",),
                "EndpointSlice": ("discovery.k8s.io/v1", "discovery.k8s.io/v1beta1")}
@@ -65,6 +67,7 @@ class KubernetesCRDOptions(TraefikModel):
     allow_external_name_services: bool = False
     allow_empty_services: bool = False
     native_lb_by_default: bool = False
+    cross_provider_namespaces: StrList | None = None
     endpoint: str = ""
     token: str = ""
     cert_auth_file_path: str = ""
@@ -144,9 +147,15 @@ def config_from_manifests(
     fragments: list[tuple[Manifest, dict[str, Any], str]] = []
     default_options: list[str] = []
     certificates: dict[str, dict[str, str]] = {}
+    http = HTTPObjects(cluster, _policy(options), certificates, issues)
     for crd in cluster.objects:
         try:
-            if crd.kind == "IngressRouteTCP":
+            if crd.kind in HTTP_KINDS:
+                raw_class = (crd.body.get("spec") or {}).get("ingressClassName")
+                if crd.kind != "IngressRoute" or _admitted(
+                        crd, None if raw_class is None else str(raw_class), options, issues):
+                    http.add(crd, crd.kind)
+            elif crd.kind == "IngressRouteTCP":
                 fragments.extend((crd, raw, "") for raw in _ingress_route_tcp(
                     crd, cluster, certificates, issues))
             elif crd.kind == "MiddlewareTCP":
@@ -165,7 +174,7 @@ def config_from_manifests(
                     key: _servers_transport(crd, cluster)}}}, f"tcp.serversTransports.{key}"))
         except Problem as problem:
             issues.append(ConfigIssue(crd.source, "spec", str(problem), "error"))
-    config = _merge(fragments, issues)
+    config = _merge(fragments, issues).model_copy(update={"http": http.section()})
     tls = config.tls
     if len(default_options) > 1:
         # As Traefik: a "default" TLSOption in several namespaces is ambiguous, so none wins.
@@ -180,6 +189,16 @@ def config_from_manifests(
         issues.extend(more)
         tls = tls.model_copy(update={"certificates": found.tls.certificates})
     return config.model_copy(update={"tls": tls}), issues
+
+
+def _policy(options: KubernetesCRDOptions) -> ReferencePolicy:
+    return ReferencePolicy(
+        allow_cross_namespace=options.allow_cross_namespace,
+        allow_external_name_services=options.allow_external_name_services,
+        allow_empty_services=options.allow_empty_services,
+        native_lb_by_default=options.native_lb_by_default,
+        cross_provider_namespaces=None if options.cross_provider_namespaces is None
+        else tuple(options.cross_provider_namespaces))
 
 
 def _index(manifests: list[Manifest], options: KubernetesCRDOptions,
@@ -197,6 +216,30 @@ def _spec(crd: Manifest) -> dict[str, Any]:
     return dict(spec)
 
 
+def _admitted(crd: Manifest, ingress_class: str | None, options: KubernetesCRDOptions,
+              issues: list[ConfigIssue]) -> bool:
+    """Whether this provider's ingress class takes the object (spec, else the annotation)."""
+    where = "spec.ingressClassName"
+    if ingress_class is None:
+        ingress_class = crd.annotations.get(_INGRESS_CLASS_ANNOTATION, "")
+        where = f"metadata.annotations.{_INGRESS_CLASS_ANNOTATION}"
+    if options.ingress_class == ingress_class or (
+            not options.ingress_class and ingress_class == "traefik"):
+        return True
+    # Traefik skips it without a word; an object that silently routes nothing is the
+    # hardest thing to debug, so say why it is left out.
+    wanted = (f'"{options.ingress_class}"' if options.ingress_class
+              else 'none or "traefik" (providers.kubernetesCRD.ingressClass is not set)')
+    have = f'"{ingress_class}"' if ingress_class else "none"
+    fix = (f"set providers.kubernetesCRD.ingressClass: {ingress_class}" if ingress_class
+           else f"set spec.ingressClassName: {options.ingress_class}")
+    issues.append(ConfigIssue(
+        crd.source, where if ingress_class else "spec.ingressClassName",
+        f"{crd.kind} left out: its ingress class is {have}, this provider reads "
+        f"{wanted}; {fix} to route it", "warning"))
+    return False
+
+
 def _ingress_route_tcp(
     crd: Manifest, cluster: _Cluster, certificates: dict[str, dict[str, str]],
     issues: list[ConfigIssue],
@@ -204,25 +247,7 @@ def _ingress_route_tcp(
     spec = validated(_IngressRouteTCPSpec, _spec(crd), crd, "spec", issues)
     if spec is None:
         return []
-    options = cluster.options
-    ingress_class = spec.ingress_class_name
-    where = "spec.ingressClassName"
-    if ingress_class is None:
-        ingress_class = crd.annotations.get(_INGRESS_CLASS_ANNOTATION, "")
-        where = f"metadata.annotations.{_INGRESS_CLASS_ANNOTATION}"
-    if not (options.ingress_class == ingress_class
-            or (not options.ingress_class and ingress_class == "traefik")):
-        # Traefik skips it without a word; an object that silently routes nothing is the
-        # hardest thing to debug, so say why it is left out.
-        wanted = (f'"{options.ingress_class}"' if options.ingress_class
-                  else 'none or "traefik" (providers.kubernetesCRD.ingressClass is not set)')
-        have = f'"{ingress_class}"' if ingress_class else "none"
-        fix = (f"set providers.kubernetesCRD.ingressClass: {ingress_class}" if ingress_class
-               else f"set spec.ingressClassName: {options.ingress_class}")
-        issues.append(ConfigIssue(
-            crd.source, where if ingress_class else "spec.ingressClassName",
-            f"IngressRouteTCP left out: its ingress class is {have}, this provider reads "
-            f"{wanted}; {fix} to route it", "warning"))
+    if not _admitted(crd, spec.ingress_class_name, cluster.options, issues):
         return []
     tls = spec.tls
     if tls is not None and not tls.passthrough and tls.secret_name:
