@@ -146,3 +146,61 @@ def test_terminated_tls_sends_the_tlvs_haproxy_sends_and_passthrough_only_the_au
         assert capture.headers.pop() == {PP2_TYPE_AUTHORITY: b"mail.test"}
     finally:
         stop_router(loop_thread, app)
+
+
+def test_haproxy_reads_the_header_and_its_authority(loop_thread: LoopThread, tmp_path: Path,
+                                                    ca: Any) -> None:
+    try:
+        binary = ensure_command("haproxy", "haproxy")
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"HAProxy unavailable: {exc}")
+    port = free_port()
+    (tmp_path / "reader.cfg").write_text(f"""
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 5s
+  timeout server 5s
+frontend reader
+  bind 127.0.0.1:{port} accept-proxy
+  http-request return status 200 content-type text/plain lf-string "authority=%[fc_pp_authority] client=%[src]"
+""")
+    process = subprocess.Popen([binary, "-f", str(tmp_path / "reader.cfg"), "-db"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        cert = ca.issue_cert("mail.test")
+        cert.cert_chain_pems[0].write_to_path(tmp_path / "ours.crt")
+        cert.private_key_pem.write_to_path(tmp_path / "ours.key")
+        app = start_router(loop_thread, tmp_path, json.dumps({
+            "tcp": {"routers": {"ended": {"rule": "HostSNI(`mail.test`)", "service": "s",
+                                          "tls": {}}},
+                    "services": {"s": {"loadBalancer": {
+                        "servers": [{"address": f"127.0.0.1:{port}"}],
+                        "proxyProtocol": {"version": 2, "tlvs": ["alpn", "authority", "ssl"]}}}}},
+            "tls": {"certificates": [{"certFile": str(tmp_path / "ours.crt"),
+                                      "keyFile": str(tmp_path / "ours.key")}]}}))
+        try:
+            context = ssl.create_default_context()
+            ca.configure_trust(context)
+            with socket.create_connection(("127.0.0.1", app.entrypoints["ep"].port),
+                                          timeout=5) as raw, \
+                    context.wrap_socket(raw, server_hostname="mail.test") as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: mail.test\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := sock.recv(4096):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200")
+            assert answer.endswith(b"authority=mail.test client=127.0.0.1"), answer
+        finally:
+            stop_router(loop_thread, app)
+    finally:
+        process.terminate()
+        process.wait(5)
