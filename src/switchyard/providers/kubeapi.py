@@ -1,8 +1,9 @@
-"""The kubernetesCRD provider on a live API server: list, then watch from the list's version.
+"""The Kubernetes providers on a live API server: list, then watch from the list's version.
 
-Each kind the configuration is built from (the four ``traefik.io/v1alpha1`` CRDs, Services,
-EndpointSlices, Secrets, ConfigMaps) is listed, in every namespace or in each of
-``namespaces``, and then watched from the resource version of that list. A watch the server
+Each kind a configuration is built from (kubernetesCRD: the eight ``traefik.io/v1alpha1``
+CRDs, Services, EndpointSlices, Secrets, ConfigMaps; kubernetesIngress: Ingresses,
+IngressClasses, Services, EndpointSlices, Secrets) is listed, in every namespace or in each
+of ``namespaces`` (IngressClasses have none), and then watched from the resource version of that list. A watch the server
 ends is resumed from the last version seen (lightkube does that); a ``410 Gone`` (the
 version is too old) lists the kind again and watches from the new list. Any other failure
 ends the whole watch: the server logs it, keeps the last good configuration and starts it
@@ -21,45 +22,65 @@ import httpx2 as httpx  # lightkube's HTTP client
 from lightkube import ALL_NS, ApiError, AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ConfigError
-from lightkube.generic_resource import create_namespaced_resource
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.types import OnErrorAction, OnErrorResult
 
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
 from switchyard.providers.base import ProviderUpdate, Publish, WatchLost
 from switchyard.providers.kubernetes import (
     NAME,
+    Convert,
     KubernetesCRDOptions,
     Manifest,
     config_from_manifests,
     manifest_from_object,
 )
+from switchyard.providers.kubernetes_ingress import KubernetesIngressOptions
 from switchyard.providers.kv import run_sync
 
-__all__ = ["RESOURCES", "KubernetesAPIProvider", "kube_config"]
+__all__ = ["INGRESS_RESOURCES", "RESOURCES", "KubernetesAPIProvider", "kube_config"]
 
 log = logging.getLogger("switchyard.providers.kubernetes")
 
-#: (group, version, kind, plural) of every kind the configuration is built from.
-RESOURCES = (
+Resource = tuple[str, str, str, str]
+_CORE: tuple[Resource, ...] = (
+    ("", "v1", "Service", "services"),
+    ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
+    ("", "v1", "Secret", "secrets"),
+)
+#: (group, version, kind, plural) of every kind the kubernetesCRD configuration is built from.
+RESOURCES: tuple[Resource, ...] = (
+    ("traefik.io", "v1alpha1", "IngressRoute", "ingressroutes"),
+    ("traefik.io", "v1alpha1", "Middleware", "middlewares"),
+    ("traefik.io", "v1alpha1", "TraefikService", "traefikservices"),
+    ("traefik.io", "v1alpha1", "ServersTransport", "serverstransports"),
     ("traefik.io", "v1alpha1", "IngressRouteTCP", "ingressroutetcps"),
     ("traefik.io", "v1alpha1", "MiddlewareTCP", "middlewaretcps"),
     ("traefik.io", "v1alpha1", "TLSOption", "tlsoptions"),
     ("traefik.io", "v1alpha1", "ServersTransportTCP", "serverstransporttcps"),
-    ("", "v1", "Service", "services"),
-    ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
-    ("", "v1", "Secret", "secrets"),
+    *_CORE,
     ("", "v1", "ConfigMap", "configmaps"),
 )
-_RESOURCE_TYPES = {kind: create_namespaced_resource(group, version, kind, plural)
-                   for group, version, kind, plural in RESOURCES}
+#: The same for the kubernetesIngress provider; IngressClasses have no namespace.
+INGRESS_RESOURCES: tuple[Resource, ...] = (
+    ("networking.k8s.io", "v1", "Ingress", "ingresses"),
+    ("networking.k8s.io", "v1", "IngressClass", "ingressclasses"),
+    *_CORE,
+)
+_CLUSTER_SCOPED = ("IngressClass",)
+_RESOURCE_TYPES: dict[str, Any] = {
+    kind: (create_global_resource if kind in _CLUSTER_SCOPED else create_namespaced_resource)(
+        group, version, kind, plural)
+    for group, version, kind, plural in (*RESOURCES, *INGRESS_RESOURCES)}
 # A list's items carry no kind or apiVersion: the resource listed says them.
 _API_VERSIONS = {kind: f"{group}/{version}" if group else version
-                 for group, version, kind, _ in RESOURCES}
+                 for group, version, kind, _ in (*RESOURCES, *INGRESS_RESOURCES)}
 _GONE = 410
 
 
-def kube_config(options: KubernetesCRDOptions,
-                environ: dict[str, str] | None = None) -> KubeConfig:
+def kube_config(options: KubernetesCRDOptions | KubernetesIngressOptions,
+                environ: dict[str, str] | None = None,
+                key: str = "kubernetesCRD") -> KubeConfig:
     """How to reach the API server, in Traefik's order of preference.
 
     ``endpoint`` (with ``token`` and ``certAuthFilePath``) when set; else the pod's service
@@ -84,10 +105,10 @@ def kube_config(options: KubernetesCRDOptions,
         if environ.get("KUBECONFIG"):
             return KubeConfig.from_file(environ["KUBECONFIG"].split(os.pathsep)[0])
     except (ConfigError, OSError, ValueError) as error:
-        raise ConfigLoadError(f"providers.kubernetesCRD: cannot use the API server settings: "
+        raise ConfigLoadError(f"providers.{key}: cannot use the API server settings: "
                               f"{error}") from None
     raise ConfigLoadError(
-        "providers.kubernetesCRD: no API server to watch: set endpoint (and token, "
+        f"providers.{key}: no API server to watch: set endpoint (and token, "
         "certAuthFilePath), run in a cluster with a service account, set KUBECONFIG, or read "
         "manifest files with manifests")
 
@@ -104,16 +125,25 @@ class _Stream:
 class KubernetesAPIProvider:
     """``providers.kubernetesCRD`` against an API server (``endpoint`` or in-cluster)."""
 
-    name = NAME
-
-    def __init__(self, options: KubernetesCRDOptions, config: KubeConfig) -> None:
+    def __init__(self, options: KubernetesCRDOptions | KubernetesIngressOptions,
+                 config: KubeConfig, *, name: str = NAME,
+                 resources: tuple[Resource, ...] = RESOURCES,
+                 convert: Convert | None = None, key: str = "kubernetesCRD") -> None:
+        self.name = name
         self.options = options
         self.config = config
+        if convert is None:
+            assert isinstance(options, KubernetesCRDOptions)
+            crd = options
+            convert = lambda manifests: config_from_manifests(manifests, crd)
+        self.convert = convert
         namespaces = list(options.namespaces) or [ALL_NS]
+        # A cluster-scoped kind is listed once, whatever the namespaces.
         self.streams = [_Stream(kind, namespace)
-                        for _, _, kind, _ in RESOURCES for namespace in namespaces]
+                        for _, _, kind, _ in resources
+                        for namespace in ([ALL_NS] if kind in _CLUSTER_SCOPED else namespaces)]
         current = config.get()
-        self.source = f"kubernetesCRD {current.cluster.server if current else '(no cluster)'}"
+        self.source = f"{key} {current.cluster.server if current else '(no cluster)'}"
         self.relists = 0  # how often a 410 Gone made a kind be listed again
 
     def load(self) -> ProviderUpdate:
@@ -152,10 +182,10 @@ class KubernetesAPIProvider:
 
     async def _list(self, client: AsyncClient, stream: _Stream) -> str:
         """List one kind; its objects replace what was known. The list's resource version."""
-        listing = client.list(_RESOURCE_TYPES[stream.kind], namespace=stream.namespace)
+        listing = client.list(_RESOURCE_TYPES[stream.kind], **self._scope(stream))
         objects: dict[tuple[str, str], Manifest] = {}
         async for item in listing:
-            manifest = self._manifest(stream.kind, item.to_dict())  # type: ignore[no-untyped-call]
+            manifest = self._manifest(stream.kind, item.to_dict())
             if manifest is not None:
                 objects[manifest.namespace, manifest.name] = manifest
         stream.objects = objects
@@ -169,9 +199,9 @@ class KubernetesAPIProvider:
         while True:
             try:
                 async for event, item in client.watch(
-                        _RESOURCE_TYPES[stream.kind], namespace=stream.namespace,
+                        _RESOURCE_TYPES[stream.kind], **self._scope(stream),
                         resource_version=version or None, on_error=_raise):
-                    self._apply(stream, event, item.to_dict())  # type: ignore[no-untyped-call]
+                    self._apply(stream, event, item.to_dict())
                     publish(self._update())
             except ApiError as error:
                 if error.status.code != _GONE:
@@ -183,6 +213,10 @@ class KubernetesAPIProvider:
                          stream.kind)
                 version = await self._list(client, stream)
                 publish(self._update())
+
+    @staticmethod
+    def _scope(stream: _Stream) -> dict[str, Any]:
+        return {} if stream.kind in _CLUSTER_SCOPED else {"namespace": stream.namespace}
 
     def _apply(self, stream: _Stream, event: str, body: dict[str, Any]) -> None:
         manifest = self._manifest(stream.kind, body)
@@ -202,7 +236,7 @@ class KubernetesAPIProvider:
 
     def _update(self) -> ProviderUpdate:
         manifests = [m for stream in self.streams for m in stream.objects.values()]
-        config, issues = config_from_manifests(manifests, self.options)
+        config, issues = self.convert(manifests)
         return ProviderUpdate(self.name, config, issues)
 
     def _problem(self, error: BaseException) -> str:

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "KubernetesCRDOptions",
     "KubernetesCRDProvider",
     "Manifest",
+    "ManifestProvider",
     "config_from_manifests",
     "make_router_key",
     "manifest_from_object",
@@ -479,27 +481,33 @@ def _merge(fragments: list[tuple[Manifest, dict[str, Any], str]],
 # --- the provider ------------------------------------------------------------------------
 
 
-@dataclass
-class KubernetesCRDProvider:
-    """``providers.kubernetesCRD`` with ``manifests``: a file or directory, watched."""
+#: Turns the objects read into a provider's configuration and its issues.
+Convert = Callable[[list[Manifest]], tuple[DynamicConfig, list[ConfigIssue]]]
 
-    options: KubernetesCRDOptions
-    name: str = NAME
+
+@dataclass
+class ManifestProvider:
+    """A Kubernetes provider reading manifest files: a file or directory, watched."""
+
+    name: str
+    manifests: str
+    watching: bool
+    convert: Convert
 
     def load(self) -> ProviderUpdate:
-        return load_guarded(self.name, self.options.manifests, self._load)
+        return load_guarded(self.name, self.manifests, self._load)
 
     def _load(self) -> ProviderUpdate:
-        manifests, issues = read_manifests(self.options.manifests)
-        config, found = config_from_manifests(manifests, self.options)
+        manifests, issues = read_manifests(self.manifests)
+        config, found = self.convert(manifests)
         return ProviderUpdate(self.name, config, issues + found)
 
     async def watch(self, publish: Publish) -> None:
-        if not self.options.watch:
+        if not self.watching:
             return
         from watchfiles import awatch
 
-        path = os.path.abspath(self.options.manifests)
+        path = os.path.abspath(self.manifests)
         # A file is watched through its directory: tools replace files by rename.
         target = path if os.path.isdir(path) else os.path.dirname(path)
         async for changes in awatch(target, debounce=50, step=20, recursive=True):
@@ -508,5 +516,14 @@ class KubernetesCRDProvider:
                 raise WatchLost(f"{target} was removed; watching resumes once it exists again")
             if target != path and not any(os.path.abspath(p) == path for _, p in changes):
                 continue
-            log.info("change detected in %s", self.options.manifests)
+            log.info("change detected in %s", self.manifests)
             publish(self.load())
+
+
+class KubernetesCRDProvider(ManifestProvider):
+    """``providers.kubernetesCRD`` with ``manifests``."""
+
+    def __init__(self, options: KubernetesCRDOptions) -> None:
+        super().__init__(NAME, options.manifests, options.watch,
+                         lambda manifests: config_from_manifests(manifests, options))
+        self.options = options
