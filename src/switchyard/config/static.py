@@ -307,7 +307,7 @@ def _not_empty(value: object) -> bool:
 
 #: Providers Traefik has and Switchyard does not read (``providers.<key>``, lower-cased).
 UNIMPLEMENTED_PROVIDERS = (
-    "kubernetesingress", "kubernetesingressnginx", "kubernetesgateway", "rest",
+    "kubernetesingressnginx", "kubernetesgateway", "rest",
     "nomad", "ecs", "http", "plugin",
 )
 
@@ -353,7 +353,8 @@ _UNIMPLEMENTED = (
                      "Switchyard; remove it (metrics.prometheus works)")
       for name in ("datadog", "statsD", "influxDB2", "otlp")),
     *(_Unimplemented(("providers", name), "this provider is not implemented by Switchyard "
-                     "and reads nothing; remove it (file, docker, swarm, kubernetesCRD, redis, "
+                     "and reads nothing; remove it (file, docker, swarm, kubernetesCRD, "
+                     "kubernetesIngress, redis, "
                      "etcd, consul, consulCatalog and zooKeeper are implemented)",
                      _not_empty if name == "plugin" else _present)
       for name in UNIMPLEMENTED_PROVIDERS),

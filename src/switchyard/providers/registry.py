@@ -47,6 +47,13 @@ def build_providers(static: StaticConfig) -> list[Provider]:
         else:
             from switchyard.providers.kubeapi import KubernetesAPIProvider, kube_config
             providers.append(KubernetesAPIProvider(crd, kube_config(crd)))
+    if section.kubernetes_ingress is not None:
+        from switchyard.providers.kubernetes_ingress import (
+            KubernetesIngressOptions,
+            kubernetes_ingress_provider,
+        )
+        providers.append(kubernetes_ingress_provider(_options(
+            KubernetesIngressOptions, section.kubernetes_ingress, "kubernetesIngress")))
     if section.redis is not None:
         from switchyard.providers.redis import RedisOptions, redis_provider
         redis = _options(RedisOptions, section.redis, "redis")
