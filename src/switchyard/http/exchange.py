@@ -120,8 +120,8 @@ class Exchange:
         # just before its end(); the connection's own writer sends them (see handler).
         self.response_trailers: Headers | None = None
         self.response_head: ResponseHead | None = None
-        # The head respond() made and gave a Content-Length: Go's server adds that field on the
-        # wire, not to the header map Traefik logs as downstream_ fields.
+        # A head whose Content-Length the engine added where Go's server adds one on the wire
+        # only, not to the header map Traefik logs (respond(), compress's short bodies).
         self.sized_head: ResponseHead | None = None
 
     # -- for handlers ------------------------------------------------------------------------

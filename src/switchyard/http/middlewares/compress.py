@@ -352,11 +352,13 @@ class _Compressing:
     response buffer so that a short result gets a Content-Length.
     """
 
-    __slots__ = ("_encoder", "_head", "_held", "_held_size", "_known_length", "_next", "_plan")
+    __slots__ = ("_encoder", "_exchange", "_head", "_held", "_held_size", "_known_length",
+                 "_next", "_plan")
 
-    def __init__(self, next_writer: ResponseWriter, plan: _Plan) -> None:
+    def __init__(self, next_writer: ResponseWriter, plan: _Plan, exchange: Exchange) -> None:
         self._next = next_writer
         self._plan = plan
+        self._exchange = exchange
         self._encoder: _Encoder | None = None
         self._head: ResponseHead | None = None
         self._held: list[bytes] = []
@@ -426,6 +428,7 @@ class _Compressing:
         headers.remove(b"content-length")
         if length is not None:
             headers.append((b"Content-Length", str(length).encode("ascii")))
+            self._exchange.sized_head = head  # Go's server adds it on the wire, not to the map
         headers.set(b"content-encoding", self._encoder.name.encode("ascii"), b"Content-Encoding")
         if self._plan.gzip:
             headers.remove(b"accept-ranges")
@@ -474,7 +477,7 @@ class Compress:
         if plan.gzip and not _gzhttp_accepts_gzip(values[0] if values else ""):
             exchange.writer = _Varying(exchange.writer)
         else:
-            exchange.writer = _Compressing(exchange.writer, plan)
+            exchange.writer = _Compressing(exchange.writer, plan, exchange)
         self.next.handle(exchange)
 
 
