@@ -337,6 +337,8 @@ http:
               service: dead}}
     caught: {{entryPoints: [web], rule: "PathPrefix(`/caught`)", middlewares: [pages],
              service: fixed}}
+    squeezed: {{entryPoints: [web], rule: "PathPrefix(`/squeezed`)", middlewares: [squeeze],
+               service: fixed}}
   middlewares:
     basic: {{basicAuth: {{users: ["{basic}"]}}}}
     digest: {{digestAuth: {{users: ["{digest}"]}}}}
@@ -346,6 +348,7 @@ http:
                        customResponseHeaders: {{X-Reply: "set"}}}}}}
     again: {{retry: {{attempts: 2}}}}
     pages: {{errors: {{status: ["500-599"], service: fixed, query: "/page"}}}}
+    squeeze: {{compress: {{}}}}
   services:
     fixed: {{loadBalancer: {{servers: [{{url: "{fixed}"}}]}}}}
     dead: {{loadBalancer: {{servers: [{{url: "{dead}"}}]}}}}
@@ -383,12 +386,20 @@ TABLE = [
     ("web", "/retried/x", []),
     ("web", "/caught/x", ["-H", "X-Status: 503"]),
     ("web", "/nowhere", []),
+    ("web", "/squeezed/x", ["-X", "POST", "-H", "Accept-Encoding: gzip",
+                            "-H", "X-Repeat: 2000"]),
     ("websecure", "/h2", ["--http2", *TLS13_AES128]),
     ("websecure", "/h1", ["--http1.1", *TLS13_AES128]),
     ("websecure", "/tls12", ["--http1.1", "-k", "--tls-max", "1.2",
                              "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"]),
     ("websecure", "/mtls", ["--http2", *TLS13_AES128, "--cert", "{cert}", "--key", "{key}"]),
 ]
+
+# Two deflate implementations (Go's and zlib) give compressed bodies of different sizes.
+# The squeezed request is the only POST answered 200 over plain HTTP: its series are left out of
+# the response byte counts.
+COMPRESSED = {("POST", "/squeezed/x", 0): {"DownstreamContentSize", "GzipRatio"}}
+COMPRESSED_SERIES = {("code", "200"), ("method", "POST"), ("protocol", "http")}
 
 # Values that differ from run to run or between two processes by nature.
 VOLATILE = frozenset({"StartUTC", "StartLocal", "time", "Duration", "OriginDuration", "Overhead",
@@ -419,7 +430,7 @@ class _Fixed(http.server.BaseHTTPRequestHandler):
         if (self.headers.get("Upgrade") or "").lower() == "websocket":
             self._tunnel()
             return
-        body = b"" if self.command == "HEAD" else b"ok\n"
+        body = b"" if self.command == "HEAD" else b"ok\n" * int(self.headers.get("X-Repeat") or 1)
         self.send_response(int(self.headers.get("X-Status") or 200))
         self.send_header("Content-Type", "text/plain")
         for extra in self.headers.get_all("X-Header") or []:
@@ -427,7 +438,7 @@ class _Fixed(http.server.BaseHTTPRequestHandler):
             self.send_header(name.strip(), value.strip())
         trailer = self.headers.get("X-Trailer")
         if trailer is None:
-            self.send_header("Content-Length", "3")
+            self.send_header("Content-Length", str(len(body) or 3))
             self.end_headers()
             self.wfile.write(body)
             return
@@ -521,6 +532,11 @@ def log_lines(path: Path, ports: dict[str, int]) -> dict[tuple[str, str, int], d
     return found
 
 
+def wait_for_websocket(api: int) -> None:
+    """Until the WebSocket is counted: both count it once its tunnel has closed."""
+    eventually(lambda: 'protocol="websocket"' in scrape_api(api))
+
+
 def wait_for_lines(path: Path, count: int) -> None:
     eventually(lambda: path.exists() and len(path.read_text().splitlines()) >= count)
 
@@ -561,6 +577,7 @@ def run_table(tmp_path: Path, loop_thread: LoopThread, ca: trustme.CA, static: d
                                   static={**config, "api": {"insecure": True}}) as theirs:
                     play_table(theirs.ports, curl, files)
                     wait_for_lines(log, expected)
+                    wait_for_websocket(theirs.api)
                     results.append((log, dict(theirs.ports), scrape_api(theirs.api)))
                     (directory / "metrics.txt").write_text(results[-1][2])
             else:
@@ -569,6 +586,7 @@ def run_table(tmp_path: Path, loop_thread: LoopThread, ca: trustme.CA, static: d
                            api={"insecure": True}, **config) as mine:
                     play_table(mine, curl, files)
                     wait_for_lines(log, expected)
+                    wait_for_websocket(mine["api"])
                     results.append((log, {k: v for k, v in mine.items() if k != "api"},
                                     scrape_api(mine["api"])))
                     (directory / "metrics.txt").write_text(results[-1][2])
@@ -595,13 +613,16 @@ def test_a_table_of_requests_logs_and_counts_as_traefik_does(
     for request, entry in theirs.items():
         mine = ours[request]
         differing = {key: (entry.get(key), mine.get(key)) for key in set(entry) | set(mine)
-                     if key not in VOLATILE and entry.get(key) != mine.get(key)}
+                     if key not in VOLATILE | COMPRESSED.get(request, set())
+                     and entry.get(key) != mine.get(key)}
         if differing:
             differences[request] = differing
     assert not differences, json.dumps({" ".join(map(str, key)): value
                                         for key, value in differences.items()}, indent=1)
     for lines in (theirs, ours):  # an upgraded request is logged with its whole session
         assert lines[("GET", "/plain/ws", 0)]["Duration"] >= WEBSOCKET_SESSION * 1e9
+        squeezed = lines[("POST", "/squeezed/x", 0)]
+        assert squeezed["OriginContentSize"] == 6000 and squeezed["GzipRatio"] > 50
     # What the comparison covered, spelled out for a reader.
     users = {("GET", "/basic/none", 0): "", ("GET", "/basic/wrong", 0): "test",
              ("GET", "/basic/right", 0): "test", ("GET", "/digest/x", 0): "-",
@@ -616,7 +637,12 @@ def test_a_table_of_requests_logs_and_counts_as_traefik_does(
         for family in ("requests_total", "requests_tls_total", "requests_bytes_total",
                        "responses_bytes_total", "request_duration_seconds_count"):
             name = f"traefik_{level}_{family}"
-            assert _values(our_metrics, name) == _values(their_metrics, name), name
+            ours_counted, theirs_counted = _values(our_metrics, name), _values(their_metrics, name)
+            if family == "responses_bytes_total":
+                for counted in (ours_counted, theirs_counted):
+                    for labels in [labels for labels in counted if COMPRESSED_SERIES <= labels]:
+                        del counted[labels]
+            assert ours_counted == theirs_counted, name
 
 
 # CLF lines with their timestamps and elapsed milliseconds masked.

@@ -495,8 +495,8 @@ def request_record(exchange: Exchange) -> RequestRecord:
 
 def _logged_fields(head: ResponseHead | None, exchange: Exchange
                    ) -> Sequence[tuple[bytes, bytes]]:
-    """A response head's fields as Go's header map has them: the Content-Length respond() set
-    is one Go's server adds on the wire only."""
+    """A response head's fields as Go's header map has them, without a Content-Length that
+    Go's server would add on the wire only (``exchange.sized_head``)."""
     if head is None:
         return ()
     if head is exchange.sized_head:
