@@ -25,7 +25,8 @@ a pkix.Name. An upgraded (WebSocket) request is logged when its tunnel closes, w
 as Traefik's captures see a hijacked connection.
 
 The status is 499 when the client went away before a response was started, as in Traefik.
-Traefik's Kubernetes, tracing and GzipRatio-from-compress fields have no source here.
+GzipRatio is the origin size over the size sent (compress). Traefik's Kubernetes and tracing
+fields have no source here.
 """
 
 from __future__ import annotations
