@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from switchyard.config.sources import read_static
-from switchyard.providers.kubeapi import RESOURCES
+from switchyard.providers.kubeapi import INGRESS_RESOURCES, RESOURCES
 
 REPO = Path(__file__).resolve().parents[2]
 KUBE = REPO / "deploy" / "kubernetes"
@@ -63,7 +63,7 @@ def test_the_crds_define_every_traefik_kind_the_provider_watches() -> None:
 
 def test_the_cluster_role_lets_the_service_account_read_every_watched_kind() -> None:
     rules = one("ClusterRole")["rules"]
-    for group, _, _, plural in RESOURCES:
+    for group, _, _, plural in (*RESOURCES, *INGRESS_RESOURCES):
         assert any(group in rule["apiGroups"] and plural in rule["resources"]
                    and {"get", "list", "watch"} <= set(rule["verbs"]) for rule in rules), plural
     assert not any(set(rule["verbs"]) - {"get", "list", "watch"} for rule in rules)
@@ -81,6 +81,8 @@ def test_the_deployment_configures_the_api_watch_ping_and_its_ports(tmp_path: Pa
     static = static_from_env({e["name"]: e["value"] for e in container["env"]}, tmp_path)
     assert static.providers.kubernetes_crd is not None
     assert "manifests" not in static.providers.kubernetes_crd  # the API, not files
+    assert static.providers.kubernetes_ingress is not None
+    assert "manifests" not in static.providers.kubernetes_ingress
     assert static.ping is not None and static.ping.entry_point == "traefik"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     listened = {int(ep.address.rsplit(":", 1)[1]) for ep in static.entry_points.values()}
@@ -117,3 +119,26 @@ def test_the_compose_example_configures_a_docker_provider_and_ping(tmp_path: Pat
     for name, service in compose["services"].items():
         if name != "switchyard":
             assert service["networks"] == switchyard["networks"]
+
+
+def test_the_ingress_class_names_the_controller_the_ingress_provider_reads(
+        tmp_path: Path) -> None:
+    from switchyard.providers.kubeobjects import read_manifests
+    from switchyard.providers.kubernetes_ingress import (
+        KubernetesIngressOptions,
+        config_from_ingresses,
+    )
+
+    classes = [d for d in manifests() if d["kind"] == "IngressClass"]
+    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+               "metadata": {"name": "app", "namespace": "default"},
+               "spec": {"ingressClassName": classes[0]["metadata"]["name"],
+                        "defaultBackend": {"service": {"name": "app", "port": {"number": 80}}}}}
+    service = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "app", "namespace": "default"},
+               "spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 80}]}}
+    (tmp_path / "all.yaml").write_text(yaml.safe_dump_all([*classes, ingress, service]))
+    found, _ = read_manifests(str(tmp_path / "all.yaml"))
+    config, issues = config_from_ingresses(found, KubernetesIngressOptions(
+        native_lb_by_default=True))
+    assert issues == [] and "default-router" in config.http["routers"]

@@ -71,7 +71,7 @@ _CLUSTER_SCOPED = ("IngressClass",)
 _RESOURCE_TYPES: dict[str, Any] = {
     kind: (create_global_resource if kind in _CLUSTER_SCOPED else create_namespaced_resource)(
         group, version, kind, plural)
-    for group, version, kind, plural in (*RESOURCES, *INGRESS_RESOURCES)}
+    for group, version, kind, plural in dict.fromkeys((*RESOURCES, *INGRESS_RESOURCES))}
 # A list's items carry no kind or apiVersion: the resource listed says them.
 _API_VERSIONS = {kind: f"{group}/{version}" if group else version
                  for group, version, kind, _ in (*RESOURCES, *INGRESS_RESOURCES)}
