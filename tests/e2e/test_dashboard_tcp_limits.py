@@ -27,8 +27,8 @@ def test_dashboard_shows_strategy_weights_ejections_and_rejections(
     live, dead = f"127.0.0.1:{backends.whoami('live')}", f"127.0.0.1:{free_port()}"
     app = start_router(loop_thread, tmp_path, json.dumps({"tcp": {
         "routers": {"r": {"rule": "HostSNI(`*`)", "service": "s", "entryPoints": ["ep"],
-                          "middlewares": ["limit"]}},
-        "middlewares": {"limit": {"rateLimit": {"average": 1, "period": "1m", "burst": 1}}},
+                          "middlewares": ["dash-limit"]}},
+        "middlewares": {"dash-limit": {"rateLimit": {"average": 1, "period": "1m", "burst": 1}}},
         "services": {"s": {"loadBalancer": {
             "strategy": "leastConn", "retry": {"attempts": 2},
             "passiveHealthCheck": {"failureWindow": "1m"},
@@ -44,7 +44,7 @@ def test_dashboard_shows_strategy_weights_ejections_and_rejections(
         service = page.locator('#services tr[data-name="s@file"]').inner_text()
         assert "strategy leastConn" in service and "weight 3" in service
         assert "taken out 1x by passive health" in service and "DOWN" in service
-        middleware = page.locator('#middlewares tr[data-name="limit@file"]').inner_text()
+        middleware = page.locator('#middlewares tr[data-name="dash-limit@file"]').inner_text()
         assert "1 connections per 1m0s, burst 1" in middleware and "(1 refused)" in middleware
     finally:
         stop_router(loop_thread, app)
