@@ -63,8 +63,9 @@ _NO_CONNECT = Responder(405)
 class _Stream:
     """One request stream: what is still to send, and whether its body may be read on."""
 
-    __slots__ = ("conn", "ending", "exchange", "id", "pending", "pending_size", "producer_paused",
-                 "reading_paused", "request_done", "sent_all", "trailers", "unacked")
+    __slots__ = ("conn", "ending", "exchange", "head", "id", "pending", "pending_size",
+                 "producer_paused", "reading_paused", "request_done", "sent_all", "trailers",
+                 "unacked")
 
     def __init__(self, conn: H2ServerConnection, stream_id: int) -> None:
         self.conn = conn
@@ -74,6 +75,7 @@ class _Stream:
         self.pending_size = 0
         self.ending = False  # end_stream once pending is sent
         self.trailers: list[tuple[bytes, bytes]] = []  # a trailing HEADERS frame ends it instead
+        self.head: list[tuple[bytes, bytes]] | None = None  # the response head, held (send_head)
         self.sent_all = False  # END_STREAM (or RST) sent
         self.request_done = False  # END_STREAM received
         self.reading_paused = 0  # reasons (flowcontrol constants) the body is held back
@@ -153,7 +155,7 @@ class H2Exchange(Exchange):
             fields.append((lower, value))
         if not date:
             fields.append((b"date", date_value()))
-        self._stream.conn.send_headers(self._stream, fields, end_stream=no_body)
+        self._stream.conn.send_head(self._stream, fields, end_stream=no_body)
 
     def write(self, chunk: bytes) -> None:
         if self.finished or self._no_body or not chunk:
@@ -202,6 +204,7 @@ class H2ServerConnection(asyncio.Protocol):
         self._transport: asyncio.BaseTransport | None = None
         self._streams: dict[int, _Stream] = {}
         self._corked = 0
+        self._held: list[_Stream] = []  # streams whose response head is held (send_head)
         self._closed = False
         self.writing_paused = False
 
@@ -358,7 +361,20 @@ class H2ServerConnection(asyncio.Protocol):
             stream.sent_all = True
         self._flush_unless_corked()
 
+    def send_head(self, stream: _Stream, fields: list[tuple[bytes, bytes]], *,
+                  end_stream: bool) -> None:
+        """The response head: held while the connection is corked, until the body's first bytes,
+        its end or the uncork, so that a response without a body goes out as one HEADERS frame
+        with END_STREAM (what gRPC clients expect of a trailers-only answer), as Go sends it."""
+        if self._corked and not end_stream:
+            stream.head = fields
+            self._held.append(stream)
+        else:
+            self.send_headers(stream, fields, end_stream=end_stream)
+
     def send_data(self, stream: _Stream, chunk: bytes) -> None:
+        if stream.head is not None:
+            self._head_out(stream, end_stream=False)
         if stream.sent_all or self._closed:
             return
         stream.pending.append(memoryview(chunk))
@@ -368,6 +384,8 @@ class H2ServerConnection(asyncio.Protocol):
             self._pause_producer(stream)
 
     def end_stream(self, stream: _Stream, trailers: Headers | None = None) -> None:
+        if stream.head is not None:
+            self._head_out(stream, end_stream=not trailers)
         stream.ending = True
         if trailers:
             # Sorted by name, as Go's server writes them.
@@ -377,6 +395,7 @@ class H2ServerConnection(asyncio.Protocol):
         self._send_pending(stream)
 
     def reset(self, stream: _Stream) -> None:
+        stream.head = None
         if not stream.sent_all and not self._closed:
             stream.sent_all = True
             stream.pending.clear()
@@ -404,11 +423,21 @@ class H2ServerConnection(asyncio.Protocol):
         self._corked += 1
 
     def uncork(self) -> None:
+        if self._corked == 1 and self._held:
+            held, self._held = self._held, []
+            for stream in held:
+                if stream.head is not None:
+                    self._head_out(stream, end_stream=False)
         self._corked -= 1
         if not self._corked:
             self._flush()
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _head_out(self, stream: _Stream, *, end_stream: bool) -> None:
+        fields, stream.head = stream.head, None
+        if fields is not None:
+            self.send_headers(stream, fields, end_stream=end_stream)
 
     def _send_pending(self, stream: _Stream) -> None:
         h2conn = self._h2
