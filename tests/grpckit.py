@@ -27,8 +27,9 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 
-__all__ = ["H2Answer", "RawBackend", "grpc_frame", "grpc_frames", "grpc_server", "h2_backend",
+__all__ = ["H2Answer", "H2Backend", "RawBackend", "grpc_frame", "grpc_frames", "grpc_server", "h2_backend",
            "h2_request", "raw_backend"]
 
 
@@ -88,25 +89,56 @@ H2Handler = Callable[[list[tuple[bytes, bytes]], bytes],
                      tuple[list[tuple[bytes, bytes]], list[bytes], list[tuple[bytes, bytes]]]]
 
 
+@dataclass
+class H2Backend:
+    port: int
+    connections: int = 0  # accepted so far
+    protocols: list[str] = field(default_factory=list)  # per connection: "h2" or "http/1.1"
+
+
+_H1_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nContent-Type: text/plain\r\n\r\nhttp/1.1"
+
+
 @contextlib.contextmanager
-def h2_backend(handler: H2Handler, context: ssl.SSLContext | None = None) -> Iterator[int]:
-    """An HTTP/2 server (prior knowledge, or TLS with ALPN h2) calling ``handler`` per stream."""
+def h2_backend(handler: H2Handler, context: ssl.SSLContext | None = None) -> Iterator[H2Backend]:
+    """An HTTP/2 server (prior knowledge, or TLS with ALPN h2) calling ``handler`` per stream.
+
+    Over TLS, a client that does not choose ``h2`` gets ``http/1.1`` as the body of every
+    answer, over HTTP/1.1.
+    """
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
-    port = listener.getsockname()[1]
+    backend = H2Backend(listener.getsockname()[1])
+
+    def serve_http1(sock: Any) -> None:
+        buffer = b""
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                buffer += data
+            _, _, buffer = buffer.partition(b"\r\n\r\n")
+            sock.sendall(_H1_ANSWER)
 
     def serve(raw: socket.socket) -> None:
         sock: Any = raw
         try:
             if context is not None:
                 sock = context.wrap_socket(raw, server_side=True)
+                if sock.selected_alpn_protocol() != "h2":
+                    backend.protocols.append("http/1.1")
+                    serve_http1(sock)
+                    return
+            backend.protocols.append("h2")
             conn = h2.connection.H2Connection(h2.config.H2Configuration(
                 client_side=False, header_encoding=None))
             conn.initiate_connection()
             sock.sendall(conn.data_to_send())
             heads: dict[int, list[tuple[bytes, bytes]]] = {}
             bodies: dict[int, bytes] = {}
+            outgoing: dict[int, tuple[bytearray, list[tuple[bytes, bytes]]]] = {}
             while True:
                 data = sock.recv(65536)
                 if not data:
@@ -119,19 +151,22 @@ def h2_backend(handler: H2Handler, context: ssl.SSLContext | None = None) -> Ite
                         bodies[event.stream_id] += event.data
                         conn.acknowledge_received_data(event.flow_controlled_length,
                                                        event.stream_id)
+                    elif isinstance(event, h2.events.StreamReset):
+                        outgoing.pop(event.stream_id, None)
                     elif isinstance(event, h2.events.StreamEnded):
                         stream = event.stream_id
                         fields, chunks, trailers = handler(heads.pop(stream),
                                                            bodies.pop(stream))
-                        conn.send_headers(stream, fields,
-                                          end_stream=not chunks and not trailers)
-                        for index, chunk in enumerate(chunks):
-                            last = index == len(chunks) - 1 and not trailers
-                            conn.send_data(stream, chunk, end_stream=last)
-                        if trailers:
-                            conn.send_headers(stream, trailers, end_stream=True)
+                        try:
+                            conn.send_headers(stream, fields,
+                                              end_stream=not chunks and not trailers)
+                        except h2.exceptions.StreamClosedError:
+                            continue  # the client gave up meanwhile
+                        if chunks or trailers:
+                            outgoing[stream] = (bytearray(b"".join(chunks)), trailers)
+                _send_pending(conn, outgoing)
                 sock.sendall(conn.data_to_send())
-        except (OSError, ssl.SSLError):
+        except (OSError, ssl.SSLError, h2.exceptions.ProtocolError):
             return
         finally:
             sock.close()
@@ -142,13 +177,35 @@ def h2_backend(handler: H2Handler, context: ssl.SSLContext | None = None) -> Ite
                 conn, _ = listener.accept()
             except OSError:
                 return
+            backend.connections += 1
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
     try:
-        yield port
+        yield backend
     finally:
         listener.close()
+
+
+def _send_pending(conn: h2.connection.H2Connection,
+                  outgoing: dict[int, tuple[bytearray, list[tuple[bytes, bytes]]]]) -> None:
+    """Send what each stream still has as far as the client's windows allow."""
+    for stream, (data, trailers) in list(outgoing.items()):
+        try:
+            while data:
+                window = min(conn.local_flow_control_window(stream),
+                             conn.max_outbound_frame_size)
+                if window <= 0:
+                    break
+                piece = bytes(data[:window])
+                del data[:window]
+                conn.send_data(stream, piece, end_stream=not data and not trailers)
+            if not data:
+                if trailers:
+                    conn.send_headers(stream, trailers, end_stream=True)
+                del outgoing[stream]
+        except h2.exceptions.StreamClosedError:
+            del outgoing[stream]
 
 
 @dataclass

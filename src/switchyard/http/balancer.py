@@ -75,4 +75,4 @@ class LoadBalancer:
     def close(self) -> None:
         """Drop the idle backend connections (the service left the configuration)."""
         for server in self.servers:
-            server.proxy.pool.close()
+            server.proxy.close()

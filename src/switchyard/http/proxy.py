@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 
 from switchyard.http.origin import OriginCapture
 from switchyard.http.responder import status_text_error
-from switchyard.http.rewrite import backend_request_head, outgoing_target
+from switchyard.http.rewrite import backend_request_fields, backend_request_head, outgoing_target
 from switchyard.http.upstream import Failure, UpstreamConnection, UpstreamPool, UpstreamSettings
+from switchyard.http.upstream_h2 import H2Pool, H2UpstreamConnection
 
 if TYPE_CHECKING:
     from switchyard.http.exchange import Exchange
@@ -37,8 +38,8 @@ class ServerURL:
 def parse_server_url(url: str) -> ServerURL:
     """Split a server URL; raises ValueError with a message that names the URL."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f'server URL "{url}": scheme must be http or https')
+    if parts.scheme not in ("http", "https", "h2c"):
+        raise ValueError(f'server URL "{url}": scheme must be http, https or h2c')
     try:
         host, port = parts.hostname, parts.port
     except ValueError as exc:
@@ -58,17 +59,26 @@ class ReverseProxy:
     bodies are written to the client as each piece arrives from the server (Traefik's
     ``flushInterval: -1``; its 100 ms default only batches flushes, which our writes do anyway).
     ``open_requests`` counts requests in flight, for balancing strategies.
+
+    ``h2c://`` servers, and ``https://`` ones unless the transport disables HTTP/2, are spoken
+    to in HTTP/2 (``h2``, see switchyard.http.upstream_h2); a request that asks for a protocol
+    upgrade (WebSocket) goes over HTTP/1.1 to the same server, as Traefik does.
     """
 
-    __slots__ = ("_authority", "_path", "_preserve", "open_requests", "pass_host_header", "pool",
-                 "url")
+    __slots__ = ("_authority", "_path", "_preserve", "_scheme", "h2", "open_requests",
+                 "pass_host_header", "pool", "url")
 
     def __init__(self, url: ServerURL, pool: UpstreamPool | None = None, *,
                  settings: UpstreamSettings | None = None, pass_host_header: bool = True,
                  preserve_path: bool = False) -> None:
         self.url = url
-        self.pool = pool or UpstreamPool(url.host, url.port, settings or UpstreamSettings(),
-                                         tls=url.scheme == "https")
+        settings = settings or UpstreamSettings()
+        tls = url.scheme == "https"
+        self.pool = pool or UpstreamPool(url.host, url.port, settings, tls=tls)
+        self.h2: H2Pool | None = None
+        if pool is None and (url.scheme == "h2c" or tls and not settings.disable_http2):
+            self.h2 = H2Pool(url.host, url.port, settings, tls=tls, fallback=self.pool)
+        self._scheme = b"https" if tls else b"http"
         self.pass_host_header = pass_host_header
         self._preserve = preserve_path
         self._authority = url.authority.encode("latin-1")
@@ -80,27 +90,62 @@ class ReverseProxy:
         if exchange.observed:  # the access log's Origin* fields: what this server answered
             exchange.writer = exchange.origin = OriginCapture(exchange.writer)
         self.open_requests += 1
+        if self.h2 is not None and self._over_h2(exchange):
+            return
         conn = self.pool.acquire()
         if conn is not None:
             self._send(conn, exchange)
         else:
             self._dial(exchange)
 
-    def _dial(self, exchange: Exchange) -> None:
-        def dialed(conn: UpstreamConnection | None, failure: Failure | None) -> None:
-            if exchange.finished:  # the client went away meanwhile
-                self.open_requests -= 1
-                if conn is not None:
-                    self.pool.release(conn)
-                return
-            if conn is None:
-                assert failure is not None
-                exchange.request_unsent = True  # the retry middleware may send it again
-                self.upstream_failed(exchange, failure, retry=False)
-            else:
-                self._send(conn, exchange)
+    def close(self) -> None:
+        """Close the idle connections and keep no more (the service went away on a reload)."""
+        self.pool.close()
+        if self.h2 is not None:
+            self.h2.close()
 
-        self.pool.dial(dialed)
+    def _over_h2(self, exchange: Exchange) -> bool:
+        """Send ``exchange`` over HTTP/2 when the server speaks it; False: use HTTP/1.1."""
+        h2 = self.h2
+        assert h2 is not None
+        if h2.speaks_h2 is False or exchange.request.headers.has_token(b"connection", b"upgrade"):
+            return False
+        conn = h2.acquire()
+        if conn is not None:
+            self._send_h2(conn, exchange)
+        else:
+            h2.dial(lambda conn, failure: self._dialed(exchange, conn, failure))
+        return True
+
+    def _dial(self, exchange: Exchange) -> None:
+        self.pool.dial(lambda conn, failure: self._dialed(exchange, conn, failure))
+
+    def _dialed(self, exchange: Exchange, conn: UpstreamConnection | H2UpstreamConnection | None,
+                failure: Failure | None) -> None:
+        if exchange.finished:  # the client went away meanwhile
+            self.open_requests -= 1
+            if isinstance(conn, UpstreamConnection):
+                self.pool.release(conn)
+            return
+        if conn is None:
+            assert failure is not None
+            exchange.request_unsent = True  # the retry middleware may send it again
+            self.upstream_failed(exchange, failure, retry=False)
+        elif isinstance(conn, UpstreamConnection):
+            self._send(conn, exchange)
+        elif conn.capacity > 0:
+            self._send_h2(conn, exchange)
+        elif not self._over_h2(exchange):  # it filled up with the others waiting for it
+            self._dial(exchange)
+
+    def _send_h2(self, conn: H2UpstreamConnection, exchange: Exchange) -> None:
+        request = exchange.request
+        fields = backend_request_fields(
+            request.method, outgoing_target(request.target, self._path, self._preserve),
+            request.headers, scheme=self._scheme,
+            client_ip=exchange.info.client_ip if exchange.forward_client else None,
+            host=self._authority, replace_host=not self.pass_host_header)
+        conn.send(exchange, self, fields)
 
     def _send(self, conn: UpstreamConnection, exchange: Exchange) -> None:
         request = exchange.request
@@ -123,8 +168,10 @@ class ReverseProxy:
             self.open_requests -= 1
             return
         if retry and failure.retriable and not exchange.has_body:
-            # A kept-alive connection the server had just closed: Go's transport retries too.
-            self._dial(exchange)
+            # A kept-alive connection the server had just closed, or streams an HTTP/2 server
+            # refused or did not take before going away: Go's transport retries too.
+            if self.h2 is None or not self._over_h2(exchange):
+                self._dial(exchange)
             return
         self.open_requests -= 1
         status_text_error(exchange, failure.status)

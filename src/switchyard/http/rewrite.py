@@ -10,6 +10,7 @@ from switchyard.http.message import Headers, split_target
 
 __all__ = [
     "HOP_BY_HOP",
+    "backend_request_fields",
     "backend_request_head",
     "join_url_path",
     "outgoing_target",
@@ -71,7 +72,39 @@ def backend_request_head(method: bytes, target: bytes, headers: list[tuple[bytes
     ``replace_host`` (``passHostHeader: false``) and is sent when the request had none.
     ``chunked``: the body follows with chunked framing.
     """
-    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    parts = _forwarded_fields([method, b" ", target, b" HTTP/1.1\r\n"], headers,
+                              client_ip=client_ip, host=host, replace_host=replace_host)
+    parts.append(b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"\r\n")
+    return b"".join(parts)
+
+
+def backend_request_fields(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], *,
+                           scheme: bytes, client_ip: str | None, host: bytes,
+                           replace_host: bool) -> list[tuple[bytes, bytes]]:
+    """The same request as backend_request_head, as HTTP/2 header fields: pseudo-fields first,
+    the Host value as ``:authority``, names in lower case (Upgrade never goes over HTTP/2)."""
+    parts = _forwarded_fields([], headers, client_ip=client_ip, host=host,
+                              replace_host=replace_host)
+    authority = host
+    fields: list[tuple[bytes, bytes]] = []
+    for index in range(0, len(parts), 4):
+        name = parts[index].lower()
+        if name == b"host":
+            authority = parts[index + 2]
+        elif name not in _NOT_OVER_H2:
+            fields.append((name, parts[index + 2]))
+    return [(b":method", method), (b":scheme", scheme), (b":authority", authority),
+            (b":path", target), *fields]
+
+
+# What an Upgrade handshake leaves that HTTP/2 forbids.
+_NOT_OVER_H2 = frozenset({b"connection", b"upgrade"})
+
+
+def _forwarded_fields(parts: list[bytes], headers: list[tuple[bytes, bytes]], *,
+                      client_ip: str | None, host: bytes, replace_host: bool) -> list[bytes]:
+    """Appends the forwarded fields to ``parts`` as groups of four: name, ``: ``, value, CRLF."""
+    start = len(parts)
     named: list[bytes] | None = None
     forwarded_for: list[bytes] | None = None
     te_trailers = has_host = False
@@ -103,26 +136,25 @@ def backend_request_head(method: bytes, target: bytes, headers: list[tuple[bytes
         # Rare: Connection named end-to-end fields; drop them from what was written so far.
         dropped = {token for token in named if token and token not in HOP_BY_HOP}
         if dropped:
-            parts[4:] = _without(parts[4:], dropped)
+            parts[start:] = _without(parts[start:], dropped)
         if b"upgrade" not in named:
             upgrade = None
     else:
         upgrade = None
     if not has_host:
-        parts[4:4] = (b"Host: ", host, b"\r\n")
+        parts[start:start] = (b"Host", b": ", host, b"\r\n")
     if te_trailers:
-        parts.append(b"Te: trailers\r\n")
+        parts += (b"Te", b": ", b"trailers", b"\r\n")
     if upgrade is not None:
-        parts += (b"Connection: Upgrade\r\nUpgrade: ", upgrade, b"\r\n")
+        parts += (b"Connection", b": ", b"Upgrade", b"\r\n", b"Upgrade", b": ", upgrade, b"\r\n")
     if client_ip is not None:
         if forwarded_for is None:
             forwarded_for = [client_ip.encode("latin-1")]
         else:
             forwarded_for.append(client_ip.encode("latin-1"))
     if forwarded_for is not None:
-        parts += (b"X-Forwarded-For: ", b", ".join(forwarded_for), b"\r\n")
-    parts.append(b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"\r\n")
-    return b"".join(parts)
+        parts += (b"X-Forwarded-For", b": ", b", ".join(forwarded_for), b"\r\n")
+    return parts
 
 
 def _without(parts: list[bytes], dropped: set[bytes]) -> list[bytes]:

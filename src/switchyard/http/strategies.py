@@ -218,4 +218,4 @@ class StrategyBalancer:
     def close(self) -> None:
         """Drop the idle backend connections (the service left the configuration)."""
         for server in self.servers:
-            server.proxy.pool.close()
+            server.proxy.close()

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import httptools
 
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from switchyard.config.http import HTTPServersTransport
     from switchyard.http.exchange import Exchange
 
-__all__ = ["DEFAULT_UPSTREAM_SETTINGS", "Failure", "UpstreamConnection", "UpstreamPool",
-           "UpstreamSettings"]
+__all__ = ["DEFAULT_UPSTREAM_SETTINGS", "Failure", "RequestOwner", "UpstreamConnection",
+           "UpstreamPool", "UpstreamSettings", "connect", "dial_within"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,8 @@ class UpstreamSettings:
 
     ``max_idle_conns_per_host`` is the number kept (0: no reuse); Traefik's config value 0 means
     Go's default 2, negative means none, and ``default@internal`` has 200 (see from_config).
+    ``disable_http2``: ``https://`` servers are offered HTTP/1.1 only (``h2c://`` ones are
+    HTTP/2 whatever it says, as in Traefik).
     """
 
     name: str = "default@internal"
@@ -45,6 +47,7 @@ class UpstreamSettings:
     idle_conn_timeout: float = 90.0
     max_idle_conns_per_host: int = 200
     tls: TransportTLS | None = None
+    disable_http2: bool = False
 
     @classmethod
     def from_config(cls, name: str, config: HTTPServersTransport | None) -> UpstreamSettings:
@@ -64,6 +67,7 @@ class UpstreamSettings:
             idle_conn_timeout=timeouts.idle_conn_timeout if timeouts else 90.0,
             max_idle_conns_per_host=2 if idle == 0 else max(idle, 0),
             tls=tls,
+            disable_http2=config.disable_http2,
         )
 
 
@@ -150,23 +154,8 @@ class UpstreamPool:
             loop = self._loop = asyncio.get_running_loop()
         self.dialed += 1
         conn = UpstreamConnection(self, loop)
-        task = loop.create_task(self._connect(conn))
-        timeout = self.settings.dial_timeout
-        timer = loop.call_later(timeout, task.cancel) if timeout > 0 else None
-
-        def finished(task: asyncio.Task[None]) -> None:
-            if timer is not None:
-                timer.cancel()
-            if task.cancelled():
-                done(None, Failure(504, f"dial timeout after {timeout:g}s"))
-                return
-            error = task.exception()
-            if error is not None:
-                done(None, Failure(502, str(error) or type(error).__name__))
-            else:
-                done(conn, None)
-
-        task.add_done_callback(finished)
+        dial_within(loop, self._connect(conn), self.settings.dial_timeout,
+                    lambda failure: done(None, failure) if failure else done(conn, None))
 
     async def _connect(self, conn: UpstreamConnection) -> None:
         loop = self._loop
@@ -174,22 +163,50 @@ class UpstreamPool:
         if self.unix_path:
             await loop.create_unix_connection(lambda: conn, self.unix_path)
             return
-        if not self.tls:
-            await loop.create_connection(lambda: conn, self.host, self.port)
-            return
-        if self._context is None:
+        if self.tls and self._context is None:
             self._context = build_backend_context(self.settings.tls, self.host)
-        context, server_name = self._context
-        transport, _ = await loop.create_connection(
-            lambda: conn, self.host, self.port, ssl=context, server_hostname=server_name)
-        sans = peer_cert_sans(self.settings.tls)
-        if sans:
-            tls_object = transport.get_extra_info("ssl_object")
-            der = tls_object.getpeercert(True) if tls_object is not None else None
-            problem = verify_peer_sans(der or b"", sans)
-            if problem:
-                transport.abort()
-                raise ssl.SSLError(f"backend certificate refused: {problem}")
+        await connect(loop, conn, self.host, self.port, self.settings,
+                      self._context if self.tls else None)
+
+
+def dial_within(loop: asyncio.AbstractEventLoop, connecting: Coroutine[Any, Any, None],
+                timeout: float, done: Callable[[Failure | None], None]) -> None:
+    """Run ``connecting`` as a task cancelled after ``timeout`` seconds (0: none); then call
+    ``done(None)``, or ``done(failure)`` with a 504 for the timeout and a 502 for an error."""
+    task = loop.create_task(connecting)
+    timer = loop.call_later(timeout, task.cancel) if timeout > 0 else None
+
+    def finished(task: asyncio.Task[None]) -> None:
+        if timer is not None:
+            timer.cancel()
+        if task.cancelled():
+            done(Failure(504, f"dial timeout after {timeout:g}s"))
+            return
+        error = task.exception()
+        done(Failure(502, str(error) or type(error).__name__) if error is not None else None)
+
+    task.add_done_callback(finished)
+
+
+async def connect(loop: asyncio.AbstractEventLoop, protocol: asyncio.Protocol, host: str,
+                  port: int, settings: UpstreamSettings,
+                  context: tuple[ssl.SSLContext, str | None] | None) -> None:
+    """Connect ``protocol`` to a server, over TLS with ``context`` (from build_backend_context)
+    when given; a certificate the transport's ``peerCertSANs`` refuse fails the dial."""
+    if context is None:
+        await loop.create_connection(lambda: protocol, host, port)
+        return
+    ssl_context, server_name = context
+    transport, _ = await loop.create_connection(
+        lambda: protocol, host, port, ssl=ssl_context, server_hostname=server_name)
+    sans = peer_cert_sans(settings.tls)
+    if sans:
+        tls_object = transport.get_extra_info("ssl_object")
+        der = tls_object.getpeercert(True) if tls_object is not None else None
+        problem = verify_peer_sans(der or b"", sans)
+        if problem:
+            transport.abort()
+            raise ssl.SSLError(f"backend certificate refused: {problem}")
 
 
 class UpstreamConnection(asyncio.Protocol):

@@ -34,7 +34,7 @@ class BackendTLSError(ValueError):
 
 
 def build_backend_context(
-    tls: TransportTLS | None, server_host: str
+    tls: TransportTLS | None, server_host: str, alpn: tuple[str, ...] = ()
 ) -> tuple[ssl.SSLContext, str | None]:
     """The client context for a TLS backend and the ``server_hostname`` to pass with it.
 
@@ -51,17 +51,18 @@ def build_backend_context(
     ``certificates`` are offered to servers that ask for one; of several with the same key type,
     the first wins, as Go picks the first suitable one.
 
+    ``alpn`` is the protocols offered (``("h2", "http/1.1")`` where HTTP/2 may be chosen).
     Contexts are cached per transport settings, so calling this per connection is cheap; files
     named in the settings are read when a context is first built. Raises BackendTLSError.
     """
-    context = _context_for_transport(tls.model_dump_json() if tls is not None else "")
+    context = _context_for_transport(tls.model_dump_json() if tls is not None else "", alpn)
     server_name = tls.server_name if tls is not None and tls.server_name else None
     host = server_host.removeprefix("[").removesuffix("]")
     return context, server_name or host or None
 
 
 @functools.lru_cache(maxsize=256)
-def _context_for_transport(settings_json: str) -> ssl.SSLContext:
+def _context_for_transport(settings_json: str, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
     # Keyed on the model's JSON: the frozen model holds lists, so it is not hashable itself.
     tls = TransportTLS.model_validate_json(settings_json) if settings_json else TransportTLS()
     if tls.spiffe is not None:
@@ -70,6 +71,8 @@ def _context_for_transport(settings_json: str) -> ssl.SSLContext:
         )
     sans = peer_cert_sans(tls)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
     context.check_hostname = not tls.insecure_skip_verify and (bool(tls.server_name) or not sans)
     if tls.insecure_skip_verify and not sans:
         context.verify_mode = ssl.CERT_NONE
