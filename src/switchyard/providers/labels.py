@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from switchyard.config.dynamic import DynamicConfig
+from switchyard.config.http import HTTPSection
 from switchyard.config.loader import ConfigIssue, load_dynamic_from_dict
 from switchyard.providers.flatkeys import canonical, ci_get, decode, label_path
 
@@ -47,7 +48,14 @@ def decode_labels(
     raw, issues = decode(pairs, label_path, source, shown=lambda key: ROOT + key)
     _first_server_from_label(raw)
     shaped = canonical(raw, DynamicConfig)
-    return (shaped if isinstance(shaped, dict) else {}), issues
+    if not isinstance(shaped, dict):
+        return {}, issues
+    http = ci_get(shaped, "http")
+    if http is not None and isinstance(http[1], dict):
+        # DynamicConfig keeps http raw: its keys get their spelling from the HTTP models, so
+        # that providers find loadBalancer in `...services.web.loadbalancer.server.port`.
+        shaped[http[0]] = canonical(http[1], HTTPSection)
+    return shaped, issues
 
 
 def config_from_labels(
