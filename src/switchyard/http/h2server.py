@@ -385,6 +385,10 @@ class H2ServerConnection(asyncio.Protocol):
 
     def end_stream(self, stream: _Stream, trailers: Headers | None = None) -> None:
         if stream.head is not None:
+            # The whole response is known before its head went out, and it has no body: Go's
+            # server then says so with a Content-Length of 0.
+            if not any(name == b"content-length" for name, _ in stream.head):
+                stream.head.append((b"content-length", b"0"))
             self._head_out(stream, end_stream=not trailers)
         stream.ending = True
         if trailers:
