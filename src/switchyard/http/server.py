@@ -150,12 +150,12 @@ class HTTPServerConnection(asyncio.Protocol):
             self.uncork()
 
     def eof_received(self) -> bool:
+        # A client that stops sending has gone, as Go's server sees it: the request being
+        # served is cancelled (Traefik logs 499) and nothing more is answered.
         self._eof = True
-        if self._in_message:
+        if self._in_message or self._active is not None or self._queue:
             self._client_gone()
-            return False
-        # With requests still to answer, keep the transport open for writing, then close.
-        return self._active is not None or bool(self._queue)
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._client_gone()
