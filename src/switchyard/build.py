@@ -8,8 +8,6 @@ import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
 from switchyard.addresses import split_host_port
 from switchyard.config.dynamic import (
     DynamicConfig,
@@ -21,7 +19,7 @@ from switchyard.config.dynamic import (
 )
 from switchyard.config.dynamic import ServersTransport as TransportConfig
 from switchyard.config.dynamic import TLSOptions as TLSOptionsModel
-from switchyard.config.http import HTTPSection
+from switchyard.config.http import validate_http_section
 from switchyard.config.loader import ConfigIssue
 from switchyard.config.static import StaticConfig
 from switchyard.diagnostics import diagnose
@@ -536,14 +534,9 @@ class _Builder:
         for provider, config in self.configs.items():
             if not config.http:
                 continue
-            try:
-                sections[provider] = HTTPSection.model_validate(config.http)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(part) for part in first["loc"])
-                self.runtime.issues.append(ConfigIssue(
-                    provider, f"http.{where}", f"{first['msg']}; the http section of this "
-                    "provider is ignored until it is fixed", "error"))
+            sections[provider], problems = validate_http_section(config.http)
+            for where, message in problems:
+                self.runtime.issues.append(ConfigIssue(provider, where, message, "error"))
         redirections, models, problems = entry_point_http(self.static.entry_points)
         for where, message in problems:
             self.runtime.issues.append(ConfigIssue("static", where, message, "error"))

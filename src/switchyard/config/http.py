@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from switchyard.config.durations import Duration
 from switchyard.config.dynamic import (
@@ -363,3 +364,57 @@ class HTTPSection(TraefikModel):
     services: dict[str, HTTPService] = Field(default_factory=dict)
     middlewares: dict[str, HTTPMiddleware] = Field(default_factory=dict)
     servers_transports: dict[str, HTTPServersTransport] = Field(default_factory=dict)
+
+
+_ELEMENT_MODELS: dict[str, tuple[str, type[TraefikModel]]] = {
+    "routers": ("routers", HTTPRouter),
+    "services": ("services", HTTPService),
+    "middlewares": ("middlewares", HTTPMiddleware),
+    "serverstransports": ("serversTransports", HTTPServersTransport),
+}
+
+
+def validate_http_section(raw: Mapping[str, Any]) -> tuple[HTTPSection, list[tuple[str, str]]]:
+    """The ``http:`` section with every element that validates; the others as (path, message).
+
+    A bad router, service, middleware or transport is left out with its error; the rest of the
+    section still runs (one typo must not switch off every HTTP router of a provider).
+    """
+    try:
+        return HTTPSection.model_validate(raw), []
+    except ValidationError:
+        pass
+    kept: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for key, value in raw.items():
+        found = _ELEMENT_MODELS.get(str(key).lower())
+        if found is None:
+            kept[key] = value  # unknown keys are reported by the loader
+            continue
+        alias, model = found
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            problems.append((f"http.{alias}", "must be a mapping of names to definitions"))
+            continue
+        good = {}
+        for name, element in value.items():
+            try:
+                model.model_validate(element if element is not None else {})
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                path = f"http.{alias}.{name}" + (f".{where}" if where else "")
+                problems.append((path, (f"{first['msg']}; this element is left out until it is "
+                                       "fixed")))
+                continue
+            good[name] = element
+        kept[alias] = good
+    try:
+        return HTTPSection.model_validate(kept), problems
+    except ValidationError as exc:  # the section itself, not one element, is unreadable
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return HTTPSection(), [*problems, (f"http.{where}", (f"{first['msg']}; the http "
+                                           "section of this provider is ignored until it is "
+                                           "fixed"))]
