@@ -263,7 +263,7 @@ def _on_change(runtime: Runtime, router: str) -> str:
         return "keep"
     if policy.policy == "drain":
         return f"drain (closed after {go_duration(policy.drain_timeout)} unless done)"
-    return policy.policy
+    return str(policy.policy)
 
 
 def _warnings(runtime: Runtime, static: StaticConfig, entrypoint: str,
