@@ -345,8 +345,9 @@ class H2UpstreamConnection(asyncio.Protocol):
         elif isinstance(event, h2.events.StreamReset):
             stream = self._stream(event.stream_id)
             if stream is not None:
+                # Traefik answers a stream error 500 (it is no network error to Go).
                 refused = event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
-                stream.broken(Failure(502, f"backend reset the stream ({event.error_code!s})",
+                stream.broken(Failure(500, f"backend reset the stream ({event.error_code!s})",
                                       retriable=refused))
         elif isinstance(event, h2.events.InformationalResponseReceived):
             stream = self._streams.get(event.stream_id)
