@@ -58,15 +58,8 @@ def raw_backend(response: bytes) -> Iterator[RawBackend]:
                         return
                     buffer += data
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(buffer) < length:
-                    buffer += conn.recv(65536)
-                backend.received.append(head + b"\r\n\r\n" + buffer[:length])
-                buffer = buffer[length:]
+                body, buffer = _read_body(conn, head, buffer)
+                backend.received.append(head + b"\r\n\r\n" + body)
                 conn.sendall(response)
 
     def accept() -> None:
@@ -83,6 +76,40 @@ def raw_backend(response: bytes) -> Iterator[RawBackend]:
     finally:
         stop.set()
         listener.close()
+
+
+def _read_body(conn: socket.socket, head: bytes, buffer: bytes) -> tuple[bytes, bytes]:
+    """The body after ``head`` (Content-Length or chunked, trailers included) and what follows."""
+    fields = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        fields[name.strip().lower()] = value.strip()
+
+    def need(count: int) -> None:
+        nonlocal buffer
+        while len(buffer) < count:
+            data = conn.recv(65536)
+            if not data:
+                raise ConnectionError("closed in the middle of a body")
+            buffer += data
+
+    if fields.get(b"transfer-encoding", b"").lower() != b"chunked":
+        length = int(fields.get(b"content-length", b"0") or 0)
+        need(length)
+        return buffer[:length], buffer[length:]
+    at = 0
+    while True:  # chunks: a size line, the data, CRLF; size 0 ends them, then trailers
+        while b"\r\n" not in buffer[at:]:
+            need(len(buffer) + 1)
+        line_end = buffer.index(b"\r\n", at)
+        size = int(buffer[at:line_end].split(b";")[0], 16)
+        if size == 0:
+            while b"\r\n\r\n" not in buffer[line_end:]:
+                need(len(buffer) + 1)
+            end = buffer.index(b"\r\n\r\n", line_end) + 4
+            return buffer[:end], buffer[end:]
+        at = line_end + 2 + size + 2
+        need(at)
 
 
 H2Handler = Callable[[list[tuple[bytes, bytes]], bytes],
@@ -218,8 +245,10 @@ class H2Answer:
 
 
 def h2_request(port: int, fields: list[tuple[bytes, bytes]], body: bytes = b"", *,
+               trailers: list[tuple[bytes, bytes]] | None = None,
                context: ssl.SSLContext | None = None, timeout: float = 5) -> H2Answer:
-    """One request over a new HTTP/2 connection (prior knowledge, or TLS with ``context``)."""
+    """One request over a new HTTP/2 connection (prior knowledge, or TLS with ``context``),
+    its body followed by ``trailers`` when given."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock: Any = raw if context is None else context.wrap_socket(raw, server_hostname="localhost")
     with sock:
@@ -227,9 +256,11 @@ def h2_request(port: int, fields: list[tuple[bytes, bytes]], body: bytes = b"", 
             client_side=True, header_encoding=None))
         conn.initiate_connection()
         stream = conn.get_next_available_stream_id()
-        conn.send_headers(stream, fields, end_stream=not body)
+        conn.send_headers(stream, fields, end_stream=not body and not trailers)
         if body:
-            conn.send_data(stream, body, end_stream=True)
+            conn.send_data(stream, body, end_stream=not trailers)
+        if trailers:
+            conn.send_headers(stream, trailers, end_stream=True)
         sock.sendall(conn.data_to_send())
         answer = H2Answer(0, [], b"", None)
         while True:

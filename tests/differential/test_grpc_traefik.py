@@ -111,3 +111,20 @@ def test_backend_trailers_reach_http1_and_http2_clients_alike(
                              [pair for pair in h2.headers if pair[0] == b"trailer"]))
     assert seen[0][1].endswith(b"0\r\nX-Other: 7\r\nX-Sum: 42\r\n\r\n")
     assert seen[1] == seen[0]
+
+
+def test_request_trailers_of_an_http2_client_are_not_forwarded(
+        loop_thread: LoopThread, tmp_path: Path) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    with raw_backend(answer) as backend:
+        dynamic = DYNAMIC.format(url=f"http://127.0.0.1:{backend.port}", ca="")
+        dynamic = dynamic.replace('      rootCAs: [""]\n', "      insecureSkipVerify: true\n")
+        with side_by_side(loop_thread, tmp_path, dynamic) as (theirs, ours):
+            for ports in (theirs, ours):
+                sent = h2_request(ports["web"], [
+                    (b":method", b"POST"), (b":path", b"/"), (b":scheme", b"http"),
+                    (b":authority", b"x")], b"hello", trailers=[(b"x-check", b"42")])
+                assert sent.status == 200
+    theirs_got, ours_got = backend.received
+    assert b"hello" in theirs_got and b"hello" in ours_got
+    assert b"42" not in theirs_got and b"42" not in ours_got
