@@ -1,0 +1,336 @@
+"""Switchyard's CPU time per HTTP/1.1 request through an HTTP router, on a fixed request count.
+
+Request rates swing with whatever else the machine runs; the CPU time a process spends on a
+fixed amount of work swings much less. So this script runs Switchyard as ``switchyard run`` in
+a process of its own, one HTTP router (``PathPrefix(`/`)``, no middlewares) on a plain and on a
+TLS-terminating entry point, in front of the 100-byte nginx backend of
+bench/configs/nginx-backend.conf, drives a fixed number of requests through it, and reads
+Switchyard's utime and stime from /proc/<pid>/stat before and after. The figure is µs of CPU
+per request, the median over ``--rounds`` runs (with the spread, and user/system apart).
+
+Cases (``--cases``, comma-separated; all by default):
+
+* ``keepalive``      plain HTTP/1.1, ``h2load --h1 -n N -c C``: C connections kept alive
+* ``keepalive-tls``  the same over TLS (Switchyard terminates it)
+* ``newconn``        a new connection per request: ``ab -n N/3 -c C`` (HTTP/1.0, no -k)
+* ``newconn-tls``    the same over TLS, a full handshake each time (ab does not resume)
+
+``--baseline DIR`` runs a second Switchyard from another source tree (its ``src/``), e.g. a
+``git worktree add /tmp/base HEAD~1``, behind the same backend, and measures both in turn each
+round, so that a change is judged against its parent under the same load; the last column is
+this tree's figure over the baseline's. Each measured run is preceded by a short warm-up run
+that is not counted (pools, caches, first handshakes). ``--profile FILE`` then records the
+keep-alive case with py-spy into FILE (a flame graph for .svg, collapsed stacks for .txt,
+speedscope otherwise). Needs nginx, h2load (nghttp2-client) and ab (apache2-utils) on PATH.
+
+    python bench/http_cpu.py                        # every case, 5 rounds
+    python bench/http_cpu.py --cases keepalive --requests 50000 --rounds 7
+    python bench/http_cpu.py --baseline /tmp/base --cases keepalive,newconn
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from string import Template
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "bench" / "configs"
+BODY = "x" * 100
+CASES = ("keepalive", "keepalive-tls", "newconn", "newconn-tls")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class _Placeholders(Template):
+    delimiter = "@"  # nginx configs are full of `$`
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} is not listening on 127.0.0.1:{port}") from None
+            time.sleep(0.1)
+
+
+def _status(url: str) -> int:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except OSError:
+        return 0
+
+
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of the process (all its threads), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+class Processes:
+    """Every process this script starts, stopped by ``close`` whatever happened."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], cwd: Path,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        with (cwd / f"{Path(argv[0]).name}.log").open("wb") as out:
+            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, env=env)
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def start_backend(processes: Processes, root: Path, cert: Path, key: Path) -> int:
+    """nginx answering 100 bytes; returns its plain HTTP port."""
+    port = _free_port()
+    web = root / "nginx"
+    web.mkdir()
+    conf = web / "nginx.conf"
+    conf.write_text(_Placeholders((CONFIGS / "nginx-backend.conf").read_text()).substitute(
+        dir=web, body=BODY, http_port=port, https_port=_free_port(), cert=cert, key=key))
+    nginx = processes.start(["nginx", "-p", str(web), "-e", str(web / "error.log"),
+                             "-c", str(conf)], web)
+    _wait_listening(port, nginx, "nginx")
+    return port
+
+
+class Switchyard:
+    """``switchyard run`` from one source tree: a plain and a TLS entry point, one router each."""
+
+    def __init__(self, processes: Processes, root: Path, src: Path, backend_port: int,
+                 cert: Path, key: Path) -> None:
+        root.mkdir()
+        self.src = src
+        self.plain_port, self.tls_port = _free_port(), _free_port()
+        (root / "dynamic.yml").write_text(f"""\
+http:
+  routers:
+    plain:
+      entryPoints: [plain]
+      rule: "PathPrefix(`/`)"
+      service: backend
+    secure:
+      entryPoints: [secure]
+      rule: "PathPrefix(`/`)"
+      service: backend
+      tls: {{}}
+  services:
+    backend:
+      loadBalancer:
+        servers: [{{url: "http://127.0.0.1:{backend_port}"}}]
+tls:
+  certificates:
+    - certFile: "{cert}"
+      keyFile: "{key}"
+""")
+        (root / "static.yml").write_text(f"""\
+entryPoints:
+  plain:
+    address: "127.0.0.1:{self.plain_port}"
+  secure:
+    address: "127.0.0.1:{self.tls_port}"
+providers:
+  file:
+    filename: "{root / 'dynamic.yml'}"
+log:
+  level: ERROR
+""")
+        # This tree's Switchyard, whichever one is installed.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(src), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        self.proc = processes.start(
+            [sys.executable, "-m", "switchyard", "run", "-c", str(root / "static.yml")], root,
+            env)
+        _wait_listening(self.plain_port, self.proc, f"switchyard from {src}")
+        _wait_listening(self.tls_port, self.proc, f"switchyard from {src}")
+        # The routers come with the file provider, a moment after the ports open.
+        deadline = time.monotonic() + 30
+        while _status(f"http://127.0.0.1:{self.plain_port}/") != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"switchyard from {src} does not route to the backend")
+            time.sleep(0.2)
+
+    def url(self, case: str) -> str:
+        if case.endswith("-tls"):
+            return f"https://localhost:{self.tls_port}/"
+        return f"http://127.0.0.1:{self.plain_port}/"
+
+
+def client_argv(case: str, url: str, requests: int, connections: int) -> list[str]:
+    if case.startswith("keepalive"):
+        return ["h2load", "--h1", "-n", str(requests), "-c", str(connections), "-t", "1", url]
+    # ab without -k: HTTP/1.0, one connection per request.
+    return ["ab", "-q", "-r", "-n", str(requests), "-c", str(connections), url]
+
+
+def _check(case: str, out: str, requests: int) -> None:
+    """Raise unless every request got a 2xx (a fast error path would flatter the figure)."""
+    if case.startswith("keepalive"):
+        found = re.search(r"^status codes: (\d+) 2xx", out, re.MULTILINE)
+        ok = int(found.group(1)) if found else 0
+    else:
+        complete = re.search(r"^Complete requests:\s+(\d+)", out, re.MULTILINE)
+        failed = re.search(r"^Failed requests:\s+(\d+)", out, re.MULTILINE)
+        non_2xx = re.search(r"^Non-2xx responses:\s+(\d+)", out, re.MULTILINE)
+        ok = int(complete.group(1)) if complete else 0
+        ok -= int(failed.group(1)) if failed else 0
+        ok -= int(non_2xx.group(1)) if non_2xx else 0
+    if ok != requests:
+        raise RuntimeError(f"{case}: {ok} of {requests} requests succeeded:\n{out[-800:]}")
+
+
+def run_client(case: str, url: str, requests: int, connections: int) -> None:
+    done = subprocess.run(client_argv(case, url, requests, connections), check=False,
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise RuntimeError(f"{case}: client failed: {(done.stderr or done.stdout)[-800:]}")
+    _check(case, done.stdout, requests)
+
+
+def measure(target: Switchyard, case: str, requests: int,
+            connections: int) -> tuple[float, float]:
+    """µs of Switchyard CPU per request, user and system, for one run (after a warm-up)."""
+    url = target.url(case)
+    run_client(case, url, max(requests // 10, connections), connections)
+    user, system = _cpu_seconds(target.proc.pid)
+    run_client(case, url, requests, connections)
+    user_after, system_after = _cpu_seconds(target.proc.pid)
+    return (user_after - user) / requests * 1e6, (system_after - system) / requests * 1e6
+
+
+def profile(target: Switchyard, output: Path, requests: int, connections: int) -> None:
+    fmt = {".svg": [], ".txt": ["--format", "raw"]}.get(output.suffix,
+                                                      ["--format", "speedscope"])
+    recorder = subprocess.Popen(["py-spy", "record", "--native", "-r", "250", *fmt, "-o",
+                                 str(output), "--pid", str(target.proc.pid)])
+    time.sleep(1.0)
+    try:
+        run_client("keepalive", target.url("keepalive"), requests, connections)
+    finally:
+        recorder.send_signal(2)  # SIGINT: py-spy writes what it has
+        recorder.wait(60)
+
+
+def _summary(runs: list[tuple[float, float]]) -> tuple[float, str]:
+    totals = [user + system for user, system in runs]
+    user = statistics.median(user for user, _ in runs)
+    system = statistics.median(system for _, system in runs)
+    median = statistics.median(totals)
+    return median, (f"{median:7.1f} µs/request (min {min(totals):.1f}, max {max(totals):.1f}; "
+                    f"user {user:.1f}, system {system:.1f})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated, of {', '.join(CASES)}")
+    parser.add_argument("--requests", type=int, default=30000,
+                        help="requests per keep-alive run (new-connection runs do a third)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--baseline", type=Path,
+                        help="a source tree to measure against, in turn, each round")
+    parser.add_argument("--profile", type=Path, help="also py-spy the keep-alive case into this")
+    args = parser.parse_args(argv)
+    cases = [case.strip() for case in args.cases.split(",") if case.strip()]
+    unknown = set(cases) - set(CASES)
+    if unknown:
+        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
+    processes = Processes()
+    with tempfile.TemporaryDirectory(prefix="http-cpu-") as tmp:
+        root = Path(tmp)
+        try:
+            cert, key = _certificate(root)
+            backend = start_backend(processes, root, cert, key)
+            targets = {"this tree": Switchyard(processes, root / "this", REPO / "src",
+                                               backend, cert, key)}
+            if args.baseline:
+                targets["baseline"] = Switchyard(processes, root / "baseline",
+                                                 args.baseline.resolve() / "src", backend,
+                                                 cert, key)
+            results: dict[tuple[str, str], list[tuple[float, float]]] = {
+                (name, case): [] for name in targets for case in cases}
+            for _ in range(args.rounds):
+                for case in cases:  # interleaved, so drift in the machine hits every figure
+                    count = args.requests if case.startswith("keepalive") else args.requests // 3
+                    for name, target in targets.items():
+                        results[name, case].append(
+                            measure(target, case, count, args.connections))
+            for case in cases:
+                medians = {}
+                for name in targets:
+                    medians[name], text = _summary(results[name, case])
+                    print(f"{case:14s} {name:9s} {text}")
+                if args.baseline:
+                    print(f"{case:14s} {'ratio':9s} "
+                          f"{medians['this tree'] / medians['baseline']:7.3f}")
+            if args.profile:
+                profile(targets["this tree"], args.profile, args.requests * 2, args.connections)
+        finally:
+            processes.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
