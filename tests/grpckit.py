@@ -327,13 +327,29 @@ def _echo_service() -> Any:
     })
 
 
+def _health_service(state: list[int]) -> Any:
+    """grpc.health.v1.Health/Check answering ``state[0]`` (1 SERVING, 2 NOT_SERVING)."""
+    import grpc
+
+    def check(request: bytes, context: Any) -> bytes:
+        return b"\x08" + bytes([state[0]])
+
+    return grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+        "Check": grpc.unary_unary_rpc_method_handler(check, request_deserializer=None,
+                                                     response_serializer=None)})
+
+
 @contextlib.contextmanager
-def grpc_server(*, tls: tuple[bytes, bytes] | None = None) -> Iterator[int]:
-    """A grpcio server with the test.Echo service; ``tls`` is (key PEM, certificate chain PEM)."""
+def grpc_server(*, tls: tuple[bytes, bytes] | None = None,
+                health: list[int] | None = None) -> Iterator[int]:
+    """A grpcio server with the test.Echo service; ``tls`` is (key PEM, certificate chain PEM);
+    with ``health`` (a one-item list the test may change) also gRPC's health service."""
     import grpc
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((_echo_service(),))
+    if health is not None:
+        server.add_generic_rpc_handlers((_health_service(health),))
     if tls is None:
         port = server.add_insecure_port("127.0.0.1:0")
     else:

@@ -4,6 +4,9 @@ messages, deadlines; trailers as HTTP/1.1 and HTTP/2 clients receive them)."""
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +15,8 @@ import pytest
 
 from tests.grpckit import grpc_server, h2_request, raw_backend
 from tests.harness import LoopThread
-from tests.mwkit import raw_request
-from tests.traefikkit import TRAEFIK, side_by_side
+from tests.mwkit import raw_request, serve
+from tests.traefikkit import TRAEFIK, side_by_side, traefik
 
 grpc = pytest.importorskip("grpc")
 
@@ -128,3 +131,36 @@ def test_request_trailers_of_an_http2_client_are_not_forwarded(
     theirs_got, ours_got = backend.received
     assert b"hello" in theirs_got and b"hello" in ours_got
     assert b"42" not in theirs_got and b"42" not in ours_got
+
+
+def test_grpc_health_checks_mark_servers_alike(loop_thread: LoopThread, tmp_path: Path) -> None:
+    """mode grpc against a SERVING, a NOT_SERVING and a server without the health service: the
+    servers' states the API shows are the same."""
+    with (grpc_server(health=[1]) as serving, grpc_server(health=[2]) as not_serving,
+          grpc_server() as without):
+        services = {"serving": serving, "not-serving": not_serving, "without": without}
+        dynamic = "http:\n  routers:\n" + "".join(
+            f"    {name}: {{rule: \"Host(`{name}.test`)\", service: {name}}}\n"
+            for name in services) + "  services:\n" + "".join(
+            f"    {name}:\n      loadBalancer:\n"
+            f"        servers: [{{url: \"h2c://127.0.0.1:{port}\"}}]\n"
+            "        healthCheck: {mode: grpc, interval: 500ms, timeout: 1s}\n"
+            for name, port in services.items())
+        ours_dir = tmp_path / "switchyard"
+        ours_dir.mkdir()
+        with (traefik(tmp_path, dynamic) as theirs,
+              serve(loop_thread, ours_dir, dynamic, api={"insecure": True}) as ours):
+            time.sleep(2.5)
+            seen = {name: (_server_status(theirs.api, name), _server_status(ours["api"], name))
+                    for name in services}
+    for name, (expected, got) in seen.items():
+        assert got == expected, name
+    assert set(seen["serving"][0].values()) == {"UP"}
+    assert set(seen["not-serving"][0].values()) == {"DOWN"}
+    assert set(seen["without"][0].values()) == {"DOWN"}
+
+
+def _server_status(api: int, service: str) -> dict[str, str]:
+    url = f"http://127.0.0.1:{api}/api/http/services/{service}@file"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return dict(json.load(answer).get("serverStatus", {}))

@@ -61,9 +61,10 @@ def test_defaults_and_fallbacks_follow_traefik() -> None:
         ServerHealthCheck(interval=2), "a").unhealthy_interval == 2.0
 
 
-def test_grpc_mode_and_absolute_paths_are_refused_naming_the_service() -> None:
-    with pytest.raises(ValueError, match='service "grpc@file": healthCheck mode "grpc" is not'):
-        HTTPHealthCheck.from_config(ServerHealthCheck(mode="grpc"), "grpc@file")
+def test_unknown_mode_and_absolute_paths_are_refused_naming_the_service() -> None:
+    with pytest.raises(ValueError, match='service "odd@file": healthCheck mode "tcp" is unknown'):
+        HTTPHealthCheck.from_config(ServerHealthCheck(mode="tcp"), "odd@file")
+    assert HTTPHealthCheck.from_config(ServerHealthCheck(mode="grpc"), "a").mode == "grpc"
     with pytest.raises(ValueError, match="health check path must be a relative URL"):
         HTTPHealthCheck.from_config(ServerHealthCheck(path="http://other/health"), "a")
 

@@ -1,4 +1,8 @@
-"""Active HTTP health checks: request each server's health path and flip its UP state."""
+"""Active HTTP health checks: request each server's health path and flip its UP state.
+
+``h2c://`` servers are probed over HTTP/2 cleartext, and ``mode: grpc`` asks gRPC's health
+protocol (grpc.health.v1.Health/Check) over h2c, as Traefik does (switchyard.http.h2probe).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 
+from switchyard.http.h2probe import grpc_health, h2_request
 from switchyard.tls.backend import build_backend_context
 
 if TYPE_CHECKING:
@@ -42,6 +47,7 @@ class HTTPHealthCheck:
     hostname: str = ""
     follow_redirects: bool = True
     headers: tuple[tuple[str, str], ...] = field(default=())
+    mode: str = "http"
 
     @classmethod
     def from_config(cls, config: ServerHealthCheck, service: str) -> HTTPHealthCheck:
@@ -51,12 +57,9 @@ class HTTPHealthCheck:
         ``unhealthyInterval`` is ``interval``.
         """
         mode = config.mode or "http"
-        if mode == "grpc":
-            raise ValueError(f'service "{service}": healthCheck mode "grpc" is not supported by '
-                             'Switchyard yet; use mode "http" against an HTTP health endpoint')
-        if mode != "http":
+        if mode not in ("http", "grpc"):
             raise ValueError(f'service "{service}": healthCheck mode "{mode}" is unknown; '
-                             'use "http"')
+                             'use "http" or "grpc"')
         parts = urlsplit(config.path)
         if parts.scheme or parts.netloc:
             raise ValueError(f'service "{service}": health check path must be a relative URL, '
@@ -73,13 +76,16 @@ class HTTPHealthCheck:
             unhealthy_interval=unhealthy,
             timeout=config.timeout if config.timeout > 0 else _DEFAULT_TIMEOUT,
             hostname=config.hostname, follow_redirects=config.follow_redirects,
-            headers=tuple(config.headers.items()))
+            headers=tuple(config.headers.items()), mode=mode)
 
 
 def check_url(server_url: str, check: HTTPHealthCheck) -> str:
     """The URL probed: the path resolved against the server URL, then scheme and port."""
-    parts = urlsplit(urljoin(server_url, check.path))
-    scheme = check.scheme or parts.scheme
+    server = urlsplit(server_url)
+    # urljoin resolves paths for the schemes it knows only; h2c is http as far as paths go.
+    base = urlunsplit(server._replace(scheme="http")) if server.scheme == "h2c" else server_url
+    parts = urlsplit(urljoin(base, check.path))
+    scheme = check.scheme or server.scheme
     netloc = parts.netloc
     if check.port:
         host = parts.hostname or ""
@@ -94,8 +100,12 @@ async def probe(session: aiohttp.ClientSession, server: BalancedServer,
     With ``status`` 0 any 2xx or 3xx answer is healthy; otherwise only that status is.
     HTTPS probes use the server's servers transport TLS settings.
     """
+    if check.mode == "grpc":
+        return await _probe_grpc(server.url, check)
     url = check_url(server.url, check)
     parts = urlsplit(url)
+    if parts.scheme == "h2c":
+        return await _probe_h2c(parts, check)
     headers = dict(check.headers)
     if check.hostname:
         headers["Host"] = check.hostname
@@ -119,11 +129,50 @@ async def probe(session: aiohttp.ClientSession, server: BalancedServer,
         return f"HTTP request failed: stopped after {_MAX_REDIRECTS} redirects"
     except (aiohttp.ClientError, OSError) as exc:
         return f"HTTP request failed: {exc or type(exc).__name__}"
+    return _judge(status, check)
+
+
+def _judge(status: int, check: HTTPHealthCheck) -> str | None:
     if check.status == 0 and not 200 <= status < 400:
         return f"received error status code: {status}"
     if check.status and status != check.status:
         return f"received error status code: {status} expected status code: {check.status}"
     return None
+
+
+async def _probe_h2c(parts: SplitResult, check: HTTPHealthCheck) -> str | None:
+    """An ``h2c://`` server: the same request over HTTP/2 cleartext (redirects not followed)."""
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    fields = [(b":method", check.method.encode()), (b":scheme", b"http"),
+              (b":authority", (check.hostname or parts.netloc).encode("idna")),
+              (b":path", target.encode("latin-1"))]
+    fields += [(name.lower().encode("latin-1"), value.encode("latin-1"))
+               for name, value in check.headers if name.lower() != "host"]
+    try:
+        async with asyncio.timeout(check.timeout):
+            reply = await h2_request(parts.hostname or "", parts.port or 80, fields)
+    except TimeoutError:
+        return f"HTTP request failed: no answer within {check.timeout:g}s"
+    except (OSError, ConnectionError) as exc:
+        return f"HTTP request failed: {exc or type(exc).__name__}"
+    return _judge(reply.status, check)
+
+
+async def _probe_grpc(server_url: str, check: HTTPHealthCheck) -> str | None:
+    parts = urlsplit(server_url)
+    host = parts.hostname or ""
+    port = check.port or parts.port or (443 if parts.scheme == "https" else 80)
+    if check.scheme not in ("", "http", "h2c"):
+        # Traefik dials with no transport security for any other scheme, which gRPC refuses.
+        return (f"fail to connect to {host}:{port}: grpc: no transport security set (use "
+                "grpc.WithTransportCredentials(insecure.NewCredentials()) explicitly or set "
+                "credentials)")
+    try:
+        async with asyncio.timeout(check.timeout):
+            return await grpc_health(host, port)
+    except TimeoutError:
+        return ("gRPC health check timeout: rpc error: code = DeadlineExceeded desc = context "
+                "deadline exceeded")
 
 
 async def watch_server(session: aiohttp.ClientSession, service: str, server: BalancedServer,
