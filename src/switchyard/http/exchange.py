@@ -62,12 +62,12 @@ class Exchange:
 
     __slots__ = (
         "_body_done", "_buffer", "_buffered", "_chunked", "_conn", "_consumer", "_continue_sent",
-        "_discarded", "_no_body", "_on_finish", "_producer", "_started", "access_logs",
+        "_discarded", "_no_body", "_on_finish", "_producer", "_started", "_writer", "access_logs",
         "attempts", "body_chunked", "client_username", "close_after", "closed_by",
         "expect_continue", "finished", "forward_client", "has_body", "info", "keep_alive",
         "metrics", "origin", "received_target", "request", "request_bytes", "request_unsent",
         "response_bytes", "response_head", "response_trailers", "router", "router_service",
-        "server", "service", "sized_head", "started_at", "status", "writer",
+        "server", "service", "sized_head", "started_at", "status",
     )
 
     def __init__(self, conn: ClientConnection, request: RequestHead, info: ConnectionInfo, *,
@@ -76,7 +76,9 @@ class Exchange:
         self._conn = conn
         self.request = request
         self.info = info
-        self.writer: ResponseWriter = self
+        # None: the exchange itself. Not a reference to self, which would make every exchange
+        # a cycle that only the garbage collector frees.
+        self._writer: ResponseWriter | None = None
         self.router = ""
         self.service = ""
         self.server = ""
@@ -125,6 +127,17 @@ class Exchange:
         self.sized_head: ResponseHead | None = None
 
     # -- for handlers ------------------------------------------------------------------------
+
+    @property
+    def writer(self) -> ResponseWriter:
+        """Where the response goes: the outermost writer a handler put in front, else the
+        exchange itself."""
+        writer = self._writer
+        return self if writer is None else writer
+
+    @writer.setter
+    def writer(self, writer: ResponseWriter) -> None:
+        self._writer = None if writer is self else writer
 
     @property
     def response_started(self) -> bool:
