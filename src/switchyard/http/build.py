@@ -26,7 +26,7 @@ from switchyard.http.entrypoint_models import EntryPointModel, apply_models
 from switchyard.http.failover import FailoverService
 from switchyard.http.handler import Handler
 from switchyard.http.healthcheck import HTTPHealthCheck
-from switchyard.http.message import RequestHead
+from switchyard.http.message import RequestHead, split_target
 from switchyard.http.middlewares.base import MiddlewareContext, MiddlewareError, Wrap
 from switchyard.http.middlewares.registry import build_middleware
 from switchyard.http.mirroring import Mirror, MirroringService
@@ -91,22 +91,31 @@ class EntryRouter:
 
     def meta(self, request: RequestHead, *, tls: bool, client_ip: str) -> RequestMeta:
         """What the rules see of ``request``; ValueError for a path Traefik answers 400 to."""
+        path, query = split_target(request.target)
+        return self._meta(request, path.decode("latin-1"), query, tls, client_ip)
+
+    def _meta(self, request: RequestHead, path: str, query: bytes, tls: bool,
+              client_ip: str) -> RequestMeta:
+        host = request.headers.get(b"host")
         return RequestMeta(
-            host=request.host, path=entrypoint_path(request.path),
-            method=request.method.decode("latin-1"),
-            headers=Headers((name.decode("latin-1"), value.decode("latin-1"))
-                            for name, value in request.headers) if self._headers else _NO_HEADERS,
-            query=request.query, client_ip=client_ip, tls=tls)
+            "" if host is None else host.decode("latin-1"), entrypoint_path(path),
+            request.method.decode("latin-1"),
+            Headers((name.decode("latin-1"), value.decode("latin-1"))
+                    for name, value in request.headers) if self._headers else _NO_HEADERS,
+            query.decode("latin-1"), client_ip, tls)
 
     def handle(self, exchange: Exchange) -> None:
         request, info = exchange.request, exchange.info
-        routes = self.https if info.tls else self.plain
+        tls = info.tls
+        routes = self.https if tls else self.plain
         if not routes:
             self._observe_unrouted(exchange)
             NOT_FOUND.handle(exchange)
             return
+        raw_path, query = split_target(request.target)
+        path = raw_path.decode("latin-1")
         try:
-            meta = self.meta(request, tls=info.tls, client_ip=info.client_ip)
+            meta = self._meta(request, path, query, tls, info.client_ip)
         except ValueError:
             self._observe_unrouted(exchange)
             exchange.respond(400, None, b"")
@@ -124,7 +133,7 @@ class EntryRouter:
                 exchange.access_logs, exchange.metrics = switches
         # Traefik's entry point hands the cleaned, normalized path on (sanitizePath and
         # normalizePath rewrite the request), so middlewares and the backend see that one.
-        if meta.path != request.path and request.raw_path.isascii():
+        if meta.path != path and raw_path.isascii():
             request.set_path(meta.path.encode("ascii"))
             exchange.received_target = request.target  # what Traefik's access log shows
         route.handler.handle(exchange)

@@ -253,9 +253,12 @@ def parse_query(query: str) -> dict[str, tuple[str, ...]]:
     return {key: tuple(values) for key, values in found.items()}
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class RequestMeta:
     """What HTTP rules see of one request (Go's http.Request as Traefik's muxer gets it).
+
+    Rules only read it. It is not a frozen dataclass: one is made per request, and a frozen
+    dataclass's __init__ pays a call for every field it sets.
 
     ``host`` is the Host header or HTTP/2 ``:authority`` as received, port included (for an
     absolute-form target, its authority). ``path`` is the escaped path as the entry point hands
@@ -282,7 +285,7 @@ class RequestMeta:
         found = self._host
         if found is _UNSET:
             found = canonical_host(self.host)
-            object.__setattr__(self, "_host", found)
+            self._host = found
         assert isinstance(found, str)
         return found
 
@@ -292,7 +295,7 @@ class RequestMeta:
         found = self._routing_path
         if found is _UNSET:
             found = routing_path(self.path)
-            object.__setattr__(self, "_routing_path", found)
+            self._routing_path = found
         assert found is None or isinstance(found, str)
         return found
 
@@ -302,6 +305,6 @@ class RequestMeta:
         found = self._query_params
         if found is _UNSET:
             found = parse_query(self.query)
-            object.__setattr__(self, "_query_params", found)
+            self._query_params = found
         assert isinstance(found, dict)
         return found
