@@ -71,8 +71,8 @@ def apply_forwarded_headers(headers: list[tuple[bytes, bytes]], *, trusted: bool
     forwarded_for: list[bytes] = []
     for pair in headers:
         name = pair[0]
-        first = name[:1]
-        if first in b"xX":
+        first = name[0] if name else 0
+        if first in _X:
             lower = name.lower()
             if is_managed_header(lower):
                 if not trusted:
@@ -91,9 +91,9 @@ def apply_forwarded_headers(headers: list[tuple[bytes, bytes]], *, trusted: bool
                     xf_host = xf_host if xf_host is not None else pair[1]
                 elif lower == b"x-forwarded-server":
                     continue  # always replaced
-        elif first in b"hH" and len(name) == 4 and name.lower() == b"host":
+        elif first in _H and len(name) == 4 and name.lower() == b"host":
             host = host if host is not None else pair[1]
-        elif first in b"cCuU":
+        elif first in _C_OR_U:
             lower = name.lower()
             if lower == b"connection":
                 connection = pair[1] if connection is None else connection + b"," + pair[1]
@@ -106,8 +106,8 @@ def apply_forwarded_headers(headers: list[tuple[bytes, bytes]], *, trusted: bool
     if not real_ip:
         _put(out, real_ip, b"x-real-ip", b"X-Real-Ip", client_ip.partition("%")[0].encode())
     if not proto:
-        websocket = (_first_value_lists(connection, b"upgrade")
-                     and _first_value_lists(upgrade, b"websocket"))
+        websocket = connection is not None and (_first_value_lists(connection, b"upgrade")
+                                                and _first_value_lists(upgrade, b"websocket"))
         value = (b"wss" if tls else b"ws") if websocket else (b"https" if tls else b"http")
         _put(out, proto, b"x-forwarded-proto", b"X-Forwarded-Proto", value)
         proto = value
@@ -123,6 +123,13 @@ def apply_forwarded_headers(headers: list[tuple[bytes, bytes]], *, trusted: bool
     if connection is not None:
         _apply_connection(out, connection, upgrade, kept)
     return out
+
+
+# First bytes of the names the loop above looks at (an int in a frozenset is a cheap test,
+# where `name[:1] in b"xX"` goes through the buffer protocol).
+_X = frozenset(b"xX")
+_H = frozenset(b"hH")
+_C_OR_U = frozenset(b"cCuU")
 
 
 def _put(out: Headers, seen: bytes | None, name: bytes, spelling: bytes, value: bytes) -> None:

@@ -40,6 +40,9 @@ def join_url_path(base: bytes, path: bytes) -> bytes:
     return base + path
 
 
+_QUESTION = ord("?")
+
+
 def outgoing_target(target: bytes, server_path: bytes, preserve_path: bool) -> bytes:
     """The request-target sent to the backend.
 
@@ -47,7 +50,8 @@ def outgoing_target(target: bytes, server_path: bytes, preserve_path: bool) -> b
     ``preservePath`` the server URL's path goes in front. ``;`` in the query becomes ``&``, as
     Traefik does.
     """
-    if target[:1] != b"/" or b"?" in target or preserve_path:
+    # `63 in target` is '?' as an int: much cheaper than a bytes-in-bytes search.
+    if target[:1] != b"/" or _QUESTION in target or preserve_path:
         path, query = split_target(target)
         if target == b"*":
             return target

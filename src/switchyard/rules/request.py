@@ -205,9 +205,9 @@ def routing_path(path: str) -> str | None:
     ``PathPrefix(`/foo bar`)`` matches ``/foo%20bar`` but ``Path(`/a/b`)`` does not match
     ``/a%2Fb``. None for a malformed escape (Traefik answers 400 before routing).
     """
-    data = _to_bytes(path)
-    if b"%" not in data:
+    if "%" not in path:
         return path
+    data = _to_bytes(path)
     out = bytearray()
     index = 0
     size = len(data)
