@@ -20,7 +20,7 @@ Cases (``--cases``, comma-separated; all by default):
 round, so that a change is judged against its parent under the same load; the last column is
 this tree's figure over the baseline's. Each measured run is preceded by a short warm-up run
 that is not counted (pools, caches, first handshakes). ``--profile FILE`` then records the
-keep-alive case with py-spy into FILE (a flame graph for .svg, collapsed stacks for .txt,
+first of the cases with py-spy into FILE (a flame graph for .svg, collapsed stacks for .txt,
 speedscope otherwise). Needs nginx, h2load (nghttp2-client) and ab (apache2-utils) on PATH.
 
     python bench/http_cpu.py                        # every case, 5 rounds
@@ -259,14 +259,15 @@ def measure(target: Switchyard, case: str, requests: int,
     return (user_after - user) / requests * 1e6, (system_after - system) / requests * 1e6
 
 
-def profile(target: Switchyard, output: Path, requests: int, connections: int) -> None:
+def profile(target: Switchyard, case: str, output: Path, requests: int,
+            connections: int) -> None:
     fmt = {".svg": [], ".txt": ["--format", "raw"]}.get(output.suffix,
                                                       ["--format", "speedscope"])
     recorder = subprocess.Popen(["py-spy", "record", "--native", "-r", "250", *fmt, "-o",
                                  str(output), "--pid", str(target.proc.pid)])
     time.sleep(1.0)
     try:
-        run_client("keepalive", target.url("keepalive"), requests, connections)
+        run_client(case, target.url(case), requests, connections)
     finally:
         recorder.send_signal(2)  # SIGINT: py-spy writes what it has
         recorder.wait(60)
@@ -291,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", type=Path,
                         help="a source tree to measure against, in turn, each round")
-    parser.add_argument("--profile", type=Path, help="also py-spy the keep-alive case into this")
+    parser.add_argument("--profile", type=Path, help="also py-spy the first case into this")
     args = parser.parse_args(argv)
     cases = [case.strip() for case in args.cases.split(",") if case.strip()]
     unknown = set(cases) - set(CASES)
@@ -326,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{case:14s} {'ratio':9s} "
                           f"{medians['this tree'] / medians['baseline']:7.3f}")
             if args.profile:
-                profile(targets["this tree"], args.profile, args.requests * 2, args.connections)
+                case = cases[0]
+                count = args.requests if case.startswith("keepalive") else args.requests // 3
+                profile(targets["this tree"], case, args.profile, count * 2, args.connections)
         finally:
             processes.close()
     return 0
