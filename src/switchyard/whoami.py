@@ -28,13 +28,10 @@ class WhoamiProtocol(asyncio.Protocol):
         self.transport.write(data)
 
     def eof_received(self) -> bool:
-        # Closing after our own writes flush answers a half-close as a real server would.
-        assert self.transport is not None
-        if self.transport.get_extra_info("sslcontext") is not None:
-            return False  # TLS cannot stay half-open: asyncio closes after our writes
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-        return True
+        # Returning False closes the transport once our writes are flushed: the peer gets every
+        # echoed byte, then our FIN. (Writing EOF from inside eof_received instead corrupted
+        # uvloop 0.23's heap within a few thousand proxied connections: "double free".)
+        return False
 
 
 def greeting(name: str, peer: object) -> bytes:

@@ -8,6 +8,7 @@ handlers of that stage) and ends the connection in one place, `close`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
@@ -454,7 +455,8 @@ class ClientConnection(asyncio.Protocol):
         tried: list[Server] = []
         while True:
             try:
-                backend = await dial(server, transport, relay.backend_protocol, header=header,
+                factory = functools.partial(relay.backend_protocol, server.tls)
+                backend = await dial(server, transport, factory, header=header,
                                      postgres=postgres, smtp=smtp)
                 break
             except DialError as exc:

@@ -99,8 +99,8 @@ class Relay:
         if not plain:
             self._splice_at = 0
 
-    def backend_protocol(self) -> BackendProtocol:
-        return BackendProtocol(self)
+    def backend_protocol(self, tls: bool = False) -> BackendProtocol:
+        return BackendProtocol(self, tls)
 
     # -- set-up ----------------------------------------------------------------------
 
@@ -327,13 +327,14 @@ class BackendProtocol(asyncio.Protocol):
 
     __slots__ = ("_relay", "_tls")
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: Relay, tls: bool = False) -> None:
         self._relay = relay
-        self._tls = False
+        # An SSL transport cannot stay half-open: asyncio closes it at EOF anyway. The dialer
+        # says whether it is one: asking uvloop 0.23 (get_extra_info("sslcontext")) and then
+        # writing EOF has been seen to corrupt its heap (see switchyard.whoami).
+        self._tls = tls
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # An SSL transport cannot stay half-open: asyncio closes it at EOF anyway.
-        self._tls = transport.get_extra_info("sslcontext") is not None
         self._relay.attach(cast(asyncio.Transport, transport))  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
