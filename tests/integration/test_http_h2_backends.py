@@ -206,3 +206,22 @@ http:
         assert slow.startswith(b"HTTP/1.1 504 Gateway Timeout")
         assert fast.startswith(b"HTTP/1.1 200")
         assert backend.connections == 1
+
+
+def test_websocket_to_an_h2c_server_goes_over_http1_as_in_traefik(
+        loop_thread: LoopThread, tmp_path: Path) -> None:
+    import threading
+
+    from websockets.sync.client import connect
+    from websockets.sync.server import serve as ws_serve
+
+    port = free_port()
+    server = ws_serve(lambda ws: ws.send(ws.recv()), "127.0.0.1", port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with (serve(loop_thread, tmp_path, _dynamic(f"h2c://127.0.0.1:{port}")) as ports,
+              connect(f"ws://127.0.0.1:{ports['web']}/chat") as client):
+            client.send("ping")
+            assert client.recv(timeout=5) == "ping"
+    finally:
+        server.shutdown()
