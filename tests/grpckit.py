@@ -28,6 +28,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 
 __all__ = ["H2Answer", "H2Backend", "RawBackend", "grpc_frame", "grpc_frames", "grpc_server", "h2_backend",
            "h2_request", "raw_backend"]
@@ -127,8 +128,10 @@ _H1_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nContent-Type: text/plain\
 
 
 @contextlib.contextmanager
-def h2_backend(handler: H2Handler, context: ssl.SSLContext | None = None) -> Iterator[H2Backend]:
-    """An HTTP/2 server (prior knowledge, or TLS with ALPN h2) calling ``handler`` per stream.
+def h2_backend(handler: H2Handler, context: ssl.SSLContext | None = None, *,
+               max_streams: int | None = None) -> Iterator[H2Backend]:
+    """An HTTP/2 server (prior knowledge, or TLS with ALPN h2) calling ``handler`` per stream;
+    ``max_streams`` is its SETTINGS_MAX_CONCURRENT_STREAMS.
 
     Over TLS, a client that does not choose ``h2`` gets ``http/1.1`` as the body of every
     answer, over HTTP/1.1.
@@ -161,6 +164,9 @@ def h2_backend(handler: H2Handler, context: ssl.SSLContext | None = None) -> Ite
             backend.protocols.append("h2")
             conn = h2.connection.H2Connection(h2.config.H2Configuration(
                 client_side=False, header_encoding=None))
+            if max_streams is not None:
+                conn.local_settings = h2.settings.Settings(client=False, initial_values={
+                    h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams})
             conn.initiate_connection()
             sock.sendall(conn.data_to_send())
             heads: dict[int, list[tuple[bytes, bytes]]] = {}

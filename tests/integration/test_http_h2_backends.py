@@ -225,3 +225,20 @@ def test_websocket_to_an_h2c_server_goes_over_http1_as_in_traefik(
             assert client.recv(timeout=5) == "ping"
     finally:
         server.shutdown()
+
+
+def test_a_server_allowing_two_streams_gets_more_connections_not_refused_requests(
+        loop_thread: LoopThread, tmp_path: Path) -> None:
+    def slow(head: list[tuple[bytes, bytes]], body: bytes
+             ) -> tuple[list[tuple[bytes, bytes]], list[bytes], list[tuple[bytes, bytes]]]:
+        time.sleep(0.2)
+        return [(b":status", b"200")], [b"done"], []
+
+    with (h2_backend(slow, max_streams=2) as backend,
+          serve(loop_thread, tmp_path, _dynamic(f"h2c://127.0.0.1:{backend.port}")) as ports):
+        _get(ports["web"])  # the first connection learns the limit
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: _get(ports["web"]), range(6)))
+    assert all(head.startswith(b"HTTP/1.1 200") and body == b"4\r\ndone\r\n0\r\n\r\n"
+               for head, body in answers)
+    assert backend.connections >= 3
