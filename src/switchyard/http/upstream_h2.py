@@ -5,7 +5,8 @@ that choose ``h2`` when offered ``h2, http/1.1`` by ALPN (unless the servers tra
 ``disableHTTP2``); a server that chooses HTTP/1.1 gets its connection handed to an ordinary
 UpstreamConnection, and the pool remembers to dial HTTP/1.1 from then on. As in Go's
 transport, a connection takes up to 100 streams until the server's SETTINGS name its own
-limit, and a new connection is dialed when every open one is full.
+limit (then the limit the server named last), and a new connection is dialed when every open
+one is full.
 
 Flow control runs both ways per stream: request body bytes beyond the server's window are held
 and the client paused above a high-water mark; response bytes are acknowledged to the server
@@ -71,7 +72,7 @@ class H2Pool:
     """
 
     __slots__ = ("_closed", "_conns", "_context", "_loop", "_waiting", "dialed", "fallback",
-                 "host", "port", "settings", "speaks_h2", "tls")
+                 "host", "port", "settings", "speaks_h2", "stream_limit", "tls")
 
     def __init__(self, host: str, port: int, settings: UpstreamSettings, *, tls: bool,
                  fallback: UpstreamPool) -> None:
@@ -81,6 +82,9 @@ class H2Pool:
         self.tls = tls
         self.fallback = fallback
         self.speaks_h2: bool | None = None if tls else True
+        # The server's last SETTINGS_MAX_CONCURRENT_STREAMS: what a new connection takes before
+        # its own SETTINGS arrive.
+        self.stream_limit = INITIAL_STREAMS
         self._conns: list[H2UpstreamConnection] = []
         self._waiting: list[Dialed] | None = None  # requests waiting for the dial in flight
         self._context: tuple[ssl.SSLContext, str | None] | None = None
@@ -104,7 +108,7 @@ class H2Pool:
         ``done(None, failure)`` follows. ``conn`` is an UpstreamConnection when the server
         chose HTTP/1.1."""
         waiting = self._waiting
-        if waiting is not None and len(waiting) < INITIAL_STREAMS:
+        if waiting is not None and len(waiting) < self.stream_limit:
             waiting.append(done)
             return
         loop = self._loop
@@ -203,7 +207,7 @@ class H2UpstreamConnection(asyncio.Protocol):
             return 0
         limit = self._h2.remote_settings.max_concurrent_streams
         if not self._settings_seen:
-            limit = min(limit, INITIAL_STREAMS)
+            limit = min(limit, self._pool.stream_limit)
         return limit - len(self._streams)  # h2's own count walks every stream
 
     # -- requests -------------------------------------------------------------------------------
@@ -367,6 +371,8 @@ class H2UpstreamConnection(asyncio.Protocol):
                     stream.send_pending()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self._settings_seen = True
+            self._pool.stream_limit = max(1, min(
+                self._h2.remote_settings.max_concurrent_streams, 1 << 16))
             for stream in list(self._streams.values()):
                 stream.send_pending()
         elif isinstance(event, h2.events.ConnectionTerminated):
