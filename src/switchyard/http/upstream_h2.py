@@ -225,7 +225,9 @@ class H2UpstreamConnection(asyncio.Protocol):
                 h2conn.send_headers(stream.id, fields, end_stream=not exchange.has_body)
             except h2.exceptions.ProtocolError as exc:  # e.g. a field HTTP/2 cannot carry
                 del self._streams[stream.id]
-                owner.upstream_failed(exchange, Failure(502, f"request not sent: {exc}"))
+                owner.upstream_failed(exchange, Failure(
+                    502, f"request not sent: {exc}",
+                    retriable=isinstance(exc, h2.exceptions.TooManyStreamsError)))
                 return
             exchange.set_producer(stream)
             if exchange.has_body:
