@@ -242,3 +242,53 @@ def test_a_server_allowing_two_streams_gets_more_connections_not_refused_request
     assert [(head.split(b"\r\n")[0], body) for head, body in answers] == [
         (b"HTTP/1.1 200 OK", b"4\r\ndone\r\n0\r\n\r\n")] * 6
     assert backend.connections >= 3
+
+
+def _pinging(port: int) -> str:
+    return f"""
+http:
+  routers:
+    r: {{rule: "PathPrefix(`/`)", service: s}}
+  services:
+    s:
+      loadBalancer:
+        servers: [{{url: "h2c://127.0.0.1:{port}"}}]
+        serversTransport: t
+  serversTransports:
+    t:
+      forwardingTimeouts: {{readIdleTimeout: 200ms, pingTimeout: 200ms}}
+"""
+
+
+def test_a_quiet_connection_that_answers_pings_is_kept(
+        loop_thread: LoopThread, tmp_path: Path) -> None:
+    with (h2_backend(_echo) as backend,
+          serve(loop_thread, tmp_path, _pinging(backend.port)) as ports):
+        first, _ = _get(ports["web"])
+        time.sleep(1.0)  # several read-idle periods, each answered
+        second, _ = _get(ports["web"])
+    assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200")
+    assert backend.connections == 1
+
+
+def test_a_server_that_stops_answering_pings_is_given_up(
+        loop_thread: LoopThread, tmp_path: Path) -> None:
+    with (h2_backend(_echo) as backend,
+          serve(loop_thread, tmp_path, _pinging(backend.port)) as ports):
+        started = time.monotonic()
+        head, _ = _get(ports["web"], "/slow")  # the test server reads nothing while it sleeps
+        took = time.monotonic() - started
+    assert head.startswith(b"HTTP/1.1 500") and took < 0.9  # Traefik: 500 at 0.4 s too
+
+
+def test_a_server_that_drops_the_connection_before_answering_gives_500_as_in_traefik(
+        loop_thread: LoopThread, tmp_path: Path) -> None:
+    def die(head: list[tuple[bytes, bytes]], body: bytes
+            ) -> tuple[list[tuple[bytes, bytes]], list[bytes], list[tuple[bytes, bytes]]]:
+        raise OSError("the test server goes away")
+
+    with (h2_backend(die) as backend,
+          serve(loop_thread, tmp_path, _dynamic(f"h2c://127.0.0.1:{backend.port}")) as ports):
+        head, body = _get(ports["web"])
+    assert head.startswith(b"HTTP/1.1 500 Internal Server Error") and body == (
+        b"Internal Server Error")

@@ -38,7 +38,9 @@ class UpstreamSettings:
     ``max_idle_conns_per_host`` is the number kept (0: no reuse); Traefik's config value 0 means
     Go's default 2, negative means none, and ``default@internal`` has 200 (see from_config).
     ``disable_http2``: ``https://`` servers are offered HTTP/1.1 only (``h2c://`` ones are
-    HTTP/2 whatever it says, as in Traefik).
+    HTTP/2 whatever it says, as in Traefik). ``read_idle_timeout``: an HTTP/2 connection that
+    received nothing for that long is sent a PING, and closed when no answer comes within
+    ``ping_timeout`` (0: no pings, Traefik's default).
     """
 
     name: str = "default@internal"
@@ -48,6 +50,8 @@ class UpstreamSettings:
     max_idle_conns_per_host: int = 200
     tls: TransportTLS | None = None
     disable_http2: bool = False
+    read_idle_timeout: float = 0.0
+    ping_timeout: float = 15.0
 
     @classmethod
     def from_config(cls, name: str, config: HTTPServersTransport | None) -> UpstreamSettings:
@@ -68,6 +72,8 @@ class UpstreamSettings:
             max_idle_conns_per_host=2 if idle == 0 else max(idle, 0),
             tls=tls,
             disable_http2=config.disable_http2,
+            read_idle_timeout=timeouts.read_idle_timeout if timeouts else 0.0,
+            ping_timeout=timeouts.ping_timeout if timeouts else 15.0,
         )
 
 

@@ -191,6 +191,9 @@ class H2UpstreamConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, _Stream] = {}
         self._idle = Deadline(loop, self._idle_expired)
+        # Health pings (readIdleTimeout/pingTimeout): one deadline, moved on by every read.
+        self._quiet = Deadline(loop, self._quiet_expired)
+        self._ping_sent = False
         self._closed = False
         self._retired = False  # no new streams (GOAWAY received, or the pool is gone)
         self._settings_seen = False
@@ -250,6 +253,7 @@ class H2UpstreamConnection(asyncio.Protocol):
             return
         self._closed = True
         self._idle.cancel()
+        self._quiet.cancel()
         self._pool.forget(self)
         transport = self._transport
         if transport is not None and not transport.is_closing():
@@ -279,10 +283,15 @@ class H2UpstreamConnection(asyncio.Protocol):
         h2conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self._flush()
         self._idle_if_unused()
+        if self.settings.read_idle_timeout > 0:
+            self._quiet.set(self.settings.read_idle_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
+        if self.settings.read_idle_timeout > 0:
+            self._ping_sent = False
+            self._quiet.set(self.settings.read_idle_timeout)
         self._corked += 1
         try:
             try:
@@ -478,6 +487,23 @@ class H2UpstreamConnection(asyncio.Protocol):
         if not self._streams:
             self.close()
 
+    def _quiet_expired(self) -> None:
+        """Nothing read for readIdleTimeout: ask for a PING answer, or give up on the server."""
+        if self._closed:
+            return
+        if self._ping_sent:
+            log.debug("HTTP/2 backend %s:%d did not answer a PING within %gs", self._pool.host,
+                      self._pool.port, self.settings.ping_timeout)
+            self._lost("the backend did not answer a PING in time")
+            return
+        self._ping_sent = True
+        try:
+            self._h2.ping(b"swtchyrd")
+        except h2.exceptions.ProtocolError:
+            return
+        self._flush_unless_corked()
+        self._quiet.set(self.settings.ping_timeout)
+
     def _flush_unless_corked(self) -> None:
         if not self._corked:
             self._flush()
@@ -492,13 +518,15 @@ class H2UpstreamConnection(asyncio.Protocol):
         was_closed = self._closed
         self._closed = True
         self._idle.cancel()
+        self._quiet.cancel()
         self._pool.forget(self)
         transport = self._transport
         if not was_closed and transport is not None and not transport.is_closing():
             transport.close()
         streams, self._streams = list(self._streams.values()), {}
         for stream in streams:
-            stream.broken(Failure(502, reason))
+            # Go's HTTP/2 transport reports a lost connection as no network error: a 500.
+            stream.broken(Failure(500, reason))
 
 
 class _Stream:
