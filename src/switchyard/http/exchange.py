@@ -35,6 +35,9 @@ DISCARD_LIMIT = 256 * 1024
 # Chunks below this size are framed into one bytes object; larger ones are written in pieces.
 _SMALL = 16 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Lengths of the field names start() looks at: Content-Length, Transfer-Encoding, Date,
+# Connection.
+_START_LOOKS_AT = frozenset({14, 17, 4, 10})
 
 
 class ClientConnection(Protocol):
@@ -254,6 +257,9 @@ class Exchange:
         parts = [status_line(status)]
         for name, value in head.headers:
             size = len(name)
+            if size not in _START_LOOKS_AT:  # not one of the names below: passed on as it is
+                parts += (name, b": ", value, b"\r\n")
+                continue
             if size == 14 and name.lower() == b"content-length":
                 length = True
             elif size == 17 and name.lower() == b"transfer-encoding":

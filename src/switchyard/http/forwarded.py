@@ -72,6 +72,9 @@ def apply_forwarded_headers(headers: list[tuple[bytes, bytes]], *, trusted: bool
     for pair in headers:
         name = pair[0]
         first = name[0] if name else 0
+        if first not in _LOOKS_AT:  # most fields: one test
+            out.append(pair)
+            continue
         if first in _X:
             lower = name.lower()
             if is_managed_header(lower):
@@ -130,6 +133,7 @@ def apply_forwarded_headers(headers: list[tuple[bytes, bytes]], *, trusted: bool
 _X = frozenset(b"xX")
 _H = frozenset(b"hH")
 _C_OR_U = frozenset(b"cCuU")
+_LOOKS_AT = _X | _H | _C_OR_U
 
 
 def _put(out: Headers, seen: bytes | None, name: bytes, spelling: bytes, value: bytes) -> None:

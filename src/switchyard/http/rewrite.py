@@ -101,6 +101,11 @@ def backend_request_fields(method: bytes, target: bytes, headers: list[tuple[byt
             (b":path", target), *fields]
 
 
+# The fields _forwarded_fields does more with than pass them on.
+_FORWARDING_LOOKS_AT = HOP_BY_HOP | {b"x-forwarded-for", b"host"}
+# The fields response_headers_for_client does more with than pass them on.
+_RESPONSE_LOOKS_AT = HOP_BY_HOP | {b"content-length"}
+
 # What an Upgrade handshake leaves that HTTP/2 forbids.
 _NOT_OVER_H2 = frozenset({b"connection", b"upgrade"})
 
@@ -115,6 +120,9 @@ def _forwarded_fields(parts: list[bytes], headers: list[tuple[bytes, bytes]], *,
     upgrade: bytes | None = None
     for name, value in headers:
         lower = name.lower()
+        if lower not in _FORWARDING_LOOKS_AT:  # most fields: one test, passed on as they are
+            parts += (name, b": ", value, b"\r\n")
+            continue
         if lower in HOP_BY_HOP:
             if lower == b"connection":
                 tokens = [token.strip().lower() for token in value.split(b",")]
@@ -184,6 +192,9 @@ def response_headers_for_client(headers: list[tuple[bytes, bytes]], *,
     framed = False
     for pair in headers:
         lower = pair[0].lower()
+        if lower not in _RESPONSE_LOOKS_AT:
+            add(pair)
+            continue
         if lower in HOP_BY_HOP:
             if lower == b"trailer" or switching and (lower == b"connection"
                                                      or lower == b"upgrade"):
