@@ -71,6 +71,9 @@ class ServerSettings:
 DEFAULT_SERVER_SETTINGS = ServerSettings()
 
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
+# Lengths of the field names on_headers_complete looks at: Host, Content-Length,
+# Transfer-Encoding, Expect.
+_HEAD_LOOKS_AT = frozenset({4, 14, 17, 6})
 
 
 class HTTPServerConnection(asyncio.Protocol):
@@ -79,16 +82,18 @@ class HTTPServerConnection(asyncio.Protocol):
     __slots__ = (
         "_active", "_close_when_flushed", "_corked", "_deadline", "_dispatching", "_eof", "_error",
         "_gate", "_handler", "_header_bytes", "_headers", "_hostname", "_in_message", "_info",
-        "_kept", "_loop", "_lost", "_out", "_parser", "_parsing", "_queue", "_settings",
-        "_transport", "_trusted", "_upgrade_bytes", "_upgraded", "_url", "_write_deadline",
-        "_writing_paused",
+        "_kept", "_loop", "_lost", "_observer", "_out", "_parser", "_parsing", "_queue",
+        "_settings", "_tls", "_transport", "_trusted", "_upgrade_bytes", "_upgraded", "_url",
+        "_write_deadline", "_writing_paused",
     )
 
     def __init__(self, handler: Handler, info: ConnectionInfo,
                  settings: ServerSettings = DEFAULT_SERVER_SETTINGS) -> None:
         self._handler = handler
         self._info = info
+        self._tls = info.tls
         self._settings = settings
+        self._observer = settings.observer
         forwarded = settings.forwarded
         self._trusted = forwarded.trusts(info.client_ip)
         self._hostname = forwarded.hostname.encode("latin-1")
@@ -205,6 +210,8 @@ class HTTPServerConnection(asyncio.Protocol):
         expect_other = False
         for name, value in headers:
             size = len(name)
+            if size not in _HEAD_LOOKS_AT:
+                continue
             if size == 4 and name.lower() == b"host":
                 hosts += 1
             elif size == 14 and name.lower() == b"content-length":
@@ -224,11 +231,13 @@ class HTTPServerConnection(asyncio.Protocol):
             raise _Refused(bad_request(detail=detail))
         has_body = chunked or content_length not in (b"", b"0")
         head = RequestHead(method, self._url, version, apply_forwarded_headers(
-            headers, trusted=self._trusted, client_ip=info.client_ip, tls=info.tls,
+            headers, trusted=self._trusted, client_ip=info.client_ip, tls=self._tls,
             hostname=self._hostname, kept=self._kept))
         exchange = Exchange(self, head, info, has_body=has_body,
                             keep_alive=parser.should_keep_alive(),
-                            expect_continue=expect_continue, started_at=self._clock(),
+                            expect_continue=expect_continue,
+                            # Only records need it (uvloop's loop.time() has 1 ms steps).
+                            started_at=time.monotonic() if self._observer is not None else 0.0,
                             body_chunked=chunked)
         self._parsing = exchange
         handler = self._handler
@@ -304,7 +313,8 @@ class HTTPServerConnection(asyncio.Protocol):
             self._gate.resume(reason)
 
     def response_done(self, exchange: Exchange) -> None:
-        self._record(exchange)
+        if self._observer is not None:
+            self._record(exchange)
         if self._write_deadline is not None:
             self._write_deadline.clear()
         if exchange is self._active:
@@ -340,7 +350,7 @@ class HTTPServerConnection(asyncio.Protocol):
         if self._gate is not None:
             self._gate.resume(PIPELINE)
         # Traefik logs an upgraded request when its tunnel closes, with the whole session's time.
-        on_close = (lambda: self._record(exchange)) if self._settings.observer else None
+        on_close = (lambda: self._record(exchange)) if self._observer else None
         Tunnel(transport, backend, on_close).start(  # type: ignore[arg-type]
             pending, backend_bytes)
 
@@ -446,12 +456,8 @@ class HTTPServerConnection(asyncio.Protocol):
                 exchange.client_lost()
                 self._record(exchange)
 
-    def _clock(self) -> float:
-        # Only records need the time a request started (uvloop's loop.time() has 1 ms steps).
-        return time.monotonic() if self._settings.observer is not None else 0.0
-
     def _record(self, exchange: Exchange) -> None:
-        observer = self._settings.observer
+        observer = self._observer
         if observer is None:
             return
         observer(request_record(exchange))

@@ -32,16 +32,17 @@ class Writable(Protocol):
 class HandedTransport:
     """A transport for the delegate; every call goes through, `set_protocol` rebinds it."""
 
-    __slots__ = ("_inner", "_protocol", "_rebind")
+    __slots__ = ("_inner", "_protocol", "_rebind", "write")
+
+    write: Callable[[bytes], None]
 
     def __init__(self, inner: Writable, protocol: asyncio.BaseProtocol,
                  rebind: Callable[[asyncio.BaseProtocol], None]) -> None:
         self._inner = inner
         self._protocol = protocol
         self._rebind = rebind
-
-    def write(self, data: bytes) -> None:
-        self._inner.write(data)
+        # The inner transport's own method: a write (every response) costs no extra call.
+        self.write = inner.write
 
     def writelines(self, chunks: list[bytes]) -> None:
         self._inner.write(b"".join(chunks))
