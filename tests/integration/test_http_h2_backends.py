@@ -244,7 +244,7 @@ def test_a_server_allowing_two_streams_gets_more_connections_not_refused_request
     assert backend.connections >= 3
 
 
-def _pinging(port: int) -> str:
+def _pinging(port: int, ping_timeout: str) -> str:
     return f"""
 http:
   routers:
@@ -256,14 +256,14 @@ http:
         serversTransport: t
   serversTransports:
     t:
-      forwardingTimeouts: {{readIdleTimeout: 200ms, pingTimeout: 200ms}}
+      forwardingTimeouts: {{readIdleTimeout: 200ms, pingTimeout: {ping_timeout}}}
 """
 
 
 def test_a_quiet_connection_that_answers_pings_is_kept(
         loop_thread: LoopThread, tmp_path: Path) -> None:
     with (h2_backend(_echo) as backend,
-          serve(loop_thread, tmp_path, _pinging(backend.port)) as ports):
+          serve(loop_thread, tmp_path, _pinging(backend.port, "2s")) as ports):
         first, _ = _get(ports["web"])
         time.sleep(1.0)  # several read-idle periods, each answered
         second, _ = _get(ports["web"])
@@ -274,7 +274,7 @@ def test_a_quiet_connection_that_answers_pings_is_kept(
 def test_a_server_that_stops_answering_pings_is_given_up(
         loop_thread: LoopThread, tmp_path: Path) -> None:
     with (h2_backend(_echo) as backend,
-          serve(loop_thread, tmp_path, _pinging(backend.port)) as ports):
+          serve(loop_thread, tmp_path, _pinging(backend.port, "200ms")) as ports):
         started = time.monotonic()
         head, _ = _get(ports["web"], "/slow")  # the test server reads nothing while it sleeps
         took = time.monotonic() - started
