@@ -292,3 +292,32 @@ def test_a_server_that_drops_the_connection_before_answering_gives_500_as_in_tra
         head, body = _get(ports["web"])
     assert head.startswith(b"HTTP/1.1 500 Internal Server Error") and body == (
         b"Internal Server Error")
+
+
+def test_a_server_that_closes_every_connection_at_once_gets_an_error_not_a_dial_loop(
+        loop_thread: LoopThread, tmp_path: Path) -> None:
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+
+    def refuse() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    threading.Thread(target=refuse, daemon=True).start()
+    try:
+        url = f"h2c://127.0.0.1:{listener.getsockname()[1]}"
+        with serve(loop_thread, tmp_path, _dynamic(url)) as ports:
+            head, _ = _get(ports["web"])
+    finally:
+        listener.close()
+    assert head.split(b" ")[1] in (b"500", b"502")
+    assert len(accepted) <= 3

@@ -135,6 +135,10 @@ class ReverseProxy:
             self._send(conn, exchange)
         elif conn.capacity > 0:
             self._send_h2(conn, exchange)
+        elif not conn.usable:  # gone already: dialing again could go on for ever
+            exchange.request_unsent = True
+            self.upstream_failed(exchange, Failure(502, "backend closed the connection"),
+                                 retry=False)
         elif not self._over_h2(exchange):  # it filled up with the others waiting for it
             self._dial(exchange)
 

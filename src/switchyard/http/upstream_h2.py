@@ -123,7 +123,13 @@ class H2Pool:
         def finished(failure: Failure | None) -> None:
             if self._waiting is waiters:
                 self._waiting = None
-            if failure is None and conn.replacement is None:
+            if failure is not None:
+                if conn.replacement is not None:
+                    conn.replacement.close()  # e.g. its certificate was refused
+                for waiter in waiters:
+                    waiter(None, failure)
+                return
+            if conn.replacement is None:
                 if self.speaks_h2 is None:
                     self.speaks_h2 = True
                 if self._closed:
@@ -137,10 +143,7 @@ class H2Pool:
                     self.dial(waiter)
                 return
             for waiter in waiters:
-                if failure is not None:
-                    waiter(None, failure)
-                else:
-                    waiter(conn, None)
+                waiter(conn, None)
 
         dial_within(loop, self._connect(conn), self.settings.dial_timeout, finished)
 
@@ -203,10 +206,15 @@ class H2UpstreamConnection(asyncio.Protocol):
         self.replacement: UpstreamConnection | None = None
 
     @property
+    def usable(self) -> bool:
+        """Whether it may take new streams (open, and the server has not said GOAWAY)."""
+        transport = self._transport
+        return not (self._closed or self._retired or transport is None or transport.is_closing())
+
+    @property
     def capacity(self) -> int:
         """How many more streams this connection takes now."""
-        transport = self._transport
-        if self._closed or self._retired or transport is None or transport.is_closing():
+        if not self.usable:
             return 0
         limit = self._h2.remote_settings.max_concurrent_streams
         if not self._settings_seen:
