@@ -134,6 +134,8 @@ class _Catcher:
         if not self._caught:
             self._next.end()
         elif not self._exchange.finished:
+            # The backend's answer is replaced whole: its trailers go with its body.
+            self._exchange.response_trailers = None
             self._middleware.serve_page(self._exchange, self._next, self._caught)
 
     def abort(self) -> None:
