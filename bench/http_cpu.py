@@ -17,8 +17,10 @@ Cases (``--cases``, comma-separated; all by default):
 
 ``--baseline DIR`` runs a second Switchyard from another source tree (its ``src/``), e.g. a
 ``git worktree add /tmp/base HEAD~1``, behind the same backend, and measures both in turn each
-round, so that a change is judged against its parent under the same load; the last column is
-this tree's figure over the baseline's. Each measured run is preceded by a short warm-up run
+round, so that a change is judged against its parent under the same load; a last line gives
+this tree's figure over the baseline's. ``--haproxy`` adds HAProxy ``mode http`` on one thread
+(X-Forwarded-For and -Proto, a shared backend pool, as in bench/configs/haproxy.cfg) measured
+the same way, for a ratio to the reference of issue #11. Each measured run is preceded by a short warm-up run
 that is not counted (pools, caches, first handshakes). ``--profile FILE`` then records the
 first of the cases with py-spy into FILE (a flame graph for .svg, collapsed stacks for .txt,
 speedscope otherwise). Needs nginx, h2load (nghttp2-client) and ab (apache2-utils) on PATH.
@@ -26,6 +28,7 @@ speedscope otherwise). Needs nginx, h2load (nghttp2-client) and ab (apache2-util
     python bench/http_cpu.py                        # every case, 5 rounds
     python bench/http_cpu.py --cases keepalive --requests 50000 --rounds 7
     python bench/http_cpu.py --baseline /tmp/base --cases keepalive,newconn
+    python bench/http_cpu.py --haproxy --rounds 3
 """
 
 from __future__ import annotations
@@ -217,6 +220,50 @@ log:
         return f"http://127.0.0.1:{self.plain_port}/"
 
 
+class HAProxy:
+    """HAProxy ``mode http`` on one thread, the same two listeners, for a reference figure."""
+
+    def __init__(self, processes: Processes, root: Path, backend_port: int, cert: Path,
+                 key: Path) -> None:
+        root.mkdir()
+        self.plain_port, self.tls_port = _free_port(), _free_port()
+        bundle = root / "bundle.pem"
+        bundle.write_bytes(cert.read_bytes() + key.read_bytes())
+        conf = root / "haproxy.cfg"
+        # As bench/configs/haproxy.cfg's HTTP rows: X-Forwarded-For and -Proto, a shared pool.
+        conf.write_text(f"""\
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend plain
+    bind 127.0.0.1:{self.plain_port}
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    default_backend pool
+frontend secure
+    bind 127.0.0.1:{self.tls_port} ssl crt {bundle} alpn http/1.1
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    default_backend pool
+backend pool
+    http-reuse always
+    server backend 127.0.0.1:{backend_port}
+""")
+        self.proc = processes.start(["haproxy", "-db", "-f", str(conf)], root)
+        _wait_listening(self.plain_port, self.proc, "haproxy")
+        _wait_listening(self.tls_port, self.proc, "haproxy")
+
+    def url(self, case: str) -> str:
+        if case.endswith("-tls"):
+            return f"https://localhost:{self.tls_port}/"
+        return f"http://127.0.0.1:{self.plain_port}/"
+
+
 def client_argv(case: str, url: str, requests: int, connections: int) -> list[str]:
     if case.startswith("keepalive"):
         return ["h2load", "--h1", "-n", str(requests), "-c", str(connections), "-t", "1", url]
@@ -248,7 +295,7 @@ def run_client(case: str, url: str, requests: int, connections: int) -> None:
     _check(case, done.stdout, requests)
 
 
-def measure(target: Switchyard, case: str, requests: int,
+def measure(target: Switchyard | HAProxy, case: str, requests: int,
             connections: int) -> tuple[float, float]:
     """µs of Switchyard CPU per request, user and system, for one run (after a warm-up)."""
     url = target.url(case)
@@ -292,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", type=Path,
                         help="a source tree to measure against, in turn, each round")
+    parser.add_argument("--haproxy", action="store_true",
+                        help="measure HAProxy (mode http, one thread) too, as a reference")
     parser.add_argument("--profile", type=Path, help="also py-spy the first case into this")
     args = parser.parse_args(argv)
     cases = [case.strip() for case in args.cases.split(",") if case.strip()]
@@ -304,12 +353,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             cert, key = _certificate(root)
             backend = start_backend(processes, root, cert, key)
-            targets = {"this tree": Switchyard(processes, root / "this", REPO / "src",
-                                               backend, cert, key)}
+            targets: dict[str, Switchyard | HAProxy] = {
+                "this tree": Switchyard(processes, root / "this", REPO / "src", backend, cert,
+                                        key)}
             if args.baseline:
                 targets["baseline"] = Switchyard(processes, root / "baseline",
                                                  args.baseline.resolve() / "src", backend,
                                                  cert, key)
+            if args.haproxy:
+                targets["haproxy"] = HAProxy(processes, root / "haproxy", backend, cert, key)
             results: dict[tuple[str, str], list[tuple[float, float]]] = {
                 (name, case): [] for name in targets for case in cases}
             for _ in range(args.rounds):
@@ -323,13 +375,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name in targets:
                     medians[name], text = _summary(results[name, case])
                     print(f"{case:14s} {name:9s} {text}")
-                if args.baseline:
-                    print(f"{case:14s} {'ratio':9s} "
-                          f"{medians['this tree'] / medians['baseline']:7.3f}")
+                for other in ("baseline", "haproxy"):
+                    if other in medians:
+                        print(f"{case:14s} {'/ ' + other:9s} "
+                              f"{medians['this tree'] / medians[other]:7.3f}")
             if args.profile:
                 case = cases[0]
                 count = args.requests if case.startswith("keepalive") else args.requests // 3
-                profile(targets["this tree"], case, args.profile, count * 2, args.connections)
+                this = targets["this tree"]
+                assert isinstance(this, Switchyard)
+                profile(this, case, args.profile, count * 2, args.connections)
         finally:
             processes.close()
     return 0
