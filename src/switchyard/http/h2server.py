@@ -35,6 +35,7 @@ import h2.settings
 from switchyard.http.deadline import Deadline
 from switchyard.http.exchange import Exchange
 from switchyard.http.forwarded import apply_forwarded_headers
+from switchyard.http.h2flow import send_within_window
 from switchyard.http.handler import ConnectionInfo, Handler
 from switchyard.http.message import Headers, RequestHead, ResponseHead, date_value
 from switchyard.http.responder import Responder, status_text_error
@@ -447,19 +448,8 @@ class H2ServerConnection(asyncio.Protocol):
         h2conn = self._h2
         pending = stream.pending
         try:
-            while pending and not stream.sent_all:
-                window = min(h2conn.local_flow_control_window(stream.id),
-                             h2conn.max_outbound_frame_size)
-                if window <= 0:
-                    break
-                chunk = pending[0]
-                size = min(window, len(chunk))
-                h2conn.send_data(stream.id, chunk[:size].tobytes())
-                if size == len(chunk):
-                    pending.popleft()
-                else:
-                    pending[0] = chunk[size:]
-                stream.pending_size -= size
+            if not stream.sent_all:
+                stream.pending_size -= send_within_window(h2conn, stream.id, pending)
             if stream.ending and not pending and not stream.sent_all:
                 if stream.trailers:
                     h2conn.send_headers(stream.id, stream.trailers, end_stream=True)

@@ -46,6 +46,7 @@ from switchyard.tls.backend import build_backend_context
 
 if TYPE_CHECKING:
     from switchyard.http.exchange import Exchange
+from switchyard.http.h2flow import send_within_window
 
 __all__ = ["H2Pool", "H2UpstreamConnection"]
 
@@ -416,19 +417,7 @@ class H2UpstreamConnection(asyncio.Protocol):
         h2conn = self._h2
         pending = stream.pending
         try:
-            while pending:
-                window = min(h2conn.local_flow_control_window(stream.id),
-                             h2conn.max_outbound_frame_size)
-                if window <= 0:
-                    break
-                chunk = pending[0]
-                size = min(window, len(chunk))
-                h2conn.send_data(stream.id, chunk[:size].tobytes())
-                if size == len(chunk):
-                    pending.popleft()
-                else:
-                    pending[0] = chunk[size:]
-                stream.pending_size -= size
+            stream.pending_size -= send_within_window(h2conn, stream.id, pending)
             if stream.body_ended and not pending and not stream.sent_all:
                 stream.sent_all = True
                 h2conn.end_stream(stream.id)
