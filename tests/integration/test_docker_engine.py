@@ -177,6 +177,24 @@ def test_the_network_option_and_label_pick_the_address_on_that_network(
            [f"{address(clean, 'labelled', 'front')}:8080"])
 
 
+def test_a_network_connected_after_the_start_moves_the_server_to_that_network(
+        clean: DockerEngine, router: Callable[..., Router]) -> None:
+    # Traefik follows container events only and keeps the first network's address here; the
+    # connect is a network event, and Switchyard reads again on it.
+    clean.out("network", "create", "--subnet", "10.232.12.0/24", "late-front")
+    clean.out("network", "create", "--subnet", "10.232.13.0/24", "late-back")
+    switchyard = router(network="late-back")
+    clean.run("late", *tcp_labels("late"), "--network", "late-front")
+    within(2.0, lambda: switchyard.servers("late") ==
+           [f"{address(clean, 'late', 'late-front')}:8080"])
+    clean.out("network", "connect", "late-back", "late")
+    within(2.0, lambda: switchyard.servers("late") ==
+           [f"{address(clean, 'late', 'late-back')}:8080"])
+    clean.out("network", "disconnect", "late-back", "late")
+    within(2.0, lambda: switchyard.servers("late") ==
+           [f"{address(clean, 'late', 'late-front')}:8080"])
+
+
 def test_without_a_port_label_the_lowest_exposed_port_is_used(
         clean: DockerEngine, router: Callable[..., Router]) -> None:
     switchyard = router()

@@ -515,8 +515,10 @@ class Engine:
 class EngineSession:
     """One connection to the engine: its event stream, and ``read`` for the containers."""
 
-    #: The event types that mean "read again".
-    EVENT_TYPES: tuple[str, ...] = ("container",)
+    #: The event types that mean "read again". Traefik follows container events only, so a
+    #: container connected to a network after it started keeps its old address until some
+    #: other container event; a network connect or disconnect is followed here too.
+    EVENT_TYPES: tuple[str, ...] = ("container", "network")
     #: Read again this often even without an event (seconds; None: only on events).
     refresh: float | None = None
 
