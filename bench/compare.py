@@ -67,12 +67,15 @@ H2_STREAMS = 10
 # so the smoke test sees that the middleware ran.
 CHAIN_HEADER = "chain"
 
-PROXIES = ("haproxy", "nginx", "traefik", "switchyard")
-ROUTERS = ("traefik", "switchyard")  # the two that read Traefik's configuration
+PROXIES: tuple[str, ...] = ("haproxy", "nginx", "traefik", "switchyard")
+ROUTERS: tuple[str, ...] = ("traefik", "switchyard")  # the two that read Traefik's configuration
 SWITCHYARD_WORKERS = 1  # --switchyard-workers
-TARGETS = ("direct", *PROXIES)
+# --baseline DIR: a second Switchyard, from another source tree (e.g. the commit before a
+# change), as one more column of the same run; its `src/` directory, else None.
+BASELINE_SRC: Path | None = None
+TARGETS: tuple[str, ...] = ("direct", *PROXIES)
 LABELS = {"direct": "direct", "haproxy": "HAProxy", "nginx": "nginx stream",
-          "traefik": "Traefik", "switchyard": "Switchyard"}
+          "traefik": "Traefik", "switchyard": "Switchyard", "baseline": "Switchyard baseline"}
 HTTP_LABELS = {**LABELS, "haproxy": "HAProxy mode http", "nginx": "nginx proxy_pass"}
 ANY_LABELS = {**LABELS, "nginx": "nginx"}  # tables with TCP and HTTP rows
 
@@ -232,9 +235,9 @@ class Fleet:
         self.processes.clear()
 
 
-def switchyard_env() -> dict[str, str]:
-    # This checkout's Switchyard, even where another checkout is the installed one.
-    paths = [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+def switchyard_env(src: Path = REPO / "src") -> dict[str, str]:
+    # This checkout's Switchyard (or the baseline's), even where another is the installed one.
+    paths = [str(src), *filter(None, [os.environ.get("PYTHONPATH")])]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
@@ -464,7 +467,8 @@ class Bench:
             directory = self.workdir(name)
             target = self.targets[name] = Target(name, ports)
             configure = {"haproxy": self._haproxy_argv, "nginx": self._nginx_argv,
-                         "traefik": self._traefik_argv, "switchyard": self._switchyard_argv}[name]
+                         "traefik": self._traefik_argv, "switchyard": self._switchyard_argv,
+                         "baseline": self._baseline_argv}[name]
             try:
                 argv, env = configure(directory, values, target)
                 target.proc = self.fleet.start(name, argv, directory, env=env)
@@ -504,13 +508,18 @@ class Bench:
         # One core, like `nbthread 1` and the single-process nginx and Switchyard.
         return [binary, f"--configFile={static}"], {**os.environ, "GOMAXPROCS": "1"}
 
+    def _baseline_argv(self, directory: Path, values: dict[str, object],
+                       target: Target) -> Argv:
+        assert BASELINE_SRC is not None
+        return self._switchyard_argv(directory, values, target, BASELINE_SRC)
+
     def _switchyard_argv(self, directory: Path, values: dict[str, object],
-                         target: Target) -> Argv:
+                         target: Target, src: Path = REPO / "src") -> Argv:
         conf_dir = directory / "conf.d"
         files = self._dynamic_files(conf_dir, values)
         static = render("switchyard.yml", directory / "traefik.yml", conf_dir=conf_dir, **values)
         command = [sys.executable, "-m", "switchyard"]
-        env = switchyard_env()
+        env = switchyard_env(src)
 
         def problem() -> str:
             done = subprocess.run([*command, "check", "-c", str(static)], check=False,
@@ -806,13 +815,21 @@ class Report:
             return []
         paths = rows[0].paths
         lines = _header("workload", [*(labels[p] for p in paths), "Switchyard/HAProxy",
-                                     "Switchyard/Traefik"])
+                                     "Switchyard/Traefik", *self.baseline_column()])
         for workload in rows:
             lines.append(_row(workload.title, [
                 *(self.rate_cell(workload, p) for p in paths),
                 self.ratio(workload, "switchyard", "haproxy", rate_of),
-                self.ratio(workload, "switchyard", "traefik", rate_of)]))
+                self.ratio(workload, "switchyard", "traefik", rate_of),
+                *self.baseline_ratio(workload, rate_of)]))
         return lines
+
+    def baseline_column(self, suffix: str = "") -> list[str]:
+        return [f"Switchyard/baseline{suffix}"] if "baseline" in PROXIES else []
+
+    def baseline_ratio(self, workload: Workload, value: Value) -> list[str]:
+        return ([self.ratio(workload, "switchyard", "baseline", value)]
+                if "baseline" in PROXIES else [])
 
     def chain_table(self) -> list[str]:
         chain = next((w for w in self.workloads if w.table == "chain"), None)
@@ -836,7 +853,7 @@ class Report:
 
     def cpu_table(self) -> list[str]:
         lines = _header("workload", [*(ANY_LABELS[p] for p in PROXIES), "Switchyard/HAProxy CPU",
-                                     "Switchyard/Traefik CPU"])
+                                     "Switchyard/Traefik CPU", *self.baseline_column(" CPU")])
         for workload in self.workloads:
             cells = []
             for path in PROXIES:
@@ -849,7 +866,8 @@ class Report:
                              + (f", {rss:.0f} MB" if rss else ""))
             lines.append(_row(workload.short_title, [
                 *cells, self.ratio(workload, "switchyard", "haproxy", cpu_of),
-                self.ratio(workload, "switchyard", "traefik", cpu_of)]))
+                self.ratio(workload, "switchyard", "traefik", cpu_of),
+                *self.baseline_ratio(workload, cpu_of)]))
         return lines
 
     def latency_table(self) -> list[str]:
@@ -925,6 +943,14 @@ def _first_line(argv: Sequence[str]) -> str:
     return (done.stdout or done.stderr).strip().splitlines()[0]
 
 
+def baseline_description() -> str:
+    """The baseline tree's commit, as `git log` names it, or its path."""
+    assert BASELINE_SRC is not None
+    tree = BASELINE_SRC.parent
+    line = _first_line(["git", "-C", str(tree), "log", "-1", "--format=%h %s"])
+    return f"`{line}`" if line and "not a git" not in line else str(tree)
+
+
 def machine_description() -> str:
     meminfo = Path("/proc/meminfo").read_text()
     mem_kb = int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1))  # type: ignore[union-attr]
@@ -945,6 +971,7 @@ def machine_description() -> str:
         (f"* Python {platform.python_version()}, uvloop {uvloop}, "
          f"Switchyard {importlib.metadata.version('switchyard')}"
          + (f" with --workers {SWITCHYARD_WORKERS}" if SWITCHYARD_WORKERS > 1 else "")),
+        *([f"* Switchyard baseline: {baseline_description()}"] if BASELINE_SRC else []),
         (f"* {_first_line(['iperf3', '--version'])}; {wrk.group(0) if wrk else 'wrk'}; "
          f"{_first_line(['h2load', '--version'])}; {_first_line(['openssl', 'version'])}"),
     ])
@@ -956,6 +983,7 @@ def save_raw(results: Results, args: argparse.Namespace, bench: Bench) -> Path:
     target = RESULTS / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
     target.write_text(json.dumps({
         "reps": args.reps, "seconds": args.seconds,
+        "baseline": str(BASELINE_SRC.parent) if BASELINE_SRC else None,
         "runs": [{"workload": w, "path": p, **asdict(run)}
                  for (w, p), runs in results.items() for run in runs],
         "unavailable": bench.unavailable, "rest_rss_mb": bench.rest_rss_mb,
@@ -1035,9 +1063,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         + ", ".join(BY_KEY))
     parser.add_argument("--no-doc", action="store_true",
                         help="print the tables but leave docs/performance.md as it is")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="one more column: the Switchyard of another source tree (its src/, "
+                        "e.g. a `git worktree` of the commit before a change), in the same run")
     args = parser.parse_args(argv)
-    global SWITCHYARD_WORKERS
+    global SWITCHYARD_WORKERS, BASELINE_SRC, PROXIES, ROUTERS, TARGETS
     SWITCHYARD_WORKERS = max(1, args.switchyard_workers)
+    if args.baseline:
+        BASELINE_SRC = args.baseline.resolve() / "src"
+        if not (BASELINE_SRC / "switchyard" / "__init__.py").exists():
+            parser.error(f"--baseline {args.baseline}: no src/switchyard/ there")
+        PROXIES, ROUTERS = (*PROXIES, "baseline"), (*ROUTERS, "baseline")
+        TARGETS = ("direct", *PROXIES)
     args.reps = args.reps or (1 if args.quick else 3)
     args.seconds = args.seconds or (1 if args.quick else 8)
     if args.reps < 1 or args.seconds < 1:
