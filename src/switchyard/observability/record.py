@@ -52,12 +52,6 @@ class Side(enum.Enum):
 
 
 # Reasons that say by themselves who closed; a record never contradicts them.
-_CLOSED_BY = {
-    CloseReason.CLIENT_CLOSED: Side.CLIENT,
-    CloseReason.BACKEND_CLOSED: Side.BACKEND,
-}
-
-
 _IDS = itertools.count(1)
 
 
@@ -72,12 +66,12 @@ class ConnectionRecord:
 
     entrypoint: str
     # Unique in the process, for the API (DELETE /api/tcp/connections/{id}).
-    id: int = field(default_factory=lambda: next(_IDS))
+    id: int = field(default_factory=_IDS.__next__)
     client_ip: str = ""
     client_port: int = 0
     started_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.monotonic)
-    last_activity: float = 0.0
+    last_activity: float = field(default_factory=time.monotonic)  # about `started`
     phase: Phase = Phase.PEEKING
     router: str = ""
     service: str = ""
@@ -98,9 +92,6 @@ class ConnectionRecord:
     closed_by: Side | None = None
     first_fin: Side | None = None  # who half-closed first
 
-    def __post_init__(self) -> None:
-        self.last_activity = self.started
-
     @property
     def routed(self) -> bool:
         """A server was picked: the router, service and server counters include it."""
@@ -114,7 +105,9 @@ class ConnectionRecord:
         self.detail = detail
         if reason is CloseReason.NORMAL and self.first_fin is not None:
             by = self.first_fin
-        self.closed_by = _CLOSED_BY.get(reason, by)
+        # Identity tests, not a dict: an enum member's hash is a Python-level call.
+        self.closed_by = (Side.CLIENT if reason is CloseReason.CLIENT_CLOSED
+                          else Side.BACKEND if reason is CloseReason.BACKEND_CLOSED else by)
         self.phase = Phase.CLOSED
 
     def duration(self, now: float | None = None) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -66,11 +67,14 @@ class TrafficStats:
 
     def finished(self, record: ConnectionRecord) -> None:
         """A connection ended: its bytes and duration go to every level it reached."""
-        duration = record.duration()
+        # Called for every connection: the record's helpers are inlined (no enum `.value`
+        # property, no `routed` property), which is measurable per connection.
+        duration = time.monotonic() - record.started
         bytes_in, bytes_out = record.bytes_in, record.bytes_out
         self.entrypoints[record.entrypoint].finished(duration, bytes_in, bytes_out)
-        self.closes[(record.entrypoint, record.reason.value if record.reason else "normal")] += 1
-        if record.routed:
+        reason = record.reason
+        self.closes[(record.entrypoint, reason._value_ if reason is not None else "normal")] += 1
+        if record.server:  # routed
             for traffic in (self.routers[record.router], self.services[record.service],
                             self.servers[(record.service, record.server)]):
                 traffic.finished(duration, bytes_in, bytes_out)

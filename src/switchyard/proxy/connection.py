@@ -106,7 +106,8 @@ class ClientConnection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        # uvloop's transport is not a subclass (no typing.cast: it is a call per connection).
+        self.transport = transport  # type: ignore[assignment]
         record = self.record
         record.client_ip, record.client_port = peer_address(transport.get_extra_info("peername"))
         self._host.opened(self)
@@ -443,9 +444,11 @@ class ClientConnection(asyncio.Protocol):
         route = decision.route
         assert route is not None
         # ALPN and SSL TLVs wait for the client's handshake, which starts once dialled.
-        header = b"" if needs_handshake(transport, route.tls_context is not None) else \
-            proxy_header(transport, (self.record.client_ip, self.record.client_port),
-                         self._local, sni=self.record.sni)
+        header = b""
+        if transport.proxy_protocol_version and not needs_handshake(
+                transport, route.tls_context is not None):
+            header = proxy_header(transport, (self.record.client_ip, self.record.client_port),
+                                  self._local, sni=self.record.sni)
         # A STARTTLS passed through: the backend must answer its own SSLRequest.
         postgres = self.record.postgres and route.tls_context is None
         # SMTP: the backend is brought to where the client is (its STARTTLS too when passed).

@@ -335,7 +335,7 @@ class BackendProtocol(asyncio.Protocol):
         self._tls = tls
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._relay.attach(cast(asyncio.Transport, transport))  # uvloop's is not a subclass
+        self._relay.attach(transport)  # type: ignore[arg-type]  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         self._relay.from_backend(data)

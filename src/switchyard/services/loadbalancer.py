@@ -117,7 +117,8 @@ class LoadBalancer:
              ) -> tuple[Server, ServersTransport] | None:
         """The server for a connection from ``client_ip``, none of ``exclude`` (tried already)."""
         server = self._strategy.pick(client_ip, exclude)
-        return None if server is None else (cast(Server, server), self.transport)
+        # The strategy holds this balancer's Servers (typing.cast is a call per connection).
+        return None if server is None else (server, self.transport)  # type: ignore[return-value]
 
     def peek(self, client_ip: str = "", exclude: Collection[Server] = ()
              ) -> tuple[Server, ServersTransport] | None:
