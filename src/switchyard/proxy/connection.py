@@ -40,7 +40,7 @@ from switchyard.proxy.dial import (
     proxy_header,
 )
 from switchyard.proxy.handover import HandedTransport, Writable
-from switchyard.proxy.relay import ClientSide, Relay
+from switchyard.proxy.relay import BackendProtocol, ClientSide, Relay
 from switchyard.proxy.smtp import ClientDialogue
 from switchyard.proxy.tlslayer import TLSLayer
 from switchyard.services import Server, ServersTransport
@@ -126,6 +126,8 @@ class ClientConnection(asyncio.Protocol):
                 self._handle(self._preamble.feed(b""))  # the SMTP greeting
 
     def data_received(self, data: bytes) -> None:
+        # A hop, not the stage handler bound in its place: uvloop reads a protocol's
+        # data_received once, when the transport is made, so rebinding it later does nothing.
         self._on_data(data)
 
     def eof_received(self) -> bool:
@@ -458,7 +460,7 @@ class ClientConnection(asyncio.Protocol):
         tried: list[Server] = []
         while True:
             try:
-                factory = functools.partial(relay.backend_protocol, server.tls)
+                factory = functools.partial(BackendProtocol, relay, server.tls)
                 backend = await dial(server, transport, factory, header=header,
                                      postgres=postgres, smtp=smtp)
                 break
@@ -486,7 +488,8 @@ class ClientConnection(asyncio.Protocol):
         if self.record.reason is not None:  # the client left meanwhile
             backend.close()
             return
-        self.on_close(lambda: server.outcome(failed=_backend_failed(self.record)))
+        if server.failures is not None:  # passive health counts how relayed ones end
+            self.on_close(lambda: server.outcome(failed=_backend_failed(self.record)))
         self._dialled_transport = transport
         self._relaying(decision)
 
@@ -608,10 +611,11 @@ class ClientConnection(asyncio.Protocol):
         if detail and reason not in (CloseReason.NORMAL, CloseReason.CLIENT_CLOSED):
             log.debug("%s:%d %s: %s", record.client_ip, record.client_port, reason.value, detail)
         self._cancel_deadline()
-        for timer in (self._idle, self._life, self._drain):
-            if timer is not None:
-                timer.cancel()
-        self._idle = self._life = self._drain = None
+        if self._idle is not None or self._life is not None or self._drain is not None:
+            for timer in (self._idle, self._life, self._drain):
+                if timer is not None:
+                    timer.cancel()
+            self._idle = self._life = self._drain = None
         if self._tls is not None:
             self._tls.cancel()
         if self._dial_task is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
@@ -123,8 +124,9 @@ class EntryPoint:
         self.port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
         # create_server calls listen() again, with its own default of 100 unless told.
-        self._server = await loop.create_server(lambda: ClientConnection(self), sock=sock,
-                                                backlog=LISTEN_BACKLOG)
+        # partial, not a lambda: one Python call less per accepted connection.
+        self._server = await loop.create_server(functools.partial(ClientConnection, self),
+                                                sock=sock, backlog=LISTEN_BACKLOG)
         log.info('entryPoint "%s" listening on %s', self.name, self.address)
         if self.idle_timeout > 0:
             self._sweeper = loop.create_task(self._close_idle())

@@ -99,9 +99,6 @@ class Relay:
         if not plain:
             self._splice_at = 0
 
-    def backend_protocol(self, tls: bool = False) -> BackendProtocol:
-        return BackendProtocol(self, tls)
-
     # -- set-up ----------------------------------------------------------------------
 
     def attach(self, backend: asyncio.Transport) -> None:
@@ -325,10 +322,15 @@ class Relay:
 class BackendProtocol(asyncio.Protocol):
     """The backend side of a relay: every event goes to the relay."""
 
-    __slots__ = ("_relay", "_tls")
+    __slots__ = ("_relay", "_tls", "connection_lost", "data_received")
+    # The relay's own methods, bound per connection: no forwarding hop per event.
+    data_received: Callable[[bytes], None]  # type: ignore[assignment]
+    connection_lost: Callable[[Exception | None], None]  # type: ignore[assignment]
 
     def __init__(self, relay: Relay, tls: bool = False) -> None:
         self._relay = relay
+        self.data_received = relay.from_backend
+        self.connection_lost = relay.backend_lost
         # An SSL transport cannot stay half-open: asyncio closes it at EOF anyway. The dialer
         # says whether it is one: asking uvloop 0.23 (get_extra_info("sslcontext")) and then
         # writing EOF has been seen to corrupt its heap (see switchyard.whoami).
@@ -337,15 +339,9 @@ class BackendProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._relay.attach(transport)  # type: ignore[arg-type]  # uvloop's is not a subclass
 
-    def data_received(self, data: bytes) -> None:
-        self._relay.from_backend(data)
-
     def eof_received(self) -> bool:
         self._relay.backend_eof()
         return not self._tls
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._relay.backend_lost(exc)
 
     def pause_writing(self) -> None:
         self._relay.backend_full()
