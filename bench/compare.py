@@ -1070,9 +1070,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     global SWITCHYARD_WORKERS, BASELINE_SRC, PROXIES, ROUTERS, TARGETS
     SWITCHYARD_WORKERS = max(1, args.switchyard_workers)
     if args.baseline:
-        BASELINE_SRC = args.baseline.resolve() / "src"
-        if not (BASELINE_SRC / "switchyard" / "__init__.py").exists():
+        src = args.baseline.resolve() / "src"
+        if not (src / "switchyard" / "__init__.py").exists():
             parser.error(f"--baseline {args.baseline}: no src/switchyard/ there")
+        BASELINE_SRC = src
         PROXIES, ROUTERS = (*PROXIES, "baseline"), (*ROUTERS, "baseline")
         TARGETS = ("direct", *PROXIES)
     args.reps = args.reps or (1 if args.quick else 3)

@@ -156,3 +156,30 @@ def test_cells_whose_runs_had_errors_carry_a_dagger() -> None:
     text = compare.Report(results, [workload], bench).text()
     assert "| 2.0k | 2.0k | 2.0k | 2.0k† | 2.0k | 1.00 | 1.00 |" in text
     assert "† some runs had socket errors or non-2xx responses" in text
+
+
+def test_a_baseline_tree_is_one_more_column_with_its_own_ratio(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "src" / "switchyard").mkdir(parents=True)
+    (tmp_path / "src" / "switchyard" / "__init__.py").write_text("")
+    for name in ("PROXIES", "ROUTERS", "TARGETS", "BASELINE_SRC", "SWITCHYARD_WORKERS"):
+        monkeypatch.setattr(compare, name, getattr(compare, name))  # restored afterwards
+    compare.parse_args(["--baseline", str(tmp_path)])
+    assert compare.BASELINE_SRC == tmp_path.resolve() / "src"
+    assert compare.PROXIES[-1] == "baseline" and compare.ROUTERS[-1] == "baseline"
+    workload = compare.BY_KEY["http-close"]
+    rates = {"direct": 4000.0, "haproxy": 2000.0, "nginx": 2000.0, "traefik": 1000.0,
+             "switchyard": 1800.0, "baseline": 2000.0}
+    results = {(workload.key, path): [compare.Run(rate=rate, work=rate)]
+               for path, rate in rates.items()}
+    text = compare.Report(results, [workload], _bench()).text()
+    assert "| Switchyard | Switchyard baseline | Switchyard/HAProxy | Switchyard/Traefik | " \
+           "Switchyard/baseline |" in text
+    assert f"| {workload.title} | 4.0k | 2.0k | 2.0k | 1.0k | 1.8k | 2.0k | 0.90 | 1.80 | 0.90 |" \
+        in text
+
+
+def test_a_baseline_without_a_switchyard_source_tree_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--baseline", str(tmp_path)])
+    assert "baseline" not in compare.PROXIES and compare.BASELINE_SRC is None
