@@ -160,10 +160,14 @@ def test_constraints_keep_only_matching_containers(
     assert switchyard.servers("other") == switchyard.servers("tested") == []
 
 
+def create_networks(engine: DockerEngine, **subnets: str) -> None:
+    for name, subnet in subnets.items():
+        engine.out("network", "create", "--subnet", subnet, name.replace("_", "-"))
+
+
 def test_the_network_option_and_label_pick_the_address_on_that_network(
         clean: DockerEngine, router: Callable[..., Router]) -> None:
-    clean.out("network", "create", "--subnet", "10.232.10.0/24", "front")
-    clean.out("network", "create", "--subnet", "10.232.11.0/24", "back")
+    create_networks(clean, front="10.232.10.0/24", back="10.232.11.0/24")
     switchyard = router(network="back")
     clean.run("two-nets", *tcp_labels("two"), "--network", "front")
     clean.out("network", "connect", "back", "two-nets")
@@ -181,8 +185,7 @@ def test_a_network_connected_after_the_start_moves_the_server_to_that_network(
         clean: DockerEngine, router: Callable[..., Router]) -> None:
     # Traefik follows container events only and keeps the first network's address here; the
     # connect is a network event, and Switchyard reads again on it.
-    clean.out("network", "create", "--subnet", "10.232.12.0/24", "late-front")
-    clean.out("network", "create", "--subnet", "10.232.13.0/24", "late-back")
+    create_networks(clean, late_front="10.232.12.0/24", late_back="10.232.13.0/24")
     switchyard = router(network="late-back")
     clean.run("late", *tcp_labels("late"), "--network", "late-front")
     within(2.0, lambda: switchyard.servers("late") ==

@@ -51,7 +51,6 @@ class Side(enum.Enum):
     SWITCHYARD = "switchyard"
 
 
-# Reasons that say by themselves who closed; a record never contradicts them.
 _IDS = itertools.count(1)
 
 
@@ -105,7 +104,8 @@ class ConnectionRecord:
         self.detail = detail
         if reason is CloseReason.NORMAL and self.first_fin is not None:
             by = self.first_fin
-        # Identity tests, not a dict: an enum member's hash is a Python-level call.
+        # Reasons that say by themselves who closed: a record never contradicts them. Identity
+        # tests, not a dict: an enum member's hash is a Python-level call.
         self.closed_by = (Side.CLIENT if reason is CloseReason.CLIENT_CLOSED
                           else Side.BACKEND if reason is CloseReason.BACKEND_CLOSED else by)
         self.phase = Phase.CLOSED

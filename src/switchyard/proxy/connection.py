@@ -611,11 +611,10 @@ class ClientConnection(asyncio.Protocol):
         if detail and reason not in (CloseReason.NORMAL, CloseReason.CLIENT_CLOSED):
             log.debug("%s:%d %s: %s", record.client_ip, record.client_port, reason.value, detail)
         self._cancel_deadline()
-        if self._idle is not None or self._life is not None or self._drain is not None:
-            for timer in (self._idle, self._life, self._drain):
-                if timer is not None:
-                    timer.cancel()
-            self._idle = self._life = self._drain = None
+        for timer in (self._idle, self._life, self._drain):
+            if timer is not None:
+                timer.cancel()
+        self._idle = self._life = self._drain = None
         if self._tls is not None:
             self._tls.cancel()
         if self._dial_task is not None:

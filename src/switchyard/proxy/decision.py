@@ -87,7 +87,7 @@ def decide_at_accept(table: RoutingTable, client_ip: str,
 def decide_silent(table: RoutingTable, client_ip: str, choose: Chooser = pick) -> Decision | None:
     """A client that has sent nothing: the non-TLS router matching no SNI and no ALPN, if one
     does (at accept on the early path, or after the entry point's peekTimeout)."""
-    meta = ConnMeta(None, (), client_ip, False)  # route_meta's, without the call
+    meta = route_meta(client_ip)
     route = table.plain.match(meta)
     return None if route is None else admit(route, meta, choose)
 

@@ -95,10 +95,10 @@ class RoundRobin:
             [(server, server.weight) for server in servers])
 
     def pick(self, client_ip: str, exclude: Collection[Balanced]) -> Balanced | None:
-        return self._wrr.pick(_outside(exclude) if exclude else None)
+        return self._wrr.pick(_outside(exclude))
 
     def peek(self, client_ip: str, exclude: Collection[Balanced]) -> Balanced | None:
-        return self._wrr.peek(_outside(exclude) if exclude else None)
+        return self._wrr.peek(_outside(exclude))
 
 
 class LeastConnections:
