@@ -11,6 +11,7 @@ _V6_BITS = 128
 _V4_ALL = (1 << _V4_BITS) - 1
 # An IPv4-mapped IPv6 address is ::ffff:a.b.c.d, i.e. 0xffff in the 32 bits above the IPv4 part.
 _MAPPED_TAG = 0xFFFF
+_ANSWERS_KEPT = 4096  # addresses whose answer one checker remembers
 
 
 def _strict_ipv4(text: str) -> bytes | None:
@@ -92,7 +93,7 @@ def _parse_entry(entry: str) -> tuple[int, int, int]:
 class IPChecker:
     """Answers whether a peer address lies in a list of IPs and CIDR networks."""
 
-    __slots__ = ("_v4", "_v6", "entries")
+    __slots__ = ("_answers", "_v4", "_v6", "entries")
 
     def __init__(self, entries: Sequence[str]) -> None:
         if isinstance(entries, str):
@@ -108,9 +109,21 @@ class IPChecker:
         # single IPs are simply full-length prefixes.
         self._v4 = tuple((mask, frozenset(nets)) for mask, nets in by_family[_V4_BITS].items())
         self._v6 = tuple((mask, frozenset(nets)) for mask, nets in by_family[_V6_BITS].items())
+        # The same clients come back connection after connection, request after request: the
+        # answer for an address never changes, so it is kept (bounded, dropped when full).
+        self._answers: dict[str, bool] = {}
 
     def contains(self, ip: str) -> bool:
         """Whether the bare host ``ip`` (a zone like ``%eth0`` is ignored) is listed."""
+        answer = self._answers.get(ip)
+        if answer is None:
+            answers = self._answers
+            if len(answers) >= _ANSWERS_KEPT:
+                answers.clear()
+            answer = answers[ip] = self._lookup(ip)
+        return answer
+
+    def _lookup(self, ip: str) -> bool:
         if ":" in ip:
             zone = ip.find("%")
             if zone == len(ip) - 1:

@@ -60,7 +60,7 @@ return tostring(wait)
 class Limits:
     """The numbers every bucket of one middleware follows, derived as Traefik derives them."""
 
-    __slots__ = ("burst", "max_delay", "rate", "ttl")
+    __slots__ = ("burst", "max_delay", "rate", "ttl", "unlimited")
 
     def __init__(self, average: int, period: float, burst: int) -> None:
         self.burst = max(burst, 1)
@@ -76,10 +76,7 @@ class Limits:
         # Slow buckets are kept for about the time one token takes, fast ones for a second,
         # plus a second either way.
         self.ttl = 2 if self.rate >= 1 else 1 + int(1 / self.rate)
-
-    @property
-    def unlimited(self) -> bool:
-        return math.isinf(self.rate)
+        self.unlimited = math.isinf(self.rate)
 
 
 class MemoryBuckets:

@@ -260,3 +260,26 @@ def test_peer_ipv4_syntax_is_as_strict_as_ipaddress(text: str) -> None:
     except ValueError:
         valid = False
     assert IPChecker(["0.0.0.0/0"]).contains(text) is valid
+
+
+# One checker for every example: its remembered answers must stay the answers a fresh one gives.
+_SHARED = IPChecker(["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(v4_ints.map(lambda v: str(ipaddress.IPv4Address(v))),
+                 v6_ints.map(lambda v: str(ipaddress.IPv6Address(v))),
+                 st.sampled_from(["10.1.2.3", "10.1.2.3%eth0", "192.168.1.7", "::ffff:10.9.9.9",
+                                  "2001:db8::1", "010.1.2.3", "not an ip", ""])))
+def test_a_checker_answers_a_repeated_address_as_a_fresh_checker_does(address: str) -> None:
+    fresh = IPChecker(list(_SHARED.entries)).contains(address)
+    assert _SHARED.contains(address) is fresh
+    assert _SHARED.contains(address) is fresh  # the second time from what it remembers
+
+
+def test_a_checker_stays_right_past_the_number_of_answers_it_keeps() -> None:
+    checker = IPChecker(["10.0.0.0/16"])
+    for third in range(40):  # 10,240 distinct addresses, over twice what it keeps
+        for fourth in range(256):
+            assert checker.contains(f"10.{third % 2}.{third}.{fourth}") is (third % 2 == 0)
+    assert checker.contains("10.0.0.1") and not checker.contains("10.1.0.1")

@@ -43,7 +43,13 @@ class Headers(list[tuple[bytes, bytes]]):
 
     def remove(self, name: bytes) -> None:  # type: ignore[override]
         """Drop every field called ``name`` (no error when there is none)."""
-        self[:] = [pair for pair in self if len(pair[0]) != len(name) or pair[0].lower() != name]
+        size = len(name)
+        for field, _ in self:
+            if len(field) == size and field.lower() == name:
+                break
+        else:
+            return  # the usual case for a middleware's edit: nothing to drop, no new list
+        self[:] = [pair for pair in self if len(pair[0]) != size or pair[0].lower() != name]
 
     def set(self, name: bytes, value: bytes, spelling: bytes | None = None) -> None:
         """Replace every field called ``name`` by one, appended under ``spelling`` (default: name)."""

@@ -86,7 +86,11 @@ class RateLimit:
             if self.limits.unlimited:
                 self.next.handle(exchange)
                 return
-            self._admit(exchange, self.buckets.reserve(self.source(exchange), time.monotonic()))
+            delay = self.buckets.reserve(self.source(exchange), time.monotonic())
+            if delay == 0:  # a token at hand: the common case, without a hop
+                self.next.handle(exchange)
+            else:
+                self._admit(exchange, delay)
             return
         if self.limits.unlimited:
             # Traefik's Redis limiter reports no reservation at all when the rate is unlimited,
