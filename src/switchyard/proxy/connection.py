@@ -140,8 +140,9 @@ class ClientConnection(asyncio.Protocol):
             self._delegate.connection_lost(exc)
             if exc is None:
                 self.close(CloseReason.NORMAL, "", Side.SWITCHYARD)
-        self.close(CloseReason.CLIENT_CLOSED, f"client connection lost: {exc}" if exc else "",
-                   Side.CLIENT)
+        if self.record.reason is None:  # most often the connection has ended already
+            self.close(CloseReason.CLIENT_CLOSED, f"client connection lost: {exc}" if exc else "",
+                       Side.CLIENT)
         self._finish()
 
     def pause_writing(self) -> None:
@@ -610,7 +611,8 @@ class ClientConnection(asyncio.Protocol):
         record.finish(reason, detail, by)
         if detail and reason not in (CloseReason.NORMAL, CloseReason.CLIENT_CLOSED):
             log.debug("%s:%d %s: %s", record.client_ip, record.client_port, reason.value, detail)
-        self._cancel_deadline()
+        if self._deadline is not None or self._peek_timer is not None:
+            self._cancel_deadline()
         for timer in (self._idle, self._life, self._drain):
             if timer is not None:
                 timer.cancel()

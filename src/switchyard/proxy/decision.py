@@ -87,13 +87,9 @@ def decide_at_accept(table: RoutingTable, client_ip: str,
 def decide_silent(table: RoutingTable, client_ip: str, choose: Chooser = pick) -> Decision | None:
     """A client that has sent nothing: the non-TLS router matching no SNI and no ALPN, if one
     does (at accept on the early path, or after the entry point's peekTimeout)."""
-    meta = route_meta(client_ip)
+    meta = ConnMeta(None, (), client_ip, False)  # no SNI, no ALPN, not TLS
     route = table.plain.match(meta)
     return None if route is None else admit(route, meta, choose)
-
-
-def route_meta(client_ip: str) -> ConnMeta:
-    return ConnMeta(None, (), client_ip, False)
 
 
 def decide(table: RoutingTable, meta: ConnMeta, *, postgres: bool = False,

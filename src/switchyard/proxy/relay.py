@@ -56,7 +56,7 @@ class Relay:
 
     __slots__ = ("_backend", "_backend_eof", "_backend_lost", "_backend_paused", "_client",
                  "_client_eof", "_close", "_delay", "_delay_timer", "_held", "_ready", "_record",
-                 "_splice", "_splice_at", "_started")
+                 "_splice", "_splice_at", "_started", "spliced")
 
     def __init__(self, record: ConnectionRecord, client: ClientSide, close: Closer, *,
                  termination_delay: float, plaintext: bool) -> None:
@@ -74,15 +74,13 @@ class Relay:
         self._client_eof = False
         self._backend_eof = False
         self._splice: SpliceRelay | None = None
+        # The splice relay owns both sockets; the transports have let go of them. An attribute,
+        # not a property: the connection asks on every close.
+        self.spliced = False
         # Bytes still to pass in large reads before moving to splice (0: never).
         self._splice_at = SPLICE_AFTER if plaintext and not SPLICE_ALWAYS else 0
         if plaintext and SPLICE_ALWAYS:
             self._splice_at = -1  # splice as soon as the relay starts
-
-    @property
-    def spliced(self) -> bool:
-        """The splice relay owns both sockets; the transports have let go of them."""
-        return self._splice is not None
 
     @property
     def client_socket(self) -> socket.socket | None:
@@ -209,8 +207,8 @@ class Relay:
                 Side.SWITCHYARD)
 
     def backend_lost(self, exc: Exception | None) -> None:
-        if self._splice is not None:
-            return  # the transport let go of a socket the splice relay now owns
+        if self._splice is not None or self._record.reason is not None:
+            return  # a socket the splice relay now owns, or the end of a connection that ended
         detail = f"backend connection lost: {exc}" if exc else ""
         if not self._started:
             if not self._backend_eof:
@@ -289,6 +287,7 @@ class Relay:
             return
         self._splice = SpliceRelay(client_sock, backend_sock, self._spliced_bytes,
                                    self._spliced_eof, self._spliced_error)
+        self.spliced = True
         client_transport.abort()  # each closes only its own copy of the descriptor
         backend.abort()
         STATS.spliced += 1
@@ -322,22 +321,21 @@ class Relay:
 class BackendProtocol(asyncio.Protocol):
     """The backend side of a relay: every event goes to the relay."""
 
-    __slots__ = ("_relay", "_tls", "connection_lost", "data_received")
+    __slots__ = ("_relay", "_tls", "connection_lost", "connection_made", "data_received")
     # The relay's own methods, bound per connection: no forwarding hop per event.
+    connection_made: Callable[[asyncio.BaseTransport], None]  # type: ignore[assignment]
     data_received: Callable[[bytes], None]  # type: ignore[assignment]
     connection_lost: Callable[[Exception | None], None]  # type: ignore[assignment]
 
     def __init__(self, relay: Relay, tls: bool = False) -> None:
         self._relay = relay
+        self.connection_made = relay.attach  # type: ignore[assignment]  # uvloop's transport
         self.data_received = relay.from_backend
         self.connection_lost = relay.backend_lost
         # An SSL transport cannot stay half-open: asyncio closes it at EOF anyway. The dialer
         # says whether it is one: asking uvloop 0.23 (get_extra_info("sslcontext")) and then
         # writing EOF has been seen to corrupt its heap (see switchyard.whoami).
         self._tls = tls
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._relay.attach(transport)  # type: ignore[arg-type]  # uvloop's is not a subclass
 
     def eof_received(self) -> bool:
         self._relay.backend_eof()

@@ -95,7 +95,8 @@ class RoundRobin:
             [(server, server.weight) for server in servers])
 
     def pick(self, client_ip: str, exclude: Collection[Balanced]) -> Balanced | None:
-        return self._wrr.pick(_outside(exclude))
+        # Nothing to exclude but on a retry: the default strategy's first pick skips the hop.
+        return self._wrr.pick(_outside(exclude) if exclude else None)
 
     def peek(self, client_ip: str, exclude: Collection[Balanced]) -> Balanced | None:
         return self._wrr.peek(_outside(exclude))
