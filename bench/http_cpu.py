@@ -14,6 +14,8 @@ Cases (``--cases``, comma-separated; all by default):
 * ``keepalive-tls``  the same over TLS (Switchyard terminates it)
 * ``newconn``        a new connection per request: ``ab -n N/3 -c C`` (HTTP/1.0, no -k)
 * ``newconn-tls``    the same over TLS, a full handshake each time (ab does not resume)
+* ``keepalive-chain`` ``keepalive`` through the chain row's ``headers``, ``ipAllowList`` and
+  ``rateLimit`` (bench/configs/dynamic-chain.yml; issue #12: at most 15% over ``keepalive``)
 
 ``--baseline DIR`` runs a second Switchyard from another source tree (its ``src/``), e.g. a
 ``git worktree add /tmp/base HEAD~1``, behind the same backend, and measures both in turn each
@@ -50,7 +52,7 @@ from string import Template
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "bench" / "configs"
 BODY = "x" * 100
-CASES = ("keepalive", "keepalive-tls", "newconn", "newconn-tls")
+CASES = ("keepalive", "keepalive-tls", "newconn", "newconn-tls", "keepalive-chain")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -166,6 +168,7 @@ class Switchyard:
         root.mkdir()
         self.src = src
         self.plain_port, self.tls_port = _free_port(), _free_port()
+        self.chain_port = _free_port()
         (root / "dynamic.yml").write_text(f"""\
 http:
   routers:
@@ -173,11 +176,28 @@ http:
       entryPoints: [plain]
       rule: "PathPrefix(`/`)"
       service: backend
+    chain:
+      entryPoints: [chain]
+      rule: "PathPrefix(`/`)"
+      middlewares: [bench-header, loopback-only, never-limit]
+      service: backend
     secure:
       entryPoints: [secure]
       rule: "PathPrefix(`/`)"
       service: backend
       tls: {{}}
+  middlewares:
+    bench-header:
+      headers:
+        customRequestHeaders:
+          X-Bench: "chain"
+    loopback-only:
+      ipAllowList:
+        sourceRange: ["127.0.0.1/32"]
+    never-limit:
+      rateLimit:
+        average: 1000000
+        burst: 1000000
   services:
     backend:
       loadBalancer:
@@ -193,6 +213,8 @@ entryPoints:
     address: "127.0.0.1:{self.plain_port}"
   secure:
     address: "127.0.0.1:{self.tls_port}"
+  chain:
+    address: "127.0.0.1:{self.chain_port}"
 providers:
   file:
     filename: "{root / 'dynamic.yml'}"
@@ -217,6 +239,8 @@ log:
     def url(self, case: str) -> str:
         if case.endswith("-tls"):
             return f"https://localhost:{self.tls_port}/"
+        if case.endswith("-chain"):
+            return f"http://127.0.0.1:{self.chain_port}/"
         return f"http://127.0.0.1:{self.plain_port}/"
 
 
@@ -370,6 +394,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for name, target in targets.items():
                         results[name, case].append(
                             measure(target, case, count, args.connections))
+            if {"keepalive", "keepalive-chain"} <= set(cases):
+                for name in targets:
+                    if name != "haproxy":  # it serves the chain case without the chain
+                        chain = statistics.median(u + s for u, s in results[name, "keepalive-chain"])
+                        plain = statistics.median(u + s for u, s in results[name, "keepalive"])
+                        print(f"{'chain / plain':14s} {name:9s} {chain / plain:7.3f}")
             for case in cases:
                 medians = {}
                 for name in targets:

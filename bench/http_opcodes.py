@@ -13,6 +13,7 @@ calls cost more than a LOAD_FAST), so judge large changes with bench/http_cpu.py
     python bench/http_opcodes.py --detail 30 # ... and the functions that run the most
     python bench/http_opcodes.py --time      # µs per request in-process (noisy when loaded)
     python bench/http_opcodes.py --garbage   # objects per request left to the cycle collector
+    python bench/http_opcodes.py --chain     # through the chain row's three middlewares
 """
 
 from __future__ import annotations
@@ -72,10 +73,24 @@ class NullTransport:
         return default
 
 
-def request_path() -> Callable[[], None]:
-    """A function that sends one request through and feeds its response back."""
+#: The middlewares of bench/configs/dynamic-chain.yml (issue #12's chain row).
+CHAIN = {
+    "bench-header": {"headers": {"customRequestHeaders": {"X-Bench": "chain"}}},
+    "loopback-only": {"ipAllowList": {"sourceRange": ["127.0.0.1/32"]}},
+    "never-limit": {"rateLimit": {"average": 1000000, "burst": 1000000}},
+}
+
+
+def request_path(chain: bool = False) -> Callable[[], None]:
+    """A function that sends one request through and feeds its response back; with ``chain``
+    the router has the chain row's three middlewares."""
+    router_config: dict[str, Any] = {"entryPoints": ["web"], "rule": "PathPrefix(`/`)",
+                                     "service": "s"}
+    if chain:
+        router_config["middlewares"] = list(CHAIN)
     section, errors = validate_http_section({
-        "routers": {"r": {"entryPoints": ["web"], "rule": "PathPrefix(`/`)", "service": "s"}},
+        "routers": {"r": router_config},
+        "middlewares": CHAIN if chain else {},
         "services": {"s": {"loadBalancer": {"servers": [{"url": "http://127.0.0.1:9"}]}}}})
     if errors:
         raise RuntimeError(f"bad benchmark config: {errors}")
@@ -83,7 +98,8 @@ def request_path() -> Callable[[], None]:
                        tls_options=["default"])
     router = built.entry_routers["web"]
     balancer = next(iter(router.plain)).handler
-    assert isinstance(balancer, LoadBalancer)
+    while not isinstance(balancer, LoadBalancer):  # down the middlewares to the service
+        balancer = balancer.next  # type: ignore[attr-defined]
     pool = balancer.servers[0].proxy.pool
     upstream = UpstreamConnection(pool, asyncio.get_running_loop())
     upstream.connection_made(NullTransport())  # type: ignore[arg-type]
@@ -161,7 +177,7 @@ def garbage(one: Callable[[], None], requests: int) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    one = request_path()
+    one = request_path(args.chain)
     if args.time:
         timed(one, args.requests)
     elif args.garbage:
@@ -178,6 +194,8 @@ if __name__ == "__main__":
     parser.add_argument("--time", action="store_true", help="time requests instead")
     parser.add_argument("--garbage", action="store_true",
                         help="count what the cycle collector would have to free")
+    parser.add_argument("--chain", action="store_true",
+                        help="through headers, ipAllowList and rateLimit (the chain row)")
     import uvloop
 
     uvloop.run(main(parser.parse_args()))
