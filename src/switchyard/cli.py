@@ -502,7 +502,7 @@ def whoami(port: int, name: str, host: str, tls_cert: str | None, tls_key: str |
 
 @main.command()
 @click.option("--base-port", type=int, default=9000, show_default=True,
-              help="Entry points listen on this port and the next four (the last one serves "
+              help="Entry points listen on this port and the next five (the last one serves "
                    "the API, the dashboard, ping and metrics).")
 def demo(base_port: int) -> None:
     """Run Switchyard on an embedded demo config with its own whoami backends."""

@@ -11,7 +11,7 @@ import yaml
 
 from switchyard.config.loader import load_static
 from switchyard.server import Switchyard
-from switchyard.whoami import server_tls_context, start_whoami
+from switchyard.whoami import server_tls_context, start_http_whoami, start_whoami
 
 DEMO_CONFIG = """\
 # Switchyard demo: the dynamic configuration, in Traefik's own format.
@@ -71,6 +71,47 @@ tcp:
     admin-backend:
       loadBalancer:
         servers: [{address: "127.0.0.1:{admin}"}]
+http:
+  routers:
+    # HTTP on its own entry point: round robin over two HTTP backends, a response header added.
+    app:
+      entryPoints: [web]
+      rule: "Host(`app.demo.localhost`)"
+      service: app
+      middlewares: [demo-header]
+    # The longer rule wins for /api: its own backend, the prefix stripped on the way.
+    app-api:
+      entryPoints: [web]
+      rule: "Host(`app.demo.localhost`) && PathPrefix(`/api`)"
+      service: api
+      middlewares: [strip-api, demo-header]
+    # HTTPS, terminated here with the demo certificate, on the entry point of the TLS
+    # passthrough routers: an HTTPS router's own Host wins over the TCP wildcard.
+    app-secure:
+      entryPoints: [tls]
+      rule: "Host(`app.demo.localhost`)"
+      service: app
+      middlewares: [demo-header]
+      tls: {}
+  middlewares:
+    demo-header:
+      headers:
+        customResponseHeaders:
+          X-Demo: "switchyard"
+    strip-api:
+      stripPrefix:
+        prefixes: ["/api"]
+  services:
+    app:
+      loadBalancer:
+        servers: [{url: "http://127.0.0.1:{http_a}"}, {url: "http://127.0.0.1:{http_b}"}]
+    api:
+      loadBalancer:
+        servers: [{url: "http://127.0.0.1:{http_api}"}]
+tls:
+  certificates:
+    - certFile: "{cert}"
+      keyFile: "{key}"
 """
 
 
@@ -112,15 +153,19 @@ async def run_demo(base_port: int) -> None:
         "plain_a": await start_whoami("plain-a"),
         "plain_b": await start_whoami("plain-b"),
         "admin": await start_whoami("admin-backend"),
+        "http_a": await start_http_whoami("app-a"),
+        "http_b": await start_http_whoami("app-b"),
+        "http_api": await start_http_whoami("api-backend"),
     }
-    ports = {name: server.sockets[0].getsockname()[1] for name, server in backends.items()}
+    values = {name: str(server.sockets[0].getsockname()[1]) for name, server in backends.items()}
+    values.update(cert=cert, key=key)
     dynamic = workdir / "dynamic.yml"
     text = DEMO_CONFIG
-    for name, port in ports.items():
-        text = text.replace("{" + name + "}", str(port))
+    for name, value in values.items():
+        text = text.replace("{" + name + "}", value)
     dynamic.write_text(text)
     entrypoints = {"tcp": base_port, "admin": base_port + 1, "blocked": base_port + 2,
-                   "tls": base_port + 3, "traefik": base_port + 4}
+                   "tls": base_port + 3, "web": base_port + 4, "traefik": base_port + 5}
     access_log = workdir / "access.log"
     static_file = workdir / "traefik.yml"
     # A real static file, so that the `check` and `explain` commands printed below read the
@@ -136,8 +181,8 @@ async def run_demo(base_port: int) -> None:
     }, sort_keys=False))
     static, _ = load_static(str(static_file))
     app = Switchyard(static)
-    tcp, admin, blocked, tls_port, api = (entrypoints[n] for n in (
-        "tcp", "admin", "blocked", "tls", "traefik"))
+    tcp, admin, blocked, tls_port, web, api = (entrypoints[n] for n in (
+        "tcp", "admin", "blocked", "tls", "web", "traefik"))
     serving = asyncio.create_task(app.serve())
     # The API entry point is the last to listen: say what to try once everything answers.
     while not app.internal_servers and not serving.done():
@@ -164,6 +209,13 @@ Switchyard demo is running. Static config: {static_file}
 
 Each backend greets with its name and the client address it sees, then echoes.
 
+  HTTP routers (Host; Host && PathPrefix, the longer rule first), round robin over
+  app-a / app-b; each answers with its name and the request head it received:
+    curl -i -H 'Host: app.demo.localhost' http://127.0.0.1:{web}/
+    curl -H 'Host: app.demo.localhost' http://127.0.0.1:{web}/api/users
+  HTTPS terminated here, on the same entry point as the TLS passthrough routers:
+    curl -k --resolve app.demo.localhost:{tls_port}:127.0.0.1 https://app.demo.localhost:{tls_port}/
+
   Dashboard:     http://127.0.0.1:{api}/dashboard/
   API:           http://127.0.0.1:{api}/api/rawdata
   Metrics:       http://127.0.0.1:{api}/metrics
@@ -174,6 +226,8 @@ Each backend greets with its name and the client address it sees, then echoes.
     switchyard explain -c {static_file} --entrypoint tls --sni secure.demo.localhost \\
       --client-ip 127.0.0.1
     switchyard explain -c {static_file} --entrypoint blocked --client-ip 127.0.0.1
+    switchyard explain -c {static_file} --entrypoint web --host app.demo.localhost \\
+      --path /api/users --client-ip 127.0.0.1
   Every configuration problem, with file and line:
     switchyard check -c {static_file}
 

@@ -47,7 +47,7 @@ def free_run(count: int) -> int:
 def demo() -> Iterator[str]:
     """The running demo's printed text (up to "Ctrl-C stops.")."""
     process = subprocess.Popen([sys.executable, "-m", "switchyard", "demo", "--base-port",
-                                str(free_run(5))], stdout=subprocess.PIPE,
+                                str(free_run(6))], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None
     lines: list[str] = []
@@ -116,3 +116,35 @@ def test_the_printed_check_explain_and_healthcheck_commands_work(demo: str) -> N
                               capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode == 0, (command, done.stdout, done.stderr)
         assert expected in done.stdout, (command, done.stdout)
+
+
+def test_the_printed_http_and_https_commands_reach_the_http_routers(demo: str) -> None:
+    def run(starts: str) -> str:
+        command = printed_command(demo, starts)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        return done.stdout
+
+    names = set()
+    for _ in range(2):  # round robin: one request each
+        answer = run("curl -i -H 'Host: app.demo.localhost' http://")
+        assert answer.startswith("HTTP/1.1 200"), answer
+        assert "X-Demo: switchyard" in answer
+        assert "\nGET / HTTP/1.1\n" in answer and "X-Forwarded-Host: app.demo.localhost" in answer
+        names.add(re.search(r"Hostname: (\S+)", answer).group(1))  # type: ignore[union-attr]
+    assert names == {"app-a", "app-b"}
+
+    api = run("curl -H 'Host: app.demo.localhost' http://127.0.0.1:")
+    assert "Hostname: api-backend" in api, api
+    assert "GET /users HTTP/1.1" in api and "X-Forwarded-Prefix: /api" in api
+
+    secure = run("curl -k --resolve app.demo.localhost")
+    assert re.search(r"Hostname: app-[ab]", secure), secure
+    assert "X-Forwarded-Proto: https" in secure
+
+    # The printed explain for the HTTP entry point asks the running instance which router.
+    web = next(shlex.split(line) for line in demo.replace("\\\n", " ").splitlines()
+               if "switchyard explain" in line and "--entrypoint web" in line)
+    done = subprocess.run([sys.executable, "-m", "switchyard", *web[1:]], capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 0 and "app-api@file" in done.stdout, (done.stdout, done.stderr)
