@@ -11,9 +11,8 @@ import signal
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from switchyard.api.http_metrics import HTTPMetrics
 from switchyard.build import build_runtime
 from switchyard.config.dynamic import DynamicConfig
 from switchyard.config.loader import ConfigIssue, ConfigLoadError
@@ -40,6 +39,9 @@ from switchyard.runtime import Runtime
 from switchyard.services import LoadBalancer
 from switchyard.services.healthcheck import HealthMonitor
 from switchyard.tls.resolver import CertificateResolver
+
+if TYPE_CHECKING:
+    from switchyard.api.http_metrics import HTTPMetrics
 
 log = logging.getLogger("switchyard")
 
@@ -119,6 +121,9 @@ class Switchyard:
                 entrypoint.access_log = self.access_log
         self.http_metrics: HTTPMetrics | None = None
         if static.metrics is not None and static.metrics.prometheus is not None:
+            # prometheus_client is loaded only for a configuration that exports metrics.
+            from switchyard.api.http_metrics import HTTPMetrics
+
             self.http_metrics = HTTPMetrics.from_config(static.metrics,
                                                         server_states=self._http_server_states)
         self.providers: list[Provider] = build_providers(static)

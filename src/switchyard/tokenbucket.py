@@ -13,13 +13,7 @@ import asyncio
 import math
 import ssl
 import time
-from collections.abc import Mapping
 from typing import Any
-
-import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from switchyard.config.dynamic import Redis, RedisTLS
 from switchyard.tls.certificates import (
@@ -137,23 +131,10 @@ class RedisBuckets:
 # -- Redis connections --------------------------------------------------------------------------
 
 
-class _TLSConnection(Connection):
-    """A Redis connection over TLS with a context built from Traefik's ``tls`` options."""
-
-    def __init__(self, *, tls_context: ssl.SSLContext, **kwargs: Any) -> None:
-        self.tls_context = tls_context
-        super().__init__(**kwargs)
-
-    def _connection_arguments(self) -> Mapping[str, Any]:
-        arguments = dict(super()._connection_arguments())
-        arguments["ssl"] = self.tls_context
-        return arguments
-
-
 # Clients are shared by every limiter with the same settings on a loop, so that rebuilding the
 # configuration does not open new pools. Their connections keep the loop alive, so clients of
 # loops that have been closed are dropped when a new client is made.
-_CLIENTS: dict[asyncio.AbstractEventLoop, dict[tuple[Any, ...], tuple[aioredis.Redis, Any]]] = {}
+_CLIENTS: dict[asyncio.AbstractEventLoop, dict[tuple[Any, ...], tuple[Any, Any]]] = {}
 
 
 class RedisConnection:
@@ -209,19 +190,10 @@ class RedisConnection:
             clients = _CLIENTS[loop] = {}
         found = clients.get(self.key)
         if found is None:
-            settings = dict(self.settings)
-            tls_context = settings.pop("tls_context", None)
-            max_connections = settings.pop("max_connections")
-            host, port = settings.pop("host"), settings.pop("port")
-            pool_options: dict[str, Any] = {
-                "host": host, "port": port, "max_connections": max_connections,
-                # As go-redis: three retries, backing off from 8 ms to 512 ms.
-                "retry": Retry(ExponentialBackoff(), 3),
-                **settings}
-            if tls_context is not None:
-                pool_options.update(connection_class=_TLSConnection, tls_context=tls_context)
-            client = aioredis.Redis(connection_pool=aioredis.ConnectionPool(**pool_options))
-            found = clients[self.key] = (client, client.register_script(BUCKET_SCRIPT))
+            # redis-py (some 60 modules) is imported when a limiter first asks Redis.
+            from switchyard.redisclient import bucket_client
+
+            found = clients[self.key] = bucket_client(self.settings, BUCKET_SCRIPT)
         return found[1]
 
 

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
-import aiohttp
-
 from switchyard.http.h2probe import grpc_health, h2_request
 from switchyard.tls.backend import build_backend_context
 
 if TYPE_CHECKING:
+    # aiohttp (some 40 modules and several MiB) is imported when the first probe runs: a
+    # configuration without HTTP health checks never needs it.
+    import aiohttp
+
     from switchyard.config.http import ServerHealthCheck
     from switchyard.http.balancer import BalancedServer
 
@@ -100,6 +102,8 @@ async def probe(session: aiohttp.ClientSession, server: BalancedServer,
     With ``status`` 0 any 2xx or 3xx answer is healthy; otherwise only that status is.
     HTTPS probes use the server's servers transport TLS settings.
     """
+    import aiohttp
+
     if check.mode == "grpc":
         return await _probe_grpc(server.url, check)
     url = check_url(server.url, check)
@@ -221,6 +225,8 @@ class HTTPHealthMonitor:
         if not wanted:
             return
         if self._session is None:
+            import aiohttp
+
             # No cookies kept between probes, connections pooled as Go's transport pools them.
             self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         loop = asyncio.get_running_loop()

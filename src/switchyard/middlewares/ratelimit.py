@@ -18,8 +18,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-
 from switchyard.middlewares.base import Admissible
 from switchyard.tokenbucket import Limits, MemoryBuckets, RedisBuckets, RedisConnection
 
@@ -83,6 +81,8 @@ class RateLimit:
         if self.redis is None:
             delay = self.buckets.reserve(source, time.monotonic())
         else:
+            from redis.exceptions import RedisError  # loaded with the client: Redis is in use
+
             try:
                 delay = await self.redis.reserve(source)
             except (RedisError, OSError, ValueError) as exc:

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from redis.exceptions import RedisError
 
 from switchyard.config.durations import Duration, go_duration
 from switchyard.config.dynamic import Redis, TraefikModel
@@ -103,6 +102,8 @@ class RateLimit:
         task.add_done_callback(self.pending.discard)
 
     async def _ask_redis(self, exchange: Exchange, redis: RedisBuckets, source: str) -> None:
+        from redis.exceptions import RedisError  # loaded with the client: Redis is in use
+
         try:
             delay = await redis.reserve(source)
         except (RedisError, OSError, ValueError) as exc:
