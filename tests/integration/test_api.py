@@ -235,7 +235,8 @@ def test_overview_counts_totals_warnings_and_errors(api: Api) -> None:
         "services": {"total": 2, "warnings": 0, "errors": 0},
         "middlewares": {"total": 3, "warnings": 0, "errors": 0},
     }
-    assert overview["http"]["routers"] == {"total": 0, "warnings": 0, "errors": 0}
+    # No HTTP router of the file's, but Traefik's own: api@internal and dashboard@internal.
+    assert overview["http"]["routers"] == {"total": 2, "warnings": 0, "errors": 0}
     assert overview["features"] == {"tracing": "", "metrics": "", "accessLog": False,
                                     "hub": False}
     assert overview["providers"] == ["File"]
@@ -244,7 +245,13 @@ def test_overview_counts_totals_warnings_and_errors(api: Api) -> None:
 
 def test_rawdata_keys_runtime_infos_by_name_with_server_status(api: Api) -> None:
     raw = api.json("/api/rawdata")
-    assert set(raw) == {"tcpRouters", "tcpMiddlewares", "tcpServices"}
+    assert set(raw) == {"tcpRouters", "tcpMiddlewares", "tcpServices", "routers", "services",
+                        "middlewares"}
+    # The HTTP sections hold only what Traefik's internal provider publishes (api.insecure).
+    assert set(raw["routers"]) == {"api@internal", "dashboard@internal"}
+    assert set(raw["services"]) == {"api@internal", "dashboard@internal", "noop@internal"}
+    assert set(raw["middlewares"]) == {"dashboard_redirect@internal",
+                                       "dashboard_stripprefix@internal"}
     assert "name" not in raw["tcpRouters"]["sni-a@file"]
     assert raw["tcpRouters"]["sni-a@file"]["status"] == "enabled"
     assert list(raw["tcpServices"]["app@file"]["serverStatus"].values()) == ["UP"]

@@ -234,7 +234,8 @@ http:
                     f"http://127.0.0.1:{port}/%zz").stdout == b"400"
         api = f"http://127.0.0.1:{app.internal_servers[0].port}"
         metrics = curl(f"{api}/metrics").stdout.decode()
-        [router] = json.loads(curl(f"{api}/api/http/routers").stdout)
+        [router] = [r for r in json.loads(curl(f"{api}/api/http/routers").stdout)
+                    if r["provider"] != "internal"]
         assert (router["name"], router["status"], router["entryPoints"], router["provider"]) == (
             "site@file", "enabled", ["ep"], "file")
         assert router["priorityStr"] == str(len("PathPrefix(`/`)"))

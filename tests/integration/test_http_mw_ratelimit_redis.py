@@ -208,7 +208,8 @@ def test_several_endpoints_are_refused_with_a_message(echo: int, tmp_path: Path)
         "endpoints": ["127.0.0.1:7000", "127.0.0.1:7001"]}})
     with _instances(tmp_path, dynamic, 1) as (ports,):
         assert _get(ports["web"], "/cluster")[0] == 404
-        routers = json.loads(_get(ports["api"], "/api/http/routers")[2])
+        routers = [r for r in json.loads(_get(ports["api"], "/api/http/routers")[2])
+                   if r["name"] == "cluster@file"]
         assert "Redis Cluster" in " ".join(routers[0].get("error", []))
 
 

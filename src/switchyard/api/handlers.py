@@ -14,6 +14,7 @@ from aiohttp import web
 
 from switchyard import __version__
 from switchyard.addresses import host_port
+from switchyard.api.internal_elements import InternalElements, internal_elements
 from switchyard.api.metrics import Totals, TrafficSnapshot, traffic_snapshot
 from switchyard.build import qualify
 from switchyard.config.durations import go_duration
@@ -277,9 +278,10 @@ def connection_item(record: ConnectionRecord, now: float) -> Item:
     }
 
 
-def _section(elements: Mapping[str, ElementStatus]) -> dict[str, int]:
+def _section(elements: Mapping[str, ElementStatus], enabled: int = 0) -> dict[str, int]:
+    """Totals of a kind; ``enabled`` more elements that are always enabled (internal ones)."""
     statuses = [e.status for e in elements.values()]
-    return {"total": len(statuses), "warnings": statuses.count("warning"),
+    return {"total": len(statuses) + enabled, "warnings": statuses.count("warning"),
             "errors": statuses.count("disabled")}
 
 
@@ -496,31 +498,49 @@ class APIHandlers:
 
     # -- http routers, services, middlewares ------------------------------
 
+    def _internal(self) -> InternalElements:
+        """What Traefik's internal provider would publish for this static configuration."""
+        routers = ((s.name, qualify(s.config.service, s.provider))
+                   for s in self.app.runtime.http.routers.values() if s.config.service)
+        return internal_elements(self.app.static, routers)
+
     async def http_routers(self, request: web.Request) -> web.Response:
         items = [http_router_item(self.app, s) for s in self.app.runtime.http.routers.values()]
+        items += self._internal().routers.values()
         return self._listing(
             request, lambda q: [i for i in items if q.keeps(i, "rule", "name", router=True)],
             _ROUTER_SORT)
 
     async def http_router(self, request: web.Request) -> web.Response:
+        internal = self._internal().routers.get(request.match_info["name"])
+        if internal is not None:
+            return web.json_response(internal)
         return _one(request, self.app.runtime.http.routers, "router",
                     lambda s: http_router_item(self.app, s))
 
     async def http_services(self, request: web.Request) -> web.Response:
         items = [http_service_item(self.app, s) for s in self.app.runtime.http.services.values()]
+        items += self._internal().services.values()
         return self._listing(
             request, lambda q: [i for i in items if q.keeps(i, "name")], _SERVICE_SORT)
 
     async def http_service(self, request: web.Request) -> web.Response:
+        internal = self._internal().services.get(request.match_info["name"])
+        if internal is not None:
+            return web.json_response(internal)
         return _one(request, self.app.runtime.http.services, "service",
                     lambda s: http_service_item(self.app, s))
 
     async def http_middlewares(self, request: web.Request) -> web.Response:
         items = [http_middleware_item(s) for s in self.app.runtime.http.middlewares.values()]
+        items += self._internal().middlewares.values()
         return self._listing(
             request, lambda q: [i for i in items if q.keeps(i, "name")], _MIDDLEWARE_SORT)
 
     async def http_middleware(self, request: web.Request) -> web.Response:
+        internal = self._internal().middlewares.get(request.match_info["name"])
+        if internal is not None:
+            return web.json_response(internal)
         return _one(request, self.app.runtime.http.middlewares, "middleware",
                     http_middleware_item)
 
@@ -641,11 +661,14 @@ class APIHandlers:
     async def rawdata(self, request: web.Request) -> web.Response:
         runtime = self.app.runtime
         data: Item = {}
-        http = runtime.http
+        http, internal = runtime.http, self._internal()
         for key, elements in (
-            ("routers", {n: http_router_item(self.app, s) for n, s in http.routers.items()}),
-            ("middlewares", {n: http_middleware_item(s) for n, s in http.middlewares.items()}),
-            ("services", {n: http_service_item(self.app, s) for n, s in http.services.items()}),
+            ("routers", {**{n: http_router_item(self.app, s) for n, s in http.routers.items()},
+                         **internal.routers}),
+            ("middlewares", {**{n: http_middleware_item(s) for n, s in http.middlewares.items()},
+                             **internal.middlewares}),
+            ("services", {**{n: http_service_item(self.app, s) for n, s in http.services.items()},
+                          **internal.services}),
             ("tcpRouters", {n: router_info(self.app, s) for n, s in runtime.routers.items()}),
             ("tcpMiddlewares", {n: middleware_info(s) for n, s in runtime.middlewares.items()}),
             ("tcpServices", {n: service_info(self.app, s) for n, s in runtime.services.items()}),
@@ -657,10 +680,12 @@ class APIHandlers:
     async def overview(self, request: web.Request) -> web.Response:
         app, runtime, static = self.app, self.app.runtime, self.app.static
         prometheus = static.metrics.prometheus if static.metrics is not None else None
+        internal = self._internal()  # always enabled: they count in the totals only
         data: Item = {
-            "http": {"routers": _section(runtime.http.routers),
-                     "services": _section(runtime.http.services),
-                     "middlewares": _section(runtime.http.middlewares)},
+            "http": {"routers": _section(runtime.http.routers, len(internal.routers)),
+                     "services": _section(runtime.http.services, len(internal.services)),
+                     "middlewares": _section(runtime.http.middlewares,
+                                             len(internal.middlewares))},
             "tcp": {"routers": _section(runtime.routers), "services": _section(runtime.services),
                     "middlewares": _section(runtime.middlewares)},
             "udp": {"routers": _EMPTY_SECTION, "services": _EMPTY_SECTION,
