@@ -168,19 +168,25 @@ class FieldEdits:
     Of edits naming the same field the last wins, as a Go map key would.
     """
 
-    __slots__ = ("added", "names")
+    __slots__ = ("added", "names", "sizes")
 
     def __init__(self, edits: Iterable[FieldEdit]) -> None:
         last = {lower: (spelling, value) for lower, spelling, value in edits}
         self.names = frozenset(last)
+        # Lengths first: most fields of a head are not edited, and len() is cheaper than lower().
+        self.sizes = frozenset(map(len, last))
         self.added = [(spelling, value) for spelling, value in last.values() if value is not None]
 
     def __bool__(self) -> bool:
         return bool(self.names)
 
     def apply(self, headers: Headers) -> None:
-        names = self.names
-        headers[:] = [pair for pair in headers if pair[0].lower() not in names]
+        names, sizes = self.names, self.sizes
+        for name, _ in headers:
+            if len(name) in sizes and name.lower() in names:
+                # A new list only when a field goes: setting a field the head lacks is the rule.
+                headers[:] = [pair for pair in headers if pair[0].lower() not in names]
+                break
         headers.extend(self.added)
 
 
@@ -191,37 +197,31 @@ def apply_edits(headers: Headers, edits: FieldEdits) -> None:
 
 # -- request edits --------------------------------------------------------------------------------
 
-_DELETE, _HOST, _SET, _NO_FORWARDED_FOR = range(4)
-
-
-def _request_edits(fields: Mapping[str, str]) -> list[tuple[int, bytes, bytes, bytes]]:
-    edits = []
+def _request_edits(fields: Mapping[str, str]) -> tuple[FieldEdits, bool | None]:
+    """Traefik's edits of ``customRequestHeaders``, one after the other, as one FieldEdits, and
+    what they leave the proxy's X-Forwarded-For at (None: as it was)."""
+    edits: dict[bytes, FieldEdit] = {}
+    forward_client: bool | None = None
     for key, text in fields.items():
         name = _field_name(key, "customRequestHeaders")
         lower, value = name.lower(), field_value(text)
         if lower == b"host":
-            if value:  # Go keeps the Host apart from the fields: deleting it does nothing
-                edits.append((_HOST, lower, b"Host", value))
+            if not value:
+                continue  # Go keeps the Host apart from the fields: deleting it does nothing
+            edit: FieldEdit = (lower, b"Host", value)
         elif not text:
-            # Only the exact spelling means "send no X-Forwarded-For at all" to Go's proxy.
-            kind = _NO_FORWARDED_FOR if key == "X-Forwarded-For" else _DELETE
-            edits.append((kind, lower, name, b""))
+            edit = (lower, name, None)
+            if key == "X-Forwarded-For":
+                # Only the exact spelling means "send no X-Forwarded-For at all" to Go's proxy.
+                forward_client = False
         else:
-            edits.append((_SET, lower, canonical_name(name), value))
-    return edits
-
-
-def _edit_request(exchange: Exchange, edits: list[tuple[int, bytes, bytes, bytes]]) -> None:
-    headers = exchange.request.headers
-    for kind, lower, spelling, value in edits:
-        if kind == _SET or kind == _HOST:
-            headers.set(lower, value, spelling)
+            edit = (lower, canonical_name(name), value)
             if lower == b"x-forwarded-for":
-                exchange.forward_client = True  # a value again: the proxy appends the client
-        else:
-            headers.remove(lower)
-            if kind == _NO_FORWARDED_FOR:
-                exchange.forward_client = False
+                forward_client = True  # a value again: the proxy appends the client
+        # A later edit of the same field undoes an earlier one and is placed where it ran.
+        edits.pop(lower, None)
+        edits[lower] = edit
+    return FieldEdits(edits.values()), forward_client
 
 
 # -- CORS -----------------------------------------------------------------------------------------
@@ -325,13 +325,16 @@ class CORSPolicy:
 class CustomHeaders:
     """Handler: answers CORS preflights, edits the request's fields, then every response's."""
 
-    __slots__ = ("cors", "next", "request_edits", "response_edits")
+    __slots__ = ("cors", "edits_response", "forward_client", "next", "request_edits",
+                 "response_edits")
 
-    def __init__(self, request_edits: list[tuple[int, bytes, bytes, bytes]],
+    def __init__(self, request_edits: FieldEdits, forward_client: bool | None,
                  response_edits: FieldEdits, cors: CORSPolicy | None,
                  next_handler: Handler) -> None:
-        self.request_edits = request_edits
+        self.request_edits = request_edits if request_edits else None
+        self.forward_client = forward_client
         self.response_edits = response_edits
+        self.edits_response = bool(response_edits) or cors is not None
         self.cors = cors
         self.next = next_handler
 
@@ -339,9 +342,12 @@ class CustomHeaders:
         cors = self.cors
         if cors is not None and cors.preflight(exchange):
             return
-        if self.request_edits:
-            _edit_request(exchange, self.request_edits)
-        if self.response_edits or cors is not None:
+        request_edits = self.request_edits
+        if request_edits is not None:
+            request_edits.apply(exchange.request.headers)
+            if self.forward_client is not None:
+                exchange.forward_client = self.forward_client
+        if self.edits_response:
             exchange.writer = EditedHead(exchange.writer, self.edit_response, exchange.request)
         self.next.handle(exchange)
 
@@ -391,14 +397,15 @@ def build(options: Mapping[str, Any], context: MiddlewareContext) -> Wrap:
                     "redirectScheme or redirectRegex, and permissionsPolicy)", context.name,
                     ", ".join(deprecated) + (" is" if len(deprecated) == 1 else " are"))
     policy = SecurityPolicy(config) if security else None
-    request_edits = _request_edits(config.custom_request_headers)
+    request_edits, forward_client = _request_edits(config.custom_request_headers)
     response_edits = FieldEdits(_response_edits(config.custom_response_headers))
     cors_policy = CORSPolicy(config) if cors else None
 
     def wrap(next_handler: Handler) -> Handler:
         handler = policy.handler(next_handler) if policy is not None else next_handler
         if custom or cors:
-            handler = CustomHeaders(request_edits, response_edits, cors_policy, handler)
+            handler = CustomHeaders(request_edits, forward_client, response_edits, cors_policy,
+                                    handler)
         return handler
 
     return wrap
