@@ -11,7 +11,7 @@ _V6_BITS = 128
 _V4_ALL = (1 << _V4_BITS) - 1
 # An IPv4-mapped IPv6 address is ::ffff:a.b.c.d, i.e. 0xffff in the 32 bits above the IPv4 part.
 _MAPPED_TAG = 0xFFFF
-_ANSWERS_KEPT = 4096  # addresses whose answer one checker remembers
+_ANSWERS_KEPT = 4096  # addresses whose answer one checker remembers (of each kind)
 
 
 def _strict_ipv4(text: str) -> bytes | None:
@@ -93,7 +93,7 @@ def _parse_entry(entry: str) -> tuple[int, int, int]:
 class IPChecker:
     """Answers whether a peer address lies in a list of IPs and CIDR networks."""
 
-    __slots__ = ("_answers", "_v4", "_v6", "entries")
+    __slots__ = ("_answers", "_authorized", "_v4", "_v6", "entries")
 
     def __init__(self, entries: Sequence[str]) -> None:
         if isinstance(entries, str):
@@ -110,17 +110,24 @@ class IPChecker:
         self._v4 = tuple((mask, frozenset(nets)) for mask, nets in by_family[_V4_BITS].items())
         self._v6 = tuple((mask, frozenset(nets)) for mask, nets in by_family[_V6_BITS].items())
         # The same clients come back connection after connection, request after request: the
-        # answer for an address never changes, so it is kept (bounded, dropped when full).
+        # answer for an address never changes, so it is kept (bounded, dropped when full), by
+        # the text asked about: a bare host, or (authorizes) an address that may carry a port.
         self._answers: dict[str, bool] = {}
+        self._authorized: dict[str, bool] = {}
 
     def contains(self, ip: str) -> bool:
         """Whether the bare host ``ip`` (a zone like ``%eth0`` is ignored) is listed."""
         answer = self._answers.get(ip)
         if answer is None:
-            answers = self._answers
-            if len(answers) >= _ANSWERS_KEPT:
-                answers.clear()
-            answer = answers[ip] = self._lookup(ip)
+            answer = _remember(self._answers, ip, self._lookup(ip))
+        return answer
+
+    def authorizes(self, address: str) -> bool:
+        """Traefik's ``IsAuthorized``: whether the host of ``address`` is listed, ``address``
+        being ``host:port``, ``[host]:port`` or a bare host (see split_host)."""
+        answer = self._authorized.get(address)
+        if answer is None:
+            answer = _remember(self._authorized, address, self._lookup(split_host(address)))
         return answer
 
     def _lookup(self, ip: str) -> bool:
@@ -141,3 +148,32 @@ class IPChecker:
 
     def __repr__(self) -> str:
         return f"IPChecker({list(self.entries)!r})"
+
+
+def _remember(answers: dict[str, bool], address: str, answer: bool) -> bool:
+    if len(answers) >= _ANSWERS_KEPT:
+        answers.clear()
+    answers[address] = answer
+    return answer
+
+
+def split_host(address: str) -> str:
+    """The host of ``host:port`` or ``[host]:port`` as Go's net.SplitHostPort takes it apart;
+    ``address`` itself when it does not split (a bare IP, most often)."""
+    colon = address.rfind(":")
+    if colon < 0:
+        return address
+    if address[:1] == "[":
+        close = address.find("]")
+        if close < 0 or close + 1 != colon:
+            return address
+        host, after_host = address[1:close], close + 1
+        tail_from = 1
+    else:
+        host = address[:colon]
+        if ":" in host:
+            return address  # a bare IPv6 address
+        after_host = tail_from = 0
+    if "[" in address[tail_from:] or "]" in address[after_host:]:
+        return address
+    return host

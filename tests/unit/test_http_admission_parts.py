@@ -1,4 +1,4 @@
-"""The pure parts of the admission middlewares: address picking, Go's host split, token buckets."""
+"""The pure parts of the admission middlewares: address picking and token buckets."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from switchyard.addresses import host_port
 from switchyard.http.message import Headers
 from switchyard.http.middlewares.base import MiddlewareError
-from switchyard.http.middlewares.ipallowlist import split_host
 from switchyard.http.middlewares.ratelimit import Limits, MemoryBuckets
 from switchyard.http.middlewares.sourcecriterion import (
     IPStrategyOptions,
@@ -24,8 +22,6 @@ from switchyard.http.middlewares.sourcecriterion import (
     request_host,
     source_extractor,
 )
-
-ADDRESSES = st.ip_addresses().map(str)
 
 
 def _exchange(client_ip: str = "192.0.2.9", target: bytes = b"/",
@@ -39,31 +35,6 @@ def _exchange(client_ip: str = "192.0.2.9", target: bytes = b"/",
 
 def _strategy(**options: Any) -> Any:
     return ip_strategy(IPStrategyOptions.model_validate(options))
-
-
-# -- Go's SplitHostPort ---------------------------------------------------------------------------
-
-
-@given(ADDRESSES, st.integers(0, 65535))
-def test_split_host_takes_the_host_out_of_any_host_port(address: str, port: int) -> None:
-    assert split_host(host_port(address, port)) == address
-
-
-@given(ADDRESSES)
-def test_a_bare_address_does_not_split(address: str) -> None:
-    assert split_host(address) == address
-
-
-@pytest.mark.parametrize(("text", "host"), [
-    ("1.2.3.4:", "1.2.3.4"),          # an empty port splits, as in Go
-    ("[::1]", "[::1]"),               # missing port
-    ("[::1]x:80", "[::1]x:80"),       # junk between ] and :
-    ("a[b:80", "a[b:80"),             # unexpected [
-    ("[fe80::1%eth0]:80", "fe80::1%eth0"),
-    ("", ""),
-])
-def test_split_host_edge_cases_follow_go(text: str, host: str) -> None:
-    assert split_host(text) == host
 
 
 # -- ipStrategy ----------------------------------------------------------------------------------

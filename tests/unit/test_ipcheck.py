@@ -1,4 +1,5 @@
-"""IP allow lists with Traefik's checker semantics: entries, families and IPv4-mapped IPv6."""
+"""IP allow lists with Traefik's checker semantics: entries, families, IPv4-mapped IPv6, and
+Go's host split of the addresses an allow list is asked about."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switchyard.ipcheck import IPChecker
+from switchyard.addresses import host_port
+from switchyard.ipcheck import IPChecker, split_host
 
 
 def allows(entries: list[str], peer: str) -> bool:
@@ -283,3 +285,43 @@ def test_a_checker_stays_right_past_the_number_of_answers_it_keeps() -> None:
         for fourth in range(256):
             assert checker.contains(f"10.{third % 2}.{third}.{fourth}") is (third % 2 == 0)
     assert checker.contains("10.0.0.1") and not checker.contains("10.1.0.1")
+
+
+# --- addresses with a port (IsAuthorized) -------------------------------------------------
+
+
+@given(st.ip_addresses().map(str), st.integers(0, 65535))
+def test_split_host_takes_the_host_out_of_any_host_port(address: str, port: int) -> None:
+    assert split_host(host_port(address, port)) == address
+
+
+@given(st.ip_addresses().map(str))
+def test_a_bare_address_does_not_split(address: str) -> None:
+    assert split_host(address) == address
+
+
+@pytest.mark.parametrize(("text", "host"), [
+    ("1.2.3.4:", "1.2.3.4"),          # an empty port splits, as in Go
+    ("[::1]", "[::1]"),               # missing port
+    ("[::1]x:80", "[::1]x:80"),       # junk between ] and :
+    ("a[b:80", "a[b:80"),             # unexpected [
+    ("[fe80::1%eth0]:80", "fe80::1%eth0"),
+    ("", ""),
+])
+def test_split_host_edge_cases_follow_go(text: str, host: str) -> None:
+    assert split_host(text) == host
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(v4_ints.map(lambda v: str(ipaddress.IPv4Address(v))),
+                 v6_ints.map(lambda v: str(ipaddress.IPv6Address(v))),
+                 st.sampled_from(["10.1.2.3", "192.168.1.7", "2001:db8::1", "not an ip", ""])),
+       st.sampled_from(["{}", "{}:80", "[{}]:80", "{}:", "[{}]"]))
+def test_authorizes_checks_the_host_of_an_address_as_contains_does(host: str,
+                                                                   shape: str) -> None:
+    address = shape.format(host)
+    expected = IPChecker(list(_SHARED.entries)).contains(split_host(address))
+    assert _SHARED.authorizes(address) is expected
+    assert _SHARED.authorizes(address) is expected  # the second time from what it remembers
+    # What contains remembers of the bare text is not mistaken for the address's answer.
+    assert _SHARED.contains(address) is IPChecker(list(_SHARED.entries)).contains(address)

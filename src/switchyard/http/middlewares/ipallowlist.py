@@ -28,7 +28,7 @@ from switchyard.ipcheck import IPChecker
 if TYPE_CHECKING:
     from switchyard.http.exchange import Exchange
 
-__all__ = ["IPAllowListOptions", "build", "split_host"]
+__all__ = ["IPAllowListOptions", "build"]
 
 log = logging.getLogger("switchyard.http.middlewares")
 
@@ -51,7 +51,7 @@ class IPAllowList:
         self.next = next_handler
 
     def handle(self, exchange: Exchange) -> None:
-        if self.checker.contains(split_host(self.client_address(exchange))):
+        if self.checker.authorizes(self.client_address(exchange)):
             self.next.handle(exchange)
         else:
             self.refusal.handle(exchange)
@@ -102,25 +102,3 @@ class _SwitchingProtocols:
     def handle(self, exchange: Exchange) -> None:
         exchange.close_after = True
         exchange.respond(101)
-
-
-def split_host(address: str) -> str:
-    """The host of ``host:port`` or ``[host]:port`` as Go's net.SplitHostPort takes it apart;
-    ``address`` itself when it does not split (a bare IP, most often)."""
-    colon = address.rfind(":")
-    if colon < 0:
-        return address
-    if address[:1] == "[":
-        close = address.find("]")
-        if close < 0 or close + 1 != colon:
-            return address
-        host, after_host = address[1:close], close + 1
-        tail_from = 1
-    else:
-        host = address[:colon]
-        if ":" in host:
-            return address  # a bare IPv6 address
-        after_host = tail_from = 0
-    if "[" in address[tail_from:] or "]" in address[after_host:]:
-        return address
-    return host
