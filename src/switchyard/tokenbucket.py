@@ -81,9 +81,9 @@ class MemoryBuckets:
     def __init__(self, limits: Limits, capacity: int = MAX_SOURCES) -> None:
         self.limits = limits
         self.capacity = capacity
-        # source -> [tokens, last refill (monotonic s), expiry (whole s)]; re-inserted on use,
+        # source -> (tokens, last refill (monotonic s), expiry (whole s)); re-inserted on use,
         # so the dict's order is the order of expiry.
-        self.buckets: dict[str, list[float]] = {}
+        self.buckets: dict[str, tuple[float, float, int]] = {}
 
     def reserve(self, source: str, now: float) -> float:
         """Take a token for ``source`` at ``now``: the seconds to wait for it (0: none)."""
@@ -96,15 +96,21 @@ class MemoryBuckets:
                 if buckets[stalest][2] > second and len(buckets) < self.capacity:
                     break
                 del buckets[stalest]
-            tokens = float(limits.burst)
-        else:
-            elapsed = now - bucket[1] if now > bucket[1] else 0.0
-            tokens = min(bucket[0] + elapsed * limits.rate, limits.burst)
+            buckets[source] = (limits.burst - 1.0, now, second + limits.ttl)
+            return 0.0  # a full bucket (burst is at least 1)
+        # Comparisons rather than min(): this runs for every request (or connection) limited.
+        tokens, last, _ = bucket
+        burst, rate = limits.burst, limits.rate
+        tokens += (now - last if now > last else 0.0) * rate
+        if burst < tokens:
+            tokens = burst
         tokens -= 1
-        delay = -tokens / limits.rate if tokens < 0 else 0.0
+        delay = -tokens / rate if tokens < 0 else 0.0
         if delay > limits.max_delay:
-            tokens = min(tokens + 1, limits.burst)  # refused: the token goes back
-        buckets[source] = [tokens, now, second + limits.ttl]
+            tokens += 1  # refused: the token goes back
+            if burst < tokens:
+                tokens = burst
+        buckets[source] = (tokens, now, second + limits.ttl)
         return delay
 
 
