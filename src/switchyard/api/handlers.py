@@ -27,7 +27,7 @@ from switchyard.status import ElementStatus
 
 if TYPE_CHECKING:
     from switchyard.api.instance import RunningInstance
-    from switchyard.proxy.connection import ClientConnection
+    from switchyard.proxy.lifecycle import LiveConnection
 
 log = logging.getLogger("switchyard.api")
 
@@ -245,7 +245,7 @@ def http_middleware_item(status: ElementStatus) -> Item:
 _CONNECTION_FILTERS = ("entryPoint", "router", "service", "server", "sni")
 
 
-def _admin_close(connections: list[ClientConnection]) -> list[int]:
+def _admin_close(connections: list[LiveConnection]) -> list[int]:
     """Close them with the reason admin_close; the ids closed."""
     closed = []
     for conn in connections:
@@ -578,7 +578,7 @@ class APIHandlers:
 
     # -- live connections (not in Traefik) --------------------------------
 
-    def _live(self) -> list[tuple[ClientConnection, Item]]:
+    def _live(self) -> list[tuple[LiveConnection, Item]]:
         now = time.monotonic()
         found = []
         for ep in self.app.entrypoints.values():
@@ -589,8 +589,8 @@ class APIHandlers:
         return found
 
     @staticmethod
-    def _filtered(found: list[tuple[ClientConnection, Item]], query: Mapping[str, str]
-                  ) -> list[tuple[ClientConnection, Item]]:
+    def _filtered(found: list[tuple[LiveConnection, Item]], query: Mapping[str, str]
+                  ) -> list[tuple[LiveConnection, Item]]:
         """Exact filters: entryPoint, router, service, server, sni; client is an IP or IP:port."""
         wanted = {k: query[k] for k in _CONNECTION_FILTERS if query.get(k)}
         client = query.get("client", "")

@@ -1,8 +1,10 @@
-"""One client connection, strung through its stages: preamble, decision, dial, relay.
+"""One client connection on asyncio transports, strung through its stages: preamble,
+decision, dial, relay, or the entry point's HTTP server.
 
-Each stage lives in its own module; this class only passes the socket's
-events to the stage that is current (`_on_data` / `_on_eof` are the bound
-handlers of that stage) and ends the connection in one place, `close`.
+The stages up to the dial and the end are `lifecycle.Lifecycle`'s; each later stage
+lives in its own module. This class passes the socket's events to the stage that is
+current (`_on_data` / `_on_eof` are the bound handlers of that stage). It serves every
+protocol; the fast engine (`fastpath`) hands it what it does not relay itself.
 """
 
 from __future__ import annotations
@@ -11,25 +13,16 @@ import asyncio
 import functools
 import logging
 import socket
-import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, cast
+from collections.abc import Callable
+from typing import cast
 
 from switchyard.addresses import peer_address
 from switchyard.http.h2server import PREFACE, H2ServerConnection
 from switchyard.http.handler import ConnectionInfo
 from switchyard.http.server import HTTPServerConnection
-from switchyard.observability.record import CloseReason, ConnectionRecord, Phase, Side
+from switchyard.observability.record import CloseReason, Phase, Side
 from switchyard.observability.stats import STATS
-from switchyard.proxy import preamble as pre
-from switchyard.proxy.decision import (
-    Action,
-    ChallengeResponder,
-    Decision,
-    decide,
-    decide_at_accept,
-    decide_silent,
-)
+from switchyard.proxy.decision import Action, Decision
 from switchyard.proxy.dial import (
     BackendRefused,
     DialError,
@@ -40,90 +33,56 @@ from switchyard.proxy.dial import (
     proxy_header,
 )
 from switchyard.proxy.handover import HandedTransport, Writable
+from switchyard.proxy.lifecycle import ConnectionHost, Lifecycle, Takeover
 from switchyard.proxy.relay import BackendProtocol, ClientSide, Relay
-from switchyard.proxy.smtp import ClientDialogue
 from switchyard.proxy.tlslayer import TLSLayer
 from switchyard.services import Server, ServersTransport
-
-if TYPE_CHECKING:
-    from switchyard.observability.accesslog import AccessLog
-    from switchyard.routing.table import RoutingTable
 
 log = logging.getLogger("switchyard.proxy")
 
 ACME_HANDSHAKE_TIMEOUT = 2.0  # Traefik's deadline for answering a TLS-ALPN-01 validation
 
 
-class ConnectionHost(Protocol):
-    """What a connection needs from its entry point."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def table(self) -> RoutingTable: ...
-    @property
-    def access_log(self) -> AccessLog | None: ...
-    @property
-    def acme_resolvers(self) -> Sequence[ChallengeResponder]: ...
-
-    def proxy_trust(self, client_ip: str) -> bool | None: ...
-    def opened(self, conn: ClientConnection) -> None: ...
-    def closed(self, conn: ClientConnection) -> None: ...
-
-
-class ClientConnection(asyncio.Protocol):
-    """The client side of a proxied connection; owns the connection's life."""
+class ClientConnection(Lifecycle, asyncio.Protocol):
+    """The client side of a proxied connection on asyncio transports: every protocol."""
 
     # Thousands live at once: slots keep each one small.
-    __slots__ = ("_deadline", "_delegate", "_dial_task", "_dialled_transport", "_drain",
-                 "_finished", "_host", "_idle", "_life",
-                 "_on_close", "_on_data", "_on_eof", "_peek_timer", "_pending", "_preamble",
-                 "_relay", "_server", "_table", "_tls", "record", "transport")
+    __slots__ = ("_delegate", "_dial_task", "_dialled_transport", "_on_data", "_on_eof",
+                 "_relay", "_takeover", "_tls", "transport")
 
-    def __init__(self, host: ConnectionHost) -> None:
-        self._host = host
-        self._table = host.table  # the table current at accept time serves the whole connection
-        self.record = ConnectionRecord(host.name)
+    def __init__(self, host: ConnectionHost, takeover: Takeover | None = None) -> None:
+        Lifecycle.__init__(self, host, None if takeover is None else takeover.record)
         self.transport: asyncio.Transport | None = None
-        self._preamble: pre.Preamble | None = None
         self._on_data: Callable[[bytes], None] = self._read_preamble
         self._on_eof: Callable[[], bool] = self._eof_before_routing
-        self._deadline: asyncio.TimerHandle | None = None
-        self._peek_timer: asyncio.TimerHandle | None = None  # the entry point's peekTimeout
-        self._pending = b""  # read before routing; whoever takes the connection gets it first
         self._relay: Relay | None = None
         self._tls: TLSLayer | None = None
         self._dial_task: asyncio.Task[None] | None = None
-        self._on_close: list[Callable[[], None]] = []
-        self._finished = False
         self._delegate: asyncio.Protocol | None = None  # who serves it after a handover (HTTP)
-        self._server: Server | None = None  # the server it is open on, once picked
-        self._idle: asyncio.TimerHandle | None = None  # the router's idleTimeout check
-        self._life: asyncio.TimerHandle | None = None  # the router's maxDuration
-        self._drain: asyncio.TimerHandle | None = None  # onChange: drain
         self._dialled_transport: ServersTransport | None = None  # of the server it reached
+        self._takeover = takeover
+        if takeover is not None:
+            self._table, self._preamble = takeover.table, takeover.preamble
+            self._pending = takeover.pending
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transport is not a subclass (no typing.cast: it is a call per connection).
         self.transport = transport  # type: ignore[assignment]
+        takeover = self._takeover
+        if takeover is not None:
+            self._takeover = None
+            self._host.replaced(takeover.previous, self)
+            if takeover.decision is None:
+                self._begin()
+            else:
+                self._dispatch(takeover.decision)
+            return
         record = self.record
         record.client_ip, record.client_port = peer_address(transport.get_extra_info("peername"))
         self._host.opened(self)
-        trusted = self._host.proxy_trust(record.client_ip)
-        if trusted is None and self._route_at_accept():
-            return  # routed before reading: no preamble to read
-        hostname = self._table.smtp_hostname
-        self._preamble = pre.Preamble((record.client_ip, record.client_port), trusted,
-                                      None if hostname is None else ClientDialogue(hostname))
-        if trusted is not None:
-            record.phase = Phase.PROXY_HEADER
-        self._arm_deadline()
-        if trusted is None:
-            self._arm_peek_timeout()
-            if hostname is not None:
-                self._handle(self._preamble.feed(b""))  # the SMTP greeting
+        self._begin()
 
     def data_received(self, data: bytes) -> None:
         # A hop, not the stage handler bound in its place: uvloop reads a protocol's
@@ -163,134 +122,23 @@ class ClientConnection(asyncio.Protocol):
             return self._relay.client_socket
         return self.transport.get_extra_info("socket") if self.transport else None
 
-    # -- what middlewares see (Admissible) -----------------------------------------
+    # -- stage 1: the preamble, answered on the transport ----------------------------
 
-    @property
-    def client_ip(self) -> str:
-        return self.record.client_ip
-
-    def on_close(self, callback: Callable[[], None]) -> None:
-        self._on_close.append(callback)
-
-    # -- stage 1: the preamble -----------------------------------------------------
-
-    def _arm_deadline(self) -> None:
-        timeout = self._table.read_timeout
-        if timeout > 0:
-            self._deadline = asyncio.get_running_loop().call_later(timeout, self._expired)
-
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        if self._peek_timer is not None:
-            self._peek_timer.cancel()
-            self._peek_timer = None
-
-    def _arm_peek_timeout(self) -> None:
-        timeout = self._table.peek_timeout
-        if timeout > 0 and self._table.plain:
-            self._peek_timer = asyncio.get_running_loop().call_later(timeout, self._peek_expired)
-
-    def _peek_expired(self) -> None:
-        """Silent so far: a server-first protocol (MySQL, SMTP) waits for the backend to speak."""
-        self._peek_timer = None
-        preamble = self._preamble
-        if preamble is None or not preamble.silent or self.record.reason is not None:
-            return
-        decision = decide_silent(self._table, self.record.client_ip)
-        if decision is None:
-            return  # no non-TLS router takes it: readTimeout still applies
-        self._cancel_deadline()
-        self._dispatch(decision)
-
-    def _expired(self) -> None:
-        self._deadline = None
-        assert self._preamble is not None
-        self._handle(self._preamble.expire(), after_deadline=True)
-
-    def _read_preamble(self, data: bytes) -> None:
-        if self._preamble is None:
-            return  # refused at accept: the transport is closing
-        self._handle(self._preamble.feed(data))
-
-    def _handle(self, event: pre.Event, after_deadline: bool = False) -> None:
-        preamble = self._preamble
-        assert preamble is not None and self.transport is not None
-        while True:
-            if event is pre.NEED_MORE:
-                return
-            if isinstance(event, pre.Reply):
-                self.transport.write(event.data)
-            elif isinstance(event, pre.Addressed):
-                self.record.client_ip, self.record.client_port = preamble.client
-                self.record.phase = Phase.PEEKING
-                if self._route_at_accept():
-                    return
-                if not after_deadline:
-                    self._arm_peek_timeout()
-                if after_deadline:
-                    # No header in time counts as no header, but no second deadline.
-                    event = pre.Refused(CloseReason.PEEK_TIMEOUT,
-                                        "timed out waiting for the client's first bytes")
-                    continue
-            elif isinstance(event, pre.Refused):
-                self.close(event.reason, event.detail, Side.SWITCHYARD)
-                return
-            else:
-                assert isinstance(event, pre.Peeked)
-                self._peeked(event)
-                return
-            event = preamble.feed(b"")
-
-    def _route_at_accept(self) -> bool:
-        """Server-first protocols (SMTP, MySQL, SSH banners) need the backend before any byte."""
-        decision = decide_at_accept(self._table, self.record.client_ip)
-        if decision is None:
-            return False
-        self._cancel_deadline()
-        if self._preamble is not None:
-            self._pending = self._preamble.buffered  # what followed a PROXY header, if anything
-        self._dispatch(decision)
-        return True
-
-    def _peeked(self, peeked: pre.Peeked) -> None:
-        self._cancel_deadline()
-        record = self.record
-        record.postgres, record.smtp = peeked.postgres, peeked.smtp
-        if peeked.hello is not None:
-            record.is_tls = True
-            record.sni, record.alpn = peeked.hello.sni, peeked.hello.alpn
-            record.tls_versions = peeked.hello.versions
-        self._pending = peeked.data
-        # After a STARTTLS (Postgres or SMTP) only TCP TLS routers may take the hello.
-        self._dispatch(decide(self._table, peeked.meta, postgres=peeked.postgres or peeked.smtp,
-                              challenges=self._host.acme_resolvers))
+    def _reply(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
 
     # -- stage 2: the decision, carried out -----------------------------------------
 
-    def _dispatch(self, decision: Decision) -> None:
-        record = self.record
-        route = decision.route
-        if route is not None:
-            record.router, record.service = route.name, route.service_name
+    def _take(self, decision: Decision) -> None:
         if decision.action is Action.ACME:
             self._answer_acme(decision)
-            return
-        if decision.action is Action.HTTP:
+        elif decision.action is Action.HTTP:
             self._serve_http(decision)
-            return
-        if decision.action is Action.REFUSE:
-            assert decision.reason is not None
-            if decision.reason is CloseReason.REJECTED and route is not None:
-                STATS.rejected(record.entrypoint, route.name, decision.verdicts[-1][0].name)
-            self.close(decision.reason, decision.detail, Side.SWITCHYARD)
-            return
-        assert route is not None and decision.server is not None
-        if route.async_limits:
+        elif decision.route is not None and decision.route.async_limits:
             self._ask_async_limits(decision)
-            return
-        self._forward(decision)
+        else:
+            self._forward(decision)
 
     def _ask_async_limits(self, decision: Decision) -> None:
         """Limits that answer asynchronously (rate limits): hold the client meanwhile."""
@@ -312,28 +160,6 @@ class ClientConnection(asyncio.Protocol):
         self._dial_task = None
         if self.record.reason is None:
             self._forward(decision)
-
-    def _forward(self, decision: Decision) -> None:
-        """Let the middlewares count it, open it on its server, dial."""
-        route, record = decision.route, self.record
-        assert route is not None and decision.server is not None
-        if route.max_duration > 0:
-            self._life = asyncio.get_running_loop().call_later(
-                route.max_duration, self.close, CloseReason.MAX_DURATION,
-                f'open longer than router "{route.name}" allows ({route.max_duration:g}s)',
-                Side.SWITCHYARD)
-        for middleware, _ in decision.verdicts:
-            middleware.enter(self)
-        record.phase = Phase.DIALING
-        self._assign(decision.server)
-        STATS.routed(route.name, route.service_name, record.server)
-        self._connect(decision)
-
-    def _assign(self, server: Server) -> None:
-        """The connection counts as open on `server` until it ends (p2c, leastConn read it)."""
-        self.record.server = server.address
-        server.open += 1
-        self._server = server
 
     def _answer_acme(self, decision: Decision) -> None:
         """TLS-ALPN-01: one handshake with the challenge certificate, then close."""
@@ -466,20 +292,13 @@ class ClientConnection(asyncio.Protocol):
                                      postgres=postgres, smtp=smtp)
                 break
             except DialError as exc:
-                server.outcome(failed=True)
-                log.warning('router "%s": cannot reach server %s: %s', route.name,
-                            server.address, exc)
-                tried.append(server)
-                # Nothing was sent to it: another server can take the connection as well.
-                retry = (route.service.pick(self.record.client_ip, tried)
-                         if len(tried) < server.attempts else None)
+                retry = self._next_server(route, server, str(exc), tried)
                 if retry is None:
                     self._dial_task = None
                     self.close(CloseReason.DIAL_FAILED, f"dial {server.address}: {exc}",
                                Side.SWITCHYARD)
                     return
                 server, transport = retry
-                self._moved(route.service_name, tried[-1], server)
                 relay.forbid_splice_unless(plain=not server.tls)
             except BackendRefused as exc:
                 self._dial_task = None
@@ -489,16 +308,9 @@ class ClientConnection(asyncio.Protocol):
         if self.record.reason is not None:  # the client left meanwhile
             backend.close()
             return
-        if server.failures is not None:  # passive health counts how relayed ones end
-            self.on_close(lambda: server.outcome(failed=_backend_failed(self.record)))
+        self._relayed_on(server)
         self._dialled_transport = transport
         self._relaying(decision)
-
-    def _moved(self, service: str, old: Server, new: Server) -> None:
-        """A retry: the connection now belongs to `new` in the counters and the record."""
-        STATS.moved(service, old.address, new.address)
-        old.open -= 1
-        self._assign(new)
 
     # -- stage 4: relay --------------------------------------------------------------
 
@@ -524,17 +336,6 @@ class ClientConnection(asyncio.Protocol):
         relay.start(b"", client_ready=False)
         tls.start(pending, self._table.read_timeout,
                   "timed out waiting for the client's TLS handshake")
-
-    def _watch_idle(self, timeout: float) -> None:
-        """One timer per quiet stretch, not per read: it looks at the last traffic when due."""
-        wait = self.record.last_activity + timeout - time.monotonic()  # the record's clock
-        if wait <= 0 and self.record.phase is Phase.RELAYING:
-            self._idle = None
-            self.close(CloseReason.IDLE_TIMEOUT, f"no traffic either way for {timeout:g}s",
-                       Side.SWITCHYARD)
-            return
-        self._idle = asyncio.get_running_loop().call_later(max(wait, 0.001), self._watch_idle,
-                                                           timeout)
 
     def _from_client(self, plaintext: bytes) -> None:
         assert self._relay is not None
@@ -594,29 +395,7 @@ class ClientConnection(asyncio.Protocol):
             preamble.local = local
         return local
 
-    def drain(self, timeout: float, detail: str) -> None:
-        """A reload changed its route (onChange): close within `timeout` (0: now)."""
-        if timeout <= 0:
-            self.close(CloseReason.CONFIG_CHANGED, detail, Side.SWITCHYARD)
-        elif self._drain is None and self.record.reason is None:
-            self._drain = asyncio.get_running_loop().call_later(
-                timeout, self.close, CloseReason.CONFIG_CHANGED,
-                f"{detail}; not finished within drainTimeout {timeout:g}s", Side.SWITCHYARD)
-
-    def close(self, reason: CloseReason, detail: str = "", by: Side = Side.SWITCHYARD) -> None:
-        """End the connection on both sides; pending writes are flushed first."""
-        record = self.record
-        if record.reason is not None:
-            return
-        record.finish(reason, detail, by)
-        if detail and reason not in (CloseReason.NORMAL, CloseReason.CLIENT_CLOSED):
-            log.debug("%s:%d %s: %s", record.client_ip, record.client_port, reason.value, detail)
-        if self._deadline is not None or self._peek_timer is not None:
-            self._cancel_deadline()
-        for timer in (self._idle, self._life, self._drain):
-            if timer is not None:
-                timer.cancel()
-        self._idle = self._life = self._drain = None
+    def _release(self) -> None:
         if self._tls is not None:
             self._tls.cancel()
         if self._dial_task is not None:
@@ -630,30 +409,11 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def _finish(self) -> None:
-        """The client socket is gone: release middleware slots, count, log."""
-        if self._finished:
-            return
-        self._finished = True
-        host = self._host
-        host.closed(self)
-        if self._server is not None:
-            self._server.open -= 1
-        callbacks, self._on_close = self._on_close, []
-        for callback in callbacks:
-            callback()
+    def _dropped(self) -> None:
         # Stages refer back to the connection: dropping them lets reference counting free
         # everything now instead of leaving cycles to the garbage collector.
-        self._relay = self._tls = self._delegate = self._server = None
+        self._relay = self._tls = self._delegate = None
         self._on_data = self._on_eof = _closed  # type: ignore[assignment]
-        STATS.finished(self.record)
-        if host.access_log is not None and not self.record.http:  # requests log themselves
-            host.access_log.record(self.record)
-
-
-def _backend_failed(record: ConnectionRecord) -> bool:
-    """A relayed connection counts against its server when the backend reset or cut it."""
-    return record.reason is CloseReason.BACKEND_CLOSED and bool(record.detail)
 
 
 def _ignore(data: bytes) -> None:

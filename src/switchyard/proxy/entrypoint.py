@@ -15,6 +15,7 @@ from switchyard.observability.accesslog import AccessLog
 from switchyard.observability.record import CloseReason, Phase, Side
 from switchyard.observability.stats import STATS
 from switchyard.proxy.connection import ClientConnection
+from switchyard.proxy.lifecycle import LiveConnection
 from switchyard.proxy.decision import ChallengeResponder
 from switchyard.routing.table import RouteList, RoutingTable
 
@@ -93,7 +94,7 @@ class EntryPoint:
         self.port = port
         self.reuse_port = reuse_port
         self.table = RoutingTable(name, RouteList(()), RouteList(()))
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[LiveConnection] = set()
         self.access_log: AccessLog | None = None
         # Answer TLS-ALPN-01 challenges on this entry point.
         self.acme_resolvers: Sequence[ChallengeResponder] = ()
@@ -112,11 +113,16 @@ class EntryPoint:
         incoming = self.proxy_protocol
         return None if incoming is None else incoming.trusts(client_ip)
 
-    def opened(self, conn: ClientConnection) -> None:
+    def opened(self, conn: LiveConnection) -> None:
         self.connections.add(conn)
         STATS.accepted(self.name)
 
-    def closed(self, conn: ClientConnection) -> None:
+    def replaced(self, old: LiveConnection, new: LiveConnection) -> None:
+        """One engine handed a connection it accepted to another: counted once, listed once."""
+        self.connections.discard(old)
+        self.connections.add(new)
+
+    def closed(self, conn: LiveConnection) -> None:
         self.connections.discard(conn)
 
     async def start(self) -> None:
