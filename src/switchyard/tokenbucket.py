@@ -76,18 +76,21 @@ class Limits:
 class MemoryBuckets:
     """The buckets of one in-memory limiter, by source, stalest first."""
 
-    __slots__ = ("buckets", "capacity", "limits")
+    __slots__ = ("buckets", "burst", "capacity", "limits")
 
     def __init__(self, limits: Limits, capacity: int = MAX_SOURCES) -> None:
         self.limits = limits
         self.capacity = capacity
+        # A float like the tokens: Python's arithmetic and comparisons of two floats are its
+        # fast ones, and this runs for every request (or connection) limited.
+        self.burst = float(limits.burst)
         # source -> (tokens, last refill (monotonic s), expiry (whole s)); re-inserted on use,
         # so the dict's order is the order of expiry.
         self.buckets: dict[str, tuple[float, float, int]] = {}
 
     def reserve(self, source: str, now: float) -> float:
         """Take a token for ``source`` at ``now``: the seconds to wait for it (0: none)."""
-        limits, buckets = self.limits, self.buckets
+        limits, buckets, burst = self.limits, self.buckets, self.burst
         second = int(now)
         bucket = buckets.pop(source, None)
         if bucket is None or bucket[2] <= second:
@@ -96,19 +99,18 @@ class MemoryBuckets:
                 if buckets[stalest][2] > second and len(buckets) < self.capacity:
                     break
                 del buckets[stalest]
-            buckets[source] = (limits.burst - 1.0, now, second + limits.ttl)
+            buckets[source] = (burst - 1.0, now, second + limits.ttl)
             return 0.0  # a full bucket (burst is at least 1)
-        # Comparisons rather than min(): this runs for every request (or connection) limited.
         tokens, last, _ = bucket
-        burst, rate = limits.burst, limits.rate
+        rate = limits.rate
         tokens += (now - last if now > last else 0.0) * rate
-        if burst < tokens:
+        if tokens > burst:
             tokens = burst
-        tokens -= 1
-        delay = -tokens / rate if tokens < 0 else 0.0
+        tokens -= 1.0
+        delay = -tokens / rate if tokens < 0.0 else 0.0
         if delay > limits.max_delay:
-            tokens += 1  # refused: the token goes back
-            if burst < tokens:
+            tokens += 1.0  # refused: the token goes back
+            if tokens > burst:
                 tokens = burst
         buckets[source] = (tokens, now, second + limits.ttl)
         return delay

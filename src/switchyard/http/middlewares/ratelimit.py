@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -67,8 +67,7 @@ class RateLimitOptions(TraefikModel):
 class RateLimit:
     """Handler: admits a request when its source's bucket has a token (or will have one soon)."""
 
-    __slots__ = ("buckets", "failing", "handle", "limits", "name", "next", "pending", "redis",
-                 "source")
+    __slots__ = ("buckets", "failing", "limits", "name", "next", "pending", "redis", "source")
 
     def __init__(self, name: str, limits: Limits, source: SourceExtractor,
                  redis: RedisBuckets | None, next_handler: Handler) -> None:
@@ -80,31 +79,23 @@ class RateLimit:
         self.buckets = MemoryBuckets(limits)
         self.pending: set[asyncio.Task[None]] = set()
         self.failing = False
-        # Where the buckets are and whether there is a limit at all never change: the handler
-        # is chosen once, not asked per request.
-        self.handle: Callable[[Exchange], None]
-        if redis is None:
-            self.handle = self._pass if limits.unlimited else self._take_in_memory
-        else:
-            self.handle = self._refuse if limits.unlimited else self._take_in_redis
 
-    def _pass(self, exchange: Exchange) -> None:
-        self.next.handle(exchange)
-
-    def _take_in_memory(self, exchange: Exchange) -> None:
-        delay = self.buckets.reserve(self.source(exchange), monotonic())
-        if delay == 0:  # a token at hand: the common case, without a hop
-            self.next.handle(exchange)
-        else:
-            self._admit(exchange, delay)
-
-    def _refuse(self, exchange: Exchange) -> None:
-        # Traefik's Redis limiter reports no reservation at all when the rate is unlimited,
-        # which its handler answers as a refusal: average 0 with redis refuses everything.
-        http_error(exchange, 429, "No bursty traffic allowed")
-
-    def _take_in_redis(self, exchange: Exchange) -> None:
-        assert self.redis is not None
+    def handle(self, exchange: Exchange) -> None:
+        if self.redis is None:
+            if self.limits.unlimited:
+                self.next.handle(exchange)
+                return
+            delay = self.buckets.reserve(self.source(exchange), monotonic())
+            if delay == 0.0:  # a token at hand: the common case, without a hop
+                self.next.handle(exchange)
+            else:
+                self._admit(exchange, delay)
+            return
+        if self.limits.unlimited:
+            # Traefik's Redis limiter reports no reservation at all when the rate is unlimited,
+            # which its handler answers as a refusal: average 0 with redis refuses everything.
+            http_error(exchange, 429, "No bursty traffic allowed")
+            return
         task = asyncio.get_running_loop().create_task(
             self._ask_redis(exchange, self.redis, self.source(exchange)))
         self.pending.add(task)
