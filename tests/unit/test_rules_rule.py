@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -321,18 +321,25 @@ def test_text_with_lone_surrogates_raises_rule_error() -> None:
 # --- evaluation order ---------------------------------------------------------------------
 
 
-class SpyMeta:
-    """Metadata whose client IP and ALPN must not be looked at."""
-
-    sni = "a.com"
-
-    @property
-    def client_ip(self) -> str:
+# Real ConnMeta fields that fail the test when a matcher looks at them: a stand-in object
+# would do in pure Python, but compiled matchers (setup.py) take only a ConnMeta.
+class UntouchableIP(str):
+    def __hash__(self) -> int:
         raise AssertionError("client_ip was evaluated")
 
-    @property
-    def alpn(self) -> tuple[str, ...]:
+    def __eq__(self, other: object) -> bool:
+        raise AssertionError("client_ip was evaluated")
+
+
+class UntouchableALPN(tuple[str, ...]):
+    def __contains__(self, item: object) -> bool:
         raise AssertionError("alpn was evaluated")
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("alpn was evaluated")
+
+
+SPY_META = ConnMeta("a.com", UntouchableALPN(), UntouchableIP("10.0.0.1"), True)
 
 
 @pytest.mark.parametrize(
@@ -346,7 +353,7 @@ class SpyMeta:
     ],
 )
 def test_evaluation_short_circuits_left_to_right(rule: str, expected: bool) -> None:
-    assert parse_rule(rule).matches(SpyMeta()) is expected  # type: ignore[arg-type]
+    assert parse_rule(rule).matches(SPY_META) is expected
 
 
 # --- catch-all ----------------------------------------------------------------------------

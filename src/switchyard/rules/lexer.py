@@ -62,7 +62,9 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 
-_ILLEGAL = re.compile("[\x00\ufeff\ud800-\udfff]")
+# Escapes for re to read, not characters in the literal: mypyc cannot compile a str
+# constant holding lone surrogates.
+_ILLEGAL = re.compile(r"[\x00\ufeff\ud800-\udfff]")
 
 _ESCAPE = re.compile(
     r"""\\(?:
