@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
     "HELLO",
@@ -29,36 +30,38 @@ class HelloKind(enum.Enum):
     HELLO = "hello"
 
 
-NEED_MORE = HelloKind.NEED_MORE
-NOT_TLS = HelloKind.NOT_TLS
-MALFORMED = HelloKind.MALFORMED
-HELLO = HelloKind.HELLO
+# Final, here and below: a compiled build (setup.py) holds the constants in C instead of
+# looking each one up in the module's dict at every use.
+NEED_MORE: Final = HelloKind.NEED_MORE
+NOT_TLS: Final = HelloKind.NOT_TLS
+MALFORMED: Final = HelloKind.MALFORMED
+HELLO: Final = HelloKind.HELLO
 
 # Go's crypto/tls limits (maxCiphertext, maxHandshake); Traefik closes connections beyond them.
-MAX_RECORD_LENGTH = 16384 + 2048
-MAX_HANDSHAKE_LENGTH = 65536
+MAX_RECORD_LENGTH: Final = 16384 + 2048
+MAX_HANDSHAKE_LENGTH: Final = 65536
 # Go accepts a hello cut into any number of records; a cap keeps one client
 # from making a read walk tens of thousands of 1-byte records. Real clients
 # use one or two; fragmenting tools a handful, at worst one byte per record.
-MAX_RECORDS = 2048
+MAX_RECORDS: Final = 2048
 
-_RECORD_HEADER_LENGTH = 5
-_HANDSHAKE_HEADER_LENGTH = 4
-_CONTENT_TYPE_HANDSHAKE = 0x16
+_RECORD_HEADER_LENGTH: Final = 5
+_HANDSHAKE_HEADER_LENGTH: Final = 4
+_CONTENT_TYPE_HANDSHAKE: Final = 0x16
 # No TLS record type is 0x80, but an SSLv2-compatible hello starts with a two-byte length whose
 # high bit is set and whose value is below 256; Traefik looks at this one byte only.
-_SSLV2_FIRST_BYTE = 0x80
-_HANDSHAKE_TYPE_CLIENT_HELLO = 1
-_MAX_SESSION_ID_LENGTH = 32
+_SSLV2_FIRST_BYTE: Final = 0x80
+_HANDSHAKE_TYPE_CLIENT_HELLO: Final = 1
+_MAX_SESSION_ID_LENGTH: Final = 32
 
-_EXTENSION_SERVER_NAME = 0
-_EXTENSION_ALPN = 16
-_EXTENSION_SUPPORTED_VERSIONS = 43
-_SERVER_NAME_TYPE_HOST_NAME = 0
+_EXTENSION_SERVER_NAME: Final = 0
+_EXTENSION_ALPN: Final = 16
+_EXTENSION_SUPPORTED_VERSIONS: Final = 43
+_SERVER_NAME_TYPE_HOST_NAME: Final = 0
 
 # Go's unicode.IsSpace set, which strings.TrimSpace uses on the SNI; Python's str.strip() would
 # also remove U+001C..U+001F.
-_GO_WHITESPACE = (
+_GO_WHITESPACE: Final = (
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
     "\u200a\u2028\u2029\u202f\u205f\u3000"
 )
@@ -93,9 +96,9 @@ class HelloResult:
     reason: str = ""
 
 
-_NEED_MORE_RESULT = HelloResult(NEED_MORE)
-_NOT_TLS_RESULT = HelloResult(NOT_TLS)
-_SSLV2_RESULT = HelloResult(
+_NEED_MORE_RESULT: Final = HelloResult(NEED_MORE)
+_NOT_TLS_RESULT: Final = HelloResult(NOT_TLS)
+_SSLV2_RESULT: Final = HelloResult(
     HELLO, ClientHello(sni=None, alpn=(), versions=(), sslv2=True, record_bytes=0)
 )
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = ["SSL_REQUEST", "SSL_REQUEST_REPLY", "detect_ssl_request"]
 
 # Int32 message length 8, then the request code 80877103 (1234 << 16 | 5679).
-SSL_REQUEST = bytes.fromhex("0000000804d2162f")
+SSL_REQUEST: Final = bytes.fromhex("0000000804d2162f")
 # The single byte a server that accepts TLS answers before the client's ClientHello.
-SSL_REQUEST_REPLY = b"S"
+SSL_REQUEST_REPLY: Final = b"S"
 
 
 def detect_ssl_request(data: bytes | bytearray | memoryview) -> bool | None:
