@@ -90,6 +90,7 @@ def run(ctx: click.Context, configfile: str | None, workers: int) -> None:
     except OSError as exc:
         raise click.ClickException(f"log.filePath: cannot open {log_cfg.file_path!r}: {exc}") \
             from exc
+    _log_compiled_modules()
     if workers > 1:
         from switchyard.workers import run_workers
 
@@ -103,6 +104,19 @@ def run(ctx: click.Context, configfile: str | None, workers: int) -> None:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from exc
+
+
+def _log_compiled_modules() -> None:
+    from switchyard.compiled import compiled_modules, describe, stale_modules
+
+    log = logging.getLogger("switchyard")
+    if compiled_modules():
+        log.info("switchyard %s, %s", __version__, describe())
+    stale = stale_modules()
+    if stale:
+        log.warning("compiled modules built before their source last changed (the build runs, "
+                    "not the edit): %s; rebuild them (make compiled) or remove them (make pure)",
+                    ", ".join(stale))
 
 
 class _Captured(logging.Handler):
@@ -517,5 +531,7 @@ def demo(base_port: int) -> None:
 
 @main.command()
 def version() -> None:
-    """Print the version."""
-    click.echo(f"switchyard {__version__}")
+    """Print the version, and which modules run compiled (setup.py's optional mypyc build)."""
+    from switchyard.compiled import describe
+
+    click.echo(f"switchyard {__version__} ({describe()})")
