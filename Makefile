@@ -42,3 +42,22 @@ test: install deps
 lint:
 	ruff check src tests
 	mypy src
+
+# Issue #15's optional mypyc build of the hot pure modules that setup.py lists.
+# `compiled` compiles them in place, into src/ (what SWITCHYARD_COMPILE=1 pip install does);
+# `pure` deletes the extensions again. `test-compiled` runs those modules' tests against a
+# build in build/compiled and leaves src/ pure; `compiled-tree` is only that build, for
+# bench/compiled.py.
+.PHONY: compiled pure test-compiled compiled-tree
+compiled:
+	PYTHON=$(PYTHON) .ci/compiled.sh install
+
+pure:
+	find src -name '*.so' -delete
+	rm -rf build/compiled
+
+test-compiled:
+	PYTHON=$(PYTHON) .ci/compiled.sh test
+
+compiled-tree:
+	PYTHON=$(PYTHON) .ci/compiled.sh build
