@@ -1,4 +1,4 @@
-"""Which Switchyard modules this install runs as mypyc-compiled extensions (setup.py builds them)."""
+"""Which Switchyard modules this install runs as mypyc-compiled extensions (see setup.py)."""
 
 from __future__ import annotations
 
