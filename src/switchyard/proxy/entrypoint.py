@@ -15,8 +15,8 @@ from switchyard.observability.accesslog import AccessLog
 from switchyard.observability.record import CloseReason, Phase, Side
 from switchyard.observability.stats import STATS
 from switchyard.proxy.connection import ClientConnection
-from switchyard.proxy.lifecycle import LiveConnection
 from switchyard.proxy.decision import ChallengeResponder
+from switchyard.proxy.lifecycle import LiveConnection
 from switchyard.routing.table import RouteList, RoutingTable
 
 log = logging.getLogger("switchyard.entrypoint")
