@@ -263,14 +263,20 @@ class ClientConnection(Lifecycle, asyncio.Protocol):
                      and not self.record.smtp and not server.tls)
         self._relay = Relay(self.record, client, self.close,
                             termination_delay=transport.termination_delay, plaintext=plaintext)
+        self._start_dial(decision, server, transport, [])
+
+    def _start_dial(self, decision: Decision, server: Server, transport: ServersTransport,
+                    tried: list[Server]) -> None:
+        """Dial `server` (`tried`: the servers that failed before it)."""
         # Held on the connection (which the entry point holds): the loop keeps
         # only weak references to tasks.
-        self._dial_task = asyncio.get_running_loop().create_task(self._dial(decision))
+        self._dial_task = asyncio.get_running_loop().create_task(
+            self._dial(decision, server, transport, tried))
 
-    async def _dial(self, decision: Decision) -> None:
-        relay, server, transport = self._relay, decision.server, decision.transport
-        assert relay is not None and server is not None and transport is not None
-        route = decision.route
+    async def _dial(self, decision: Decision, server: Server, transport: ServersTransport,
+                    tried: list[Server]) -> None:
+        relay, route = self._relay, decision.route
+        assert relay is not None
         assert route is not None
         # ALPN and SSL TLVs wait for the client's handshake, which starts once dialled.
         header = b""
@@ -284,7 +290,6 @@ class ClientConnection(Lifecycle, asyncio.Protocol):
         smtp = None
         if self.record.smtp and self._preamble is not None:
             smtp = SMTPReplay(self._preamble.smtp_helo, starttls=route.tls_context is None)
-        tried: list[Server] = []
         while True:
             try:
                 factory = functools.partial(BackendProtocol, relay, server.tls)
