@@ -57,6 +57,7 @@ _ACCEPTS_PER_EVENT = 64
 # asyncio's flow-control marks: pause_writing above the high one, resume below the low one.
 HIGH_WATER = 64 * 1024
 LOW_WATER = 16 * 1024
+_AFTER_CONNECT = (errno.ECONNRESET, errno.EPIPE)  # connect errors only a connected socket has
 _ACCEPT_BACKOFF = 0.1  # out of descriptors: try again after this long, not in a busy loop
 
 ENGINE = os.environ.get("SWITCHYARD_ENGINE", "fast")
@@ -70,7 +71,7 @@ def available() -> bool:
 class Engine:
     """One epoll for a loop's fast sockets, read as one of the loop's readers."""
 
-    __slots__ = ("__weakref__", "_batch", "_closing", "_epoll", "_lost", "_registered",
+    __slots__ = ("__weakref__", "_after", "_batch", "_closing", "_epoll", "_registered",
                  "buffer", "loop", "view")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -81,7 +82,8 @@ class Engine:
         self.view = memoryview(self.buffer)
         self._batch = False  # handling a poll's events: closes and callbacks wait
         self._closing: list[socket.socket] = []
-        self._lost: list[tuple[Callable[[Exception | None], None], Exception | None]] = []
+        # Calls due once the batch's events are handled (connection_lost, resumed reads).
+        self._after: list[tuple[Callable[[Any], None], Any]] = []
         loop.add_reader(self._epoll.fileno(), self._poll)
 
     def register(self, fd: int, owner: FastTransport | Listener, mask: int = _MASK) -> None:
@@ -109,10 +111,18 @@ class Engine:
                 pass
         if self._batch:
             if lost is not None:
-                self._lost.append((lost, exc))
+                self._after.append((lost, exc))
             self._closing.append(sock)
         else:
             self.loop.call_soon(_end, sock, lost, exc)
+
+    def soon(self, callback: Callable[[Any], None], argument: Any) -> None:
+        """`callback(argument)` after the current call: at the end of the batch, or on the
+        loop's next turn outside one."""
+        if self._batch:
+            self._after.append((callback, argument))
+        else:
+            self.loop.call_soon(callback, argument)
 
     def _poll(self) -> None:
         try:
@@ -131,15 +141,15 @@ class Engine:
                 except Exception as exc:  # a stage's bug ends its connection, not the engine
                     log.exception("unexpected error on a connection")
                     owner.fail(exc)
-            lost = self._lost
-            while lost:
-                self._lost = []
-                for callback, error in lost:
+            after = self._after
+            while after:
+                self._after = []
+                for callback, argument in after:
                     try:
-                        callback(error)
+                        callback(argument)
                     except Exception:
-                        log.exception("unexpected error closing a connection")
-                lost = self._lost
+                        log.exception("unexpected error on a connection")
+                after = self._after
         finally:
             self._batch = False
             closing, self._closing = self._closing, []
@@ -221,6 +231,12 @@ class FastTransport:
         if mask & (_ERR | _HUP):
             code = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or errno.ECONNREFUSED
             self._connecting = None
+            if code in _AFTER_CONNECT:
+                # The server accepted, then reset it before this event was handled: a
+                # dialled connection that the backend ended, not a failed dial to retry.
+                told(self, None)
+                self._fatal(OSError(code, os.strerror(code)))
+                return
             told(self, OSError(code, os.strerror(code)))
         elif mask & _OUT:
             self._connecting = None
@@ -251,7 +267,7 @@ class FastTransport:
 
     def _resume(self, mask: int) -> None:
         if self._reading and not self._lost:
-            self._read(mask | _RDHUP)  # read until the socket says so, not by the size
+            self._read(mask)
 
     def _eof(self) -> None:
         self._reading = False
@@ -261,7 +277,7 @@ class FastTransport:
     # -- asyncio.Transport -------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closing or self._lost or not data:
+        if self._closing or self._want_eof or not data:
             return
         out = self._out
         if not out:
@@ -311,10 +327,12 @@ class FastTransport:
             return
         self._want_eof = True
         if not self._out:
-            self._shutdown()
+            # At the end of the batch: when the other side has finished too, the relay
+            # closes both in the same batch, and a close sends this FIN by itself.
+            self.engine.soon(FastTransport._shutdown, self)
 
     def _shutdown(self) -> None:
-        if not self._eof_sent and not self._lost:
+        if not self._eof_sent and not self._closing:
             self._eof_sent = True
             try:
                 self._sock.shutdown(socket.SHUT_WR)
@@ -370,7 +388,7 @@ class FastTransport:
         self._reading = True
         if self._missed:
             missed, self._missed = self._missed, 0
-            self.engine.loop.call_soon(self._resume, missed)
+            self.engine.soon(self._resume, missed)
 
     def is_reading(self) -> bool:
         return self._reading
