@@ -1,7 +1,7 @@
 # Two entry points for newcomers: `make demo` and `make test`.
 PYTHON ?= python3
 
-.PHONY: install demo demo-tools test deps lint bench
+.PHONY: install demo demo-tools test test-portable deps lint bench
 
 install:
 	$(PYTHON) -m pip install -q -e '.[test]'
@@ -32,12 +32,22 @@ demo: install demo-tools
 RELAY_TESTS = tests/integration/test_proxy_flow.py tests/integration/test_services_lifecycle.py \
 	tests/e2e/test_lifecycle.py
 
-# The relay scenarios run three ways: the default (splice once a stream is busy),
-# splice from the first byte, and the portable path without splice.
+# The whole suite runs on the fast engine (splice once a stream is busy); the relay
+# scenarios again with splice from the first byte, and on the portable engine without
+# splice, with the TLS termination, HTTP entry point and reload scenarios too (the
+# whole suite on it as well is `make test-portable`: it would take CI past its time).
+# Then the compiled modules' tests against a mypyc build, where a compiler is present.
+PORTABLE_TESTS = $(RELAY_TESTS) tests/integration/test_tls_termination.py \
+	tests/integration/test_http_entrypoints.py tests/integration/test_reload.py
 test: install deps
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 	SWITCHYARD_SPLICE=always $(PYTHON) -m pytest -q -p no:cacheprovider $(RELAY_TESTS)
-	SWITCHYARD_SPLICE=0 $(PYTHON) -m pytest -q -p no:cacheprovider $(RELAY_TESTS)
+	SWITCHYARD_ENGINE=portable SWITCHYARD_SPLICE=0 $(PYTHON) -m pytest -q -p no:cacheprovider \
+	  $(PORTABLE_TESTS)
+	PYTHON=$(PYTHON) .ci/compiled.sh test
+
+test-portable: install deps
+	SWITCHYARD_ENGINE=portable $(PYTHON) -m pytest -q -p no:cacheprovider
 
 lint:
 	ruff check src tests
