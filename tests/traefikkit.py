@@ -64,6 +64,28 @@ def traefik(tmp_path: Path, dynamic: str, entrypoints: Sequence[str] = ("web",),
     directory = tmp_path / "traefik"
     directory.mkdir(exist_ok=True)
     (directory / "dynamic.yaml").write_text(dynamic)
+    # Ports are picked free and released, then bound by Traefik: another process may take
+    # one in between. That attempt fails to bind and exits; the next one picks new ports.
+    for attempt in range(3):
+        running = _start(directory, entrypoints, static, log_level)
+        try:
+            _wait_ready(running, _router_names(dynamic), wait_for)
+        except AssertionError:
+            _stop(running.process)
+            if attempt < 2 and "address already in use" in (
+                    running.log.read_text() if running.log.exists() else ""):
+                running.log.unlink()
+                continue
+            raise
+        break
+    try:
+        yield running
+    finally:
+        _stop(running.process)
+
+
+def _start(directory: Path, entrypoints: Sequence[str], static: dict[str, Any] | None,
+           log_level: str) -> RunningTraefik:
     ports = {name: free_port() for name in entrypoints}
     api = free_port()
     log = directory / "traefik.log"
@@ -83,17 +105,16 @@ def traefik(tmp_path: Path, dynamic: str, entrypoints: Sequence[str] = ("web",),
     (directory / "static.yaml").write_text(yaml.safe_dump(config))
     process = subprocess.Popen([TRAEFIK, f"--configFile={directory / 'static.yaml'}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    running = RunningTraefik(ports, api, process, log)
+    return RunningTraefik(ports, api, process, log)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
     try:
-        _wait_ready(running, _router_names(dynamic), wait_for)
-        yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_ready(running: RunningTraefik, routers: set[tuple[str, str]], wait_for: float) -> None:
