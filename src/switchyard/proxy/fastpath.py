@@ -38,6 +38,7 @@ from switchyard.observability.record import CloseReason, Side
 from switchyard.proxy.connection import ClientConnection
 from switchyard.proxy.decision import Decision
 from switchyard.proxy.dial import proxy_header
+from switchyard.proxy.lifecycle import ConnectionHost, Takeover
 from switchyard.proxy.relay import BackendProtocol
 from switchyard.services import Server, ServersTransport
 
@@ -302,9 +303,6 @@ class FastTransport:
             self._writing_paused = True
             self.protocol.pause_writing()
 
-    def writelines(self, chunks: list[bytes]) -> None:
-        self.write(b"".join(chunks))
-
     def _flush(self) -> None:
         out = self._out
         try:
@@ -400,15 +398,6 @@ class FastTransport:
 
     def get_write_buffer_size(self) -> int:
         return len(self._out)
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass  # asyncio's defaults, fixed: nothing here asks for others
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self.protocol = protocol
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self.protocol  # type: ignore[no-any-return]
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         if name == "peername":
@@ -510,7 +499,7 @@ class FastConnection(ClientConnection):
 
     __slots__ = ("_attempt", "_dial_timer", "_dialling")
 
-    def __init__(self, host: Any, takeover: Any = None) -> None:
+    def __init__(self, host: ConnectionHost, takeover: Takeover | None = None) -> None:
         ClientConnection.__init__(self, host, takeover)
         self._dialling: FastTransport | None = None
         self._dial_timer: asyncio.TimerHandle | None = None
