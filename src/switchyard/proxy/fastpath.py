@@ -373,6 +373,7 @@ class FastTransport:
         """Close a socket whose connect never completed: no protocol to tell."""
         self._connecting = None
         self._closing = self._lost = True
+        self.protocol = None
         self.engine.forget(self._fd, self._sock, unregister=False)
 
     def _finalize(self, exc: Exception | None) -> None:
@@ -380,7 +381,13 @@ class FastTransport:
             return
         self._lost = True
         self.engine.forget(self._fd, self._sock, unregister=self._exposed,
-                           lost=self.protocol.connection_lost, exc=exc)
+                           lost=self._tell_lost, exc=exc)
+
+    def _tell_lost(self, exc: Exception | None) -> None:
+        # The protocol holds this transport: letting go of it breaks the cycle, so that
+        # reference counting frees both now rather than the garbage collector later.
+        protocol, self.protocol = self.protocol, None
+        protocol.connection_lost(exc)
 
     def pause_reading(self) -> None:
         self._reading = False

@@ -17,6 +17,7 @@ No socket anywhere: the unit tests feed it bytes, one at a time if they like.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from switchyard.addresses import peer_address
@@ -77,6 +78,7 @@ class Refused:
 
 
 Event = NeedMore | Reply | Addressed | Peeked | Refused
+_Stage = Callable[["Preamble", bytes], Event]
 
 
 class Preamble:
@@ -105,8 +107,11 @@ class Preamble:
         self._greeted = False
         self._starttls = False
         self._closing: Refused | None = None  # said once the last answer is written
-        self._first = self._smtp_dialogue if smtp is not None else self._ssl_request
-        self._step = self._proxy_header if proxy_trusted is not None else self._first
+        # The stages as plain functions, called with the preamble: a bound method kept on
+        # the object would make a cycle, left to the garbage collector once per connection.
+        self._first: _Stage = (Preamble._smtp_dialogue if smtp is not None
+                               else Preamble._ssl_request)
+        self._step: _Stage = Preamble._proxy_header if proxy_trusted is not None else self._first
 
     @property
     def smtp_helo(self) -> str:
@@ -115,13 +120,13 @@ class Preamble:
 
     @property
     def reading_proxy_header(self) -> bool:
-        return self._step == self._proxy_header
+        return self._step is Preamble._proxy_header
 
     @property
     def silent(self) -> bool:
         """Past any PROXY header, the client has sent nothing yet (no SSLRequest either)."""
         return (not self._buffer and not self._postgres and self._smtp is None
-                and self._step != self._proxy_header)
+                and self._step is not Preamble._proxy_header)
 
     @property
     def buffered(self) -> bytes:
@@ -131,11 +136,11 @@ class Preamble:
     def feed(self, data: bytes) -> Event:
         if data:
             self._buffer += data
-        return self._step(data)
+        return self._step(self, data)
 
     def expire(self) -> Event:
         """The read deadline passed. No PROXY header in time counts as no header."""
-        if self._step == self._proxy_header:
+        if self._step is Preamble._proxy_header:
             self._step = self._first
             return ADDRESSED
         return Refused(CloseReason.PEEK_TIMEOUT, "timed out waiting for the client's first bytes")
@@ -184,12 +189,12 @@ class Preamble:
             refusal = Refused(CloseReason.CLIENT_CLOSED if step.close == "the client quit"
                               else CloseReason.MALFORMED, f"SMTP: {step.close}")
             self._closing = refusal
-            self._step = self._closed
+            self._step = Preamble._closed
             return Reply(said) if said else refusal
         if step.starttls:
             self._starttls = True
             self._buffer += step.rest
-            self._step = self._client_hello
+            self._step = Preamble._client_hello
         return Reply(said) if said else NEED_MORE
 
     def _ssl_request(self, data: bytes) -> Event:
@@ -198,7 +203,7 @@ class Preamble:
         found = detect_ssl_request(self._buffer)
         if found is None:
             return NEED_MORE  # a prefix of the SSLRequest: wait, as Traefik does
-        self._step = self._client_hello
+        self._step = Preamble._client_hello
         if not found:
             return self._client_hello(bytes(self._buffer))
         # Postgres STARTTLS: Traefik agrees at once, whatever the route, then reads the hello.
@@ -217,7 +222,7 @@ class Preamble:
         kind = result.kind
         if kind is HelloKind.NEED_MORE:
             return NEED_MORE
-        self._step = self._finished
+        self._step = Preamble._finished
         if kind is HelloKind.MALFORMED:
             return Refused(CloseReason.MALFORMED, f"malformed TLS ClientHello: {result.reason}")
         if kind is HelloKind.HELLO:
