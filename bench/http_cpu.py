@@ -16,6 +16,11 @@ Cases (``--cases``, comma-separated; all by default):
 * ``newconn-tls``    the same over TLS, a full handshake each time (ab does not resume)
 * ``keepalive-chain`` ``keepalive`` through the chain row's ``headers``, ``ipAllowList`` and
   ``rateLimit`` (bench/configs/dynamic-chain.yml; issue #12: at most 15% over ``keepalive``)
+* ``tcp-newconn``    a TCP router (``HostSNI(`*`)`` behind an ``ipAllowList``, as the bench's
+  plain route), a new connection per request (``ab``)
+* ``tcp-keepalive-term`` a TCP router that terminates TLS, keep-alive (``h2load --h1``)
+* ``tcp-newconn-pass`` a TCP router passing TLS through to nginx's HTTPS port, a new connection
+  (and a full handshake) per request (``ab``)
 
 ``--baseline DIR`` runs a second Switchyard from another source tree (its ``src/``), e.g. a
 ``git worktree add /tmp/base HEAD~1``, behind the same backend, and measures both in turn each
@@ -52,7 +57,8 @@ from string import Template
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "bench" / "configs"
 BODY = "x" * 100
-CASES = ("keepalive", "keepalive-tls", "newconn", "newconn-tls", "keepalive-chain")
+CASES = ("keepalive", "keepalive-tls", "newconn", "newconn-tls", "keepalive-chain",
+         "tcp-newconn", "tcp-keepalive-term", "tcp-newconn-pass")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -146,30 +152,61 @@ class Processes:
                     proc.wait()
 
 
-def start_backend(processes: Processes, root: Path, cert: Path, key: Path) -> int:
-    """nginx answering 100 bytes; returns its plain HTTP port."""
-    port = _free_port()
+def start_backend(processes: Processes, root: Path, cert: Path, key: Path) -> tuple[int, int]:
+    """nginx answering 100 bytes; returns its plain HTTP port and its HTTPS port."""
+    port, https_port = _free_port(), _free_port()
     web = root / "nginx"
     web.mkdir()
     conf = web / "nginx.conf"
     conf.write_text(_Placeholders((CONFIGS / "nginx-backend.conf").read_text()).substitute(
-        dir=web, body=BODY, http_port=port, https_port=_free_port(), cert=cert, key=key))
+        dir=web, body=BODY, http_port=port, https_port=https_port, cert=cert, key=key))
     nginx = processes.start(["nginx", "-p", str(web), "-e", str(web / "error.log"),
                              "-c", str(conf)], web)
     _wait_listening(port, nginx, "nginx")
-    return port
+    return port, https_port
 
 
 class Switchyard:
-    """``switchyard run`` from one source tree: a plain and a TLS entry point, one router each."""
+    """``switchyard run`` from one source tree: an entry point per case, one router each."""
 
-    def __init__(self, processes: Processes, root: Path, src: Path, backend_port: int,
+    def __init__(self, processes: Processes, root: Path, src: Path, backends: tuple[int, int],
                  cert: Path, key: Path) -> None:
         root.mkdir()
         self.src = src
+        backend_port, backend_https_port = backends
         self.plain_port, self.tls_port = _free_port(), _free_port()
         self.chain_port = _free_port()
+        self.tcp_port, self.term_port, self.pass_port = _free_port(), _free_port(), _free_port()
         (root / "dynamic.yml").write_text(f"""\
+tcp:
+  routers:
+    tcp-plain:
+      entryPoints: [tcpplain]
+      rule: "HostSNI(`*`)"
+      middlewares: [tcp-loopback-only]
+      service: tcp-backend
+    tcp-term:
+      entryPoints: [tcpterm]
+      rule: "HostSNI(`localhost`)"
+      service: tcp-backend
+      tls: {{}}
+    tcp-pass:
+      entryPoints: [tcppass]
+      rule: "HostSNI(`localhost`)"
+      service: tcp-backend-tls
+      tls:
+        passthrough: true
+  middlewares:
+    tcp-loopback-only:
+      ipAllowList:
+        sourceRange: ["127.0.0.1/32"]
+  services:
+    tcp-backend:
+      loadBalancer:
+        servers: [{{address: "127.0.0.1:{backend_port}"}}]
+    tcp-backend-tls:
+      loadBalancer:
+        servers: [{{address: "127.0.0.1:{backend_https_port}"}}]
 http:
   routers:
     plain:
@@ -215,6 +252,12 @@ entryPoints:
     address: "127.0.0.1:{self.tls_port}"
   chain:
     address: "127.0.0.1:{self.chain_port}"
+  tcpplain:
+    address: "127.0.0.1:{self.tcp_port}"
+  tcpterm:
+    address: "127.0.0.1:{self.term_port}"
+  tcppass:
+    address: "127.0.0.1:{self.pass_port}"
 providers:
   file:
     filename: "{root / 'dynamic.yml'}"
@@ -227,11 +270,12 @@ log:
         self.proc = processes.start(
             [sys.executable, "-m", "switchyard", "run", "-c", str(root / "static.yml")], root,
             env)
-        _wait_listening(self.plain_port, self.proc, f"switchyard from {src}")
-        _wait_listening(self.tls_port, self.proc, f"switchyard from {src}")
+        _wait_listening(self.tcp_port, self.proc, f"switchyard from {src}")
+        _wait_listening(self.pass_port, self.proc, f"switchyard from {src}")
         # The routers come with the file provider, a moment after the ports open.
         deadline = time.monotonic() + 30
-        while _status(f"http://127.0.0.1:{self.plain_port}/") != 200:
+        # (The TCP router's port: a tree from before the HTTP routers has that one too.)
+        while _status(f"http://127.0.0.1:{self.tcp_port}/") != 200:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"switchyard from {src} does not route to the backend")
             time.sleep(0.2)
@@ -241,15 +285,22 @@ log:
             return f"https://localhost:{self.tls_port}/"
         if case.endswith("-chain"):
             return f"http://127.0.0.1:{self.chain_port}/"
+        if case == "tcp-newconn":
+            return f"http://127.0.0.1:{self.tcp_port}/"
+        if case == "tcp-keepalive-term":
+            return f"https://localhost:{self.term_port}/"
+        if case == "tcp-newconn-pass":
+            return f"https://localhost:{self.pass_port}/"
         return f"http://127.0.0.1:{self.plain_port}/"
 
 
 class HAProxy:
     """HAProxy ``mode http`` on one thread, the same two listeners, for a reference figure."""
 
-    def __init__(self, processes: Processes, root: Path, backend_port: int, cert: Path,
+    def __init__(self, processes: Processes, root: Path, backends: tuple[int, int], cert: Path,
                  key: Path) -> None:
         root.mkdir()
+        backend_port = backends[0]
         self.plain_port, self.tls_port = _free_port(), _free_port()
         bundle = root / "bundle.pem"
         bundle.write_bytes(cert.read_bytes() + key.read_bytes())
@@ -289,7 +340,7 @@ backend pool
 
 
 def client_argv(case: str, url: str, requests: int, connections: int) -> list[str]:
-    if case.startswith("keepalive"):
+    if "keepalive" in case:
         return ["h2load", "--h1", "-n", str(requests), "-c", str(connections), "-t", "1", url]
     # ab without -k: HTTP/1.0, one connection per request.
     return ["ab", "-q", "-r", "-n", str(requests), "-c", str(connections), url]
@@ -297,7 +348,7 @@ def client_argv(case: str, url: str, requests: int, connections: int) -> list[st
 
 def _check(case: str, out: str, requests: int) -> None:
     """Raise unless every request got a 2xx (a fast error path would flatter the figure)."""
-    if case.startswith("keepalive"):
+    if "keepalive" in case:
         found = re.search(r"^status codes: (\d+) 2xx", out, re.MULTILINE)
         ok = int(found.group(1)) if found else 0
     else:
@@ -387,13 +438,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.haproxy:
                 targets["haproxy"] = HAProxy(processes, root / "haproxy", backend, cert, key)
             results: dict[tuple[str, str], list[tuple[float, float]]] = {
-                (name, case): [] for name in targets for case in cases}
+                (name, case): [] for name in targets for case in cases
+                # HAProxy here is the HTTP-mode reference: it has no TCP-router cases.
+                if not (name == "haproxy" and case.startswith("tcp-"))}
             for _ in range(args.rounds):
                 for case in cases:  # interleaved, so drift in the machine hits every figure
-                    count = args.requests if case.startswith("keepalive") else args.requests // 3
+                    count = args.requests if "keepalive" in case else args.requests // 3
                     for name, target in targets.items():
-                        results[name, case].append(
-                            measure(target, case, count, args.connections))
+                        if (name, case) in results:
+                            results[name, case].append(
+                                measure(target, case, count, args.connections))
             if {"keepalive", "keepalive-chain"} <= set(cases):
                 for name in targets:
                     if name != "haproxy":  # it serves the chain case without the chain
@@ -403,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for case in cases:
                 medians = {}
                 for name in targets:
+                    if (name, case) not in results:
+                        continue
                     medians[name], text = _summary(results[name, case])
                     print(f"{case:14s} {name:9s} {text}")
                 for other in ("baseline", "haproxy"):
@@ -411,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               f"{medians['this tree'] / medians[other]:7.3f}")
             if args.profile:
                 case = cases[0]
-                count = args.requests if case.startswith("keepalive") else args.requests // 3
+                count = args.requests if "keepalive" in case else args.requests // 3
                 this = targets["this tree"]
                 assert isinstance(this, Switchyard)
                 profile(this, case, args.profile, count * 2, args.connections)
