@@ -4,7 +4,8 @@ decision, dial, relay, or the entry point's HTTP server.
 The stages up to the dial and the end are `lifecycle.Lifecycle`'s; each later stage
 lives in its own module. This class passes the socket's events to the stage that is
 current (`_on_data` / `_on_eof` are the bound handlers of that stage). It serves every
-protocol; the fast engine (`fastpath`) hands it what it does not relay itself.
+protocol; the fast engine's connection (`fastpath.FastConnection`) is a subclass that
+dials plain backends on its own sockets.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from switchyard.proxy.dial import (
     proxy_header,
 )
 from switchyard.proxy.handover import HandedTransport, Writable
-from switchyard.proxy.lifecycle import ConnectionHost, Lifecycle, Takeover
+from switchyard.proxy.lifecycle import ConnectionHost, Lifecycle
 from switchyard.proxy.relay import BackendProtocol, ClientSide, Relay
 from switchyard.proxy.tlslayer import TLSLayer
 from switchyard.services import Server, ServersTransport
@@ -48,10 +49,10 @@ class ClientConnection(Lifecycle, asyncio.Protocol):
 
     # Thousands live at once: slots keep each one small.
     __slots__ = ("_delegate", "_dial_task", "_dialled_transport", "_on_data", "_on_eof",
-                 "_relay", "_takeover", "_tls", "transport")
+                 "_relay", "_tls", "transport")
 
-    def __init__(self, host: ConnectionHost, takeover: Takeover | None = None) -> None:
-        Lifecycle.__init__(self, host, None if takeover is None else takeover.record)
+    def __init__(self, host: ConnectionHost) -> None:
+        Lifecycle.__init__(self, host)
         self.transport: asyncio.Transport | None = None
         self._on_data: Callable[[bytes], None] = self._read_preamble
         self._on_eof: Callable[[], bool] = self._eof_before_routing
@@ -60,25 +61,12 @@ class ClientConnection(Lifecycle, asyncio.Protocol):
         self._dial_task: asyncio.Task[None] | None = None
         self._delegate: asyncio.Protocol | None = None  # who serves it after a handover (HTTP)
         self._dialled_transport: ServersTransport | None = None  # of the server it reached
-        self._takeover = takeover
-        if takeover is not None:
-            self._table, self._preamble = takeover.table, takeover.preamble
-            self._pending = takeover.pending
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transport is not a subclass (no typing.cast: it is a call per connection).
         self.transport = transport  # type: ignore[assignment]
-        takeover = self._takeover
-        if takeover is not None:
-            self._takeover = None
-            self._host.replaced(takeover.previous, self)
-            if takeover.decision is None:
-                self._begin()
-            else:
-                self._dispatch(takeover.decision)
-            return
         record = self.record
         record.client_ip, record.client_port = peer_address(transport.get_extra_info("peername"))
         self._host.opened(self)

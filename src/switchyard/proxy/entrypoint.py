@@ -119,11 +119,6 @@ class EntryPoint:
         self.connections.add(conn)
         STATS.accepted(self.name)
 
-    def replaced(self, old: LiveConnection, new: LiveConnection) -> None:
-        """One engine handed a connection it accepted to another: counted once, listed once."""
-        self.connections.discard(old)
-        self.connections.add(new)
-
     def closed(self, conn: LiveConnection) -> None:
         self.connections.discard(conn)
 

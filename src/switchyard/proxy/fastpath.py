@@ -38,7 +38,7 @@ from switchyard.observability.record import CloseReason, Side
 from switchyard.proxy.connection import ClientConnection
 from switchyard.proxy.decision import Decision
 from switchyard.proxy.dial import proxy_header
-from switchyard.proxy.lifecycle import ConnectionHost, Takeover
+from switchyard.proxy.lifecycle import ConnectionHost
 from switchyard.proxy.relay import BackendProtocol
 from switchyard.services import Server, ServersTransport
 
@@ -152,9 +152,10 @@ class Engine:
                 after = self._after
         finally:
             self._batch = False
-            closing, self._closing = self._closing, []
-            for sock in closing:
-                sock.close()
+            if self._closing:  # no new list for a batch that closed nothing
+                closing, self._closing = self._closing, []
+                for sock in closing:
+                    sock.close()
 
 
 def _end(sock: socket.socket, lost: Callable[[Exception | None], None] | None,
@@ -506,8 +507,8 @@ class FastConnection(ClientConnection):
 
     __slots__ = ("_attempt", "_dial_timer", "_dialling")
 
-    def __init__(self, host: ConnectionHost, takeover: Takeover | None = None) -> None:
-        ClientConnection.__init__(self, host, takeover)
+    def __init__(self, host: ConnectionHost) -> None:
+        ClientConnection.__init__(self, host)
         self._dialling: FastTransport | None = None
         self._dial_timer: asyncio.TimerHandle | None = None
         self._attempt: tuple[Decision, Server, ServersTransport, list[Server], bytes] | None = None

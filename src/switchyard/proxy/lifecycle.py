@@ -6,8 +6,9 @@ middlewares, is opened on a server, and ends in one place, `close`, which
 counts it and writes its access log line. `Lifecycle` holds that part; an
 engine subclasses it and supplies the I/O: the portable one
 (`connection.ClientConnection`, asyncio transports, every protocol) and the
-fast one (`fastpath.FastConnection`, one edge-triggered epoll for plain
-relays, handing anything else to the portable one).
+fast one (`fastpath.FastConnection`, the same stages on sockets of one
+edge-triggered epoll; it dials plain backends itself and leaves the other
+dials to the portable code).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from switchyard.observability.record import CloseReason, ConnectionRecord, Phase, Side
@@ -66,23 +66,7 @@ class ConnectionHost(Protocol):
 
     def proxy_trust(self, client_ip: str) -> bool | None: ...
     def opened(self, conn: LiveConnection) -> None: ...
-    def replaced(self, old: LiveConnection, new: LiveConnection) -> None: ...
     def closed(self, conn: LiveConnection) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Takeover:
-    """A connection one engine accepted and peeked, for another to go on with: its record,
-    the table it was routed with, what it read, and the decision to carry out (None: start
-    from the beginning, nothing read yet). `previous` is who the entry point lists until
-    then."""
-
-    previous: LiveConnection
-    record: ConnectionRecord
-    table: RoutingTable
-    preamble: pre.Preamble | None
-    pending: bytes
-    decision: Decision | None
 
 
 class Lifecycle:
