@@ -8,9 +8,12 @@ load drop out. The counts are the same from run to run, so a change of a few per
 opcodes are not time (a C call costs more than a LOAD_FAST), but the new-connection rows of
 bench/compare.py follow them. ``--baseline DIR`` counts another source tree (its ``src/``) the
 same way, e.g. ``git worktree add /tmp/base 5dcde86`` (the single class before the stages).
+``--tls`` counts TLS passthrough instead: a ``HostSNI(`localhost`)`` passthrough router in
+front of the same backend speaking TLS, the client doing a full handshake per connection.
 
     python bench/conn_opcodes.py                     # opcodes per connection, top functions
     python bench/conn_opcodes.py --baseline /tmp/base --top 30
+    python bench/conn_opcodes.py --tls --baseline /tmp/base
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -63,10 +67,31 @@ class Answer(asyncio.Protocol):
                                  b"Connection: close\\r\\n\\r\\n" + b"x" * 100)
             self.transport.close()
 async def main():
-    server = await asyncio.get_running_loop().create_server(Answer, "127.0.0.1", 0)
+    tls = None
+    if len(sys.argv) > 2:  # a certificate and key: answer over TLS
+        import ssl
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(sys.argv[1], sys.argv[2])
+    server = await asyncio.get_running_loop().create_server(Answer, "127.0.0.1", 0, ssl=tls)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 asyncio.run(main())
+"""
+
+
+PASSTHROUGH = """\
+tcp:
+  routers:
+    passthrough:
+      entryPoints: [web]
+      rule: "HostSNI(`localhost`)"
+      service: backend
+      tls:
+        passthrough: true
+  services:
+    backend:
+      loadBalancer:
+        servers: [{{address: "127.0.0.1:{port}"}}]
 """
 
 
@@ -76,9 +101,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _connect(port: int, count: int) -> None:
+def _connect(port: int, count: int, tls: ssl.SSLContext | None = None) -> None:
     for _ in range(count):
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            conn = raw if tls is None else tls.wrap_socket(raw, server_hostname="localhost")
             conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             answer = b""
             while chunk := conn.recv(65536):
@@ -87,10 +113,12 @@ def _connect(port: int, count: int) -> None:
                 raise RuntimeError(f"unexpected answer through the router: {answer[:80]!r}")
 
 
-def count(src: Path, backend_port: int, connections: int, root: Path) -> dict[str, int]:
-    """Opcodes by function for ``connections`` connections through Switchyard from ``src``."""
+def count(src: Path, backend_port: int, connections: int, root: Path,
+          tls: ssl.SSLContext | None = None) -> dict[str, int]:
+    """Opcodes by function for ``connections`` connections through Switchyard from ``src``
+    (``tls``: the client's context, for TLS passed through to the backend)."""
     port = _free_port()
-    (root / "dynamic.yml").write_text(f"""\
+    (root / "dynamic.yml").write_text(PASSTHROUGH.format(port=backend_port) if tls else f"""\
 tcp:
   routers:
     plain:
@@ -125,13 +153,13 @@ log:
         deadline = time.monotonic() + 60
         while True:  # the router, not only the port: a first exchange must come through
             try:
-                _connect(port, 1)
+                _connect(port, 1, tls)
                 break
             except (OSError, RuntimeError):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"switchyard from {src} does not route") from None
                 time.sleep(0.2)
-        _connect(port, connections)
+        _connect(port, connections, tls)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -143,10 +171,11 @@ log:
     return result
 
 
-def per_connection(src: Path, backend_port: int, connections: int) -> dict[str, float]:
+def per_connection(src: Path, backend_port: int, connections: int,
+                   tls: ssl.SSLContext | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as many:
-        base = count(src, backend_port, 0, Path(one))
-        loaded = count(src, backend_port, connections, Path(many))
+        base = count(src, backend_port, 0, Path(one), tls)
+        loaded = count(src, backend_port, connections, Path(many), tls)
     return {name: (loaded.get(name, 0) - base.get(name, 0)) / connections
             for name in set(base) | set(loaded)}
 
@@ -156,8 +185,19 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=500)
     parser.add_argument("--baseline", type=Path, help="another source tree to count as well")
     parser.add_argument("--top", type=int, default=20, help="functions to list (0: none)")
+    parser.add_argument("--tls", action="store_true",
+                        help="TLS passthrough (HostSNI(`localhost`)) to a TLS backend instead")
     args = parser.parse_args()
-    backend = subprocess.Popen([sys.executable, "-c", BACKEND], stdout=subprocess.PIPE,
+    certs = tempfile.TemporaryDirectory()
+    tls, extra = None, []
+    if args.tls:
+        sys.path.insert(0, str(REPO / "bench"))
+        from http_cpu import _certificate
+
+        cert, key = _certificate(Path(certs.name))
+        extra = [str(cert), str(key)]
+        tls = ssl.create_default_context(cafile=str(cert))
+    backend = subprocess.Popen([sys.executable, "-c", BACKEND, *extra], stdout=subprocess.PIPE,
                                text=True)
     try:
         assert backend.stdout is not None
@@ -167,7 +207,7 @@ def main() -> int:
             trees["baseline"] = args.baseline.resolve() / "src"
         totals = {}
         for name, src in trees.items():
-            counts = per_connection(src, backend_port, args.connections)
+            counts = per_connection(src, backend_port, args.connections, tls)
             totals[name] = sum(value for value in counts.values() if value > 0)
             print(f"{name}: {totals[name]:.0f} opcodes per connection")
             for function, value in sorted(counts.items(), key=lambda kv: -kv[1])[:args.top]:
@@ -178,6 +218,7 @@ def main() -> int:
     finally:
         backend.terminate()
         backend.wait(10)
+        certs.cleanup()
     return 0
 
 
