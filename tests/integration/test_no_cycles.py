@@ -3,8 +3,9 @@
 Objects in a cycle outlive their connection until the cyclic garbage collector runs, and
 each collection walks every live object: a cycle per connection costs CPU on every new
 connection and memory between collections. Reference counting alone must free a plain
-relay, a TLS passthrough and a TLS termination once the connection ends. The collector is
-switched off while the connections run; afterwards it must find nothing of Switchyard's.
+relay, a TLS passthrough and a TLS termination once the connection ends, and so must an HTTP
+router's exchange, over HTTP and HTTPS. The collector is switched off while the connections
+run; afterwards it must find nothing of Switchyard's.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ ENGINES = ["portable", *(["fast"] if fastpath.available() else [])]
 
 @pytest.fixture
 def backend_port(loop_thread: LoopThread) -> Iterator[int]:
-    """Reads what the client sends first, answers ANSWER and closes."""
+    """Reads what the client sends first, answers ANSWER (in an HTTP response to a GET) and
+    closes."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(65536)
+        first = await reader.read(65536)
+        if first.startswith(b"GET "):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(ANSWER))
         writer.write(ANSWER)
         await writer.drain()
         writer.close()
@@ -59,6 +63,26 @@ def _client_hello() -> bytes:
 
 
 def _dynamic(kind: str, port: int, cert: str, key: str) -> str:
+    certificates = f"""
+tls:
+  certificates:
+    - certFile: "{cert}"
+      keyFile: "{key}"
+"""
+    if kind in ("http", "https"):
+        return f"""
+http:
+  routers:
+    only:
+      entryPoints: [ep]
+      rule: "PathPrefix(`/`)"
+      service: backend
+{"      tls: {}" if kind == "https" else ""}
+  services:
+    backend:
+      loadBalancer:
+        servers: [{{url: "http://127.0.0.1:{port}"}}]
+""" + certificates
     rule, tls = {"plain": ("HostSNI(`*`)", ""),
                  "passthrough": ("HostSNI(`localhost`)", "      tls: {passthrough: true}\n"),
                  "termination": ("HostSNI(`localhost`)", "      tls: {}\n")}[kind]
@@ -73,11 +97,7 @@ tcp:
     backend:
       loadBalancer:
         servers: [{{address: "127.0.0.1:{port}"}}]
-tls:
-  certificates:
-    - certFile: "{cert}"
-      keyFile: "{key}"
-"""
+""" + certificates
 
 
 def _garbage_of_switchyard() -> Counter[str]:
@@ -92,7 +112,7 @@ def _garbage_of_switchyard() -> Counter[str]:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("kind", ["plain", "passthrough", "termination"])
+@pytest.mark.parametrize("kind", ["plain", "passthrough", "termination", "http", "https"])
 def test_a_finished_connection_leaves_no_cycle(kind: str, engine: str, loop_thread: LoopThread,
                                                backend_port: int, tmp_path: Path, ca: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,13 +130,19 @@ def test_a_finished_connection_leaves_no_cycle(kind: str, engine: str, loop_thre
     def one() -> None:
         with socket.create_connection(("127.0.0.1", entrypoint.port), timeout=5) as raw:
             sock: socket.socket = raw
-            if kind == "termination":
+            if kind in ("termination", "https"):
                 sock = client_tls.wrap_socket(raw, server_hostname="localhost")
-            sock.sendall(hello if kind == "passthrough" else b"hello")
+            if kind in ("http", "https"):
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            else:
+                sock.sendall(hello if kind == "passthrough" else b"hello")
             received = b""
             while chunk := sock.recv(65536):
                 received += chunk
-            assert received == ANSWER
+            if kind in ("http", "https"):
+                assert received.startswith(b"HTTP/1.1 200 ") and received.endswith(ANSWER)
+            else:
+                assert received == ANSWER
 
     def settle() -> None:
         deadline = time.monotonic() + 5

@@ -52,6 +52,13 @@ class Deadline:
             self._handle.cancel()
             self._handle = None
 
+    def close(self) -> None:
+        """Cancel for good, and let go of the callback: the connection it would call, which
+        holds this deadline, is then freed by reference counting instead of the cyclic
+        garbage collector."""
+        self.cancel()
+        self._expired = _nothing
+
     @property
     def active(self) -> bool:
         return self._when > 0
@@ -67,3 +74,7 @@ class Deadline:
         else:
             self._armed = when
             self._handle = self._loop.call_at(when, self._fire)
+
+
+def _nothing() -> None:
+    pass

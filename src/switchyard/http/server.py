@@ -164,6 +164,16 @@ class HTTPServerConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._client_gone()
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Drop what refers back to this connection (the parser's callbacks, the deadlines'),
+        so that reference counting frees it once it is over, not the cyclic collector."""
+        self._parser = _SPENT_PARSER
+        self._deadline.close()
+        if self._write_deadline is not None:
+            self._write_deadline.close()
+        self._transport = self._gate = None
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -336,9 +346,10 @@ class HTTPServerConnection(asyncio.Protocol):
         transport = self._transport
         pending = bytes(self._upgrade_bytes or b"")
         self._active = None
-        self._deadline.cancel()
+        self._parser = _SPENT_PARSER  # the tunnel has the bytes from here on
+        self._deadline.close()
         if self._write_deadline is not None:
-            self._write_deadline.cancel()
+            self._write_deadline.close()
         self._upgraded = True
         if transport is None or self._lost:
             backend.close()
@@ -522,5 +533,7 @@ class _Refused(Exception):
         self.response = response
 
 
+# What a connection parses with once it is over: no callbacks, so it refers to nobody.
+_SPENT_PARSER = httptools.HttpRequestParser(object())
 _EXPECTATION_FAILED = Responder(417)
 _NO_CONNECT = Responder(405)

@@ -215,6 +215,10 @@ async def connect(loop: asyncio.AbstractEventLoop, protocol: asyncio.Protocol, h
             raise ssl.SSLError(f"backend certificate refused: {problem}")
 
 
+# What a connection parses with once it is over: no callbacks, so it refers to nobody.
+_SPENT_PARSER = httptools.HttpResponseParser(object())
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One connection to a backend; carries one request and its response at a time."""
 
@@ -361,15 +365,20 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._deadline.cancel()
+        self._deadline.close()
         self._pool.forget(self)
-        if self._exchange is None:
-            return
-        if self._started and self._until_close and not self._switching:
-            self._complete(reusable=False)  # the end of the connection is the end of the body
-            return
-        self._broken(Failure(502, "backend closed the connection" if exc is None else str(exc),
-                             retriable=self._reused and not self._got_bytes))
+        try:
+            if self._exchange is None:
+                return
+            if self._started and self._until_close and not self._switching:
+                self._complete(reusable=False)  # the end of the connection is the end of the body
+                return
+            self._broken(Failure(502, "backend closed the connection" if exc is None else str(exc),
+                                 retriable=self._reused and not self._got_bytes))
+        finally:
+            # The parser's callbacks refer back to this connection: without them it is freed
+            # by reference counting, not left to the cyclic collector.
+            self._parser = _SPENT_PARSER
 
     def pause_writing(self) -> None:
         if self._exchange is not None:
