@@ -35,6 +35,9 @@ class LoopThread:
         self.loop = new_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
+        # Routers started on this loop and not stopped yet: `stop` stops them first, so that
+        # their connections end and leave the process-wide statistics as they found them.
+        self.routers: list[Switchyard] = []
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 15) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -47,6 +50,8 @@ class LoopThread:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         try:
+            for app in list(self.routers):
+                stop_router(self, app)
             self.run(cancel_all(), timeout=5)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
@@ -91,10 +96,14 @@ def start_router(loop: LoopThread, tmp_path: Path, dynamic: str,
     assert not [i for i in issues if i.severity == "error"], issues
     app = Switchyard(settings)
     loop.run(app.start())
+    loop.routers.append(app)
     return app
 
 
 def stop_router(loop: LoopThread, app: Switchyard) -> None:
+    if app in loop.routers:
+        loop.routers.remove(app)
+
     async def stop() -> None:
         for entrypoint in app.entrypoints.values():
             entrypoint.stop_accepting()
