@@ -15,7 +15,7 @@ import functools
 import logging
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from switchyard.addresses import peer_address
 from switchyard.http.h2server import PREFACE, H2ServerConnection
@@ -38,6 +38,9 @@ from switchyard.proxy.lifecycle import ConnectionHost, Lifecycle
 from switchyard.proxy.relay import BackendProtocol, ClientSide, Relay
 from switchyard.proxy.tlslayer import TLSLayer
 from switchyard.services import Server, ServersTransport
+
+if TYPE_CHECKING:
+    from switchyard.routing.table import Route
 
 log = logging.getLogger("switchyard.proxy")
 
@@ -285,14 +288,10 @@ class ClientConnection(Lifecycle, asyncio.Protocol):
                                      postgres=postgres, smtp=smtp)
                 break
             except DialError as exc:
-                retry = self._next_server(route, server, str(exc), tried)
+                retry = self._retry_or_fail(route, server, str(exc), tried)
                 if retry is None:
-                    self._dial_task = None
-                    self.close(CloseReason.DIAL_FAILED, f"dial {server.address}: {exc}",
-                               Side.SWITCHYARD)
                     return
                 server, transport = retry
-                relay.forbid_splice_unless(plain=not server.tls)
             except BackendRefused as exc:
                 self._dial_task = None
                 self.close(CloseReason.BACKEND_CLOSED, str(exc), Side.BACKEND)
@@ -304,6 +303,20 @@ class ClientConnection(Lifecycle, asyncio.Protocol):
         self._relayed_on(server)
         self._dialled_transport = transport
         self._relaying(decision)
+
+    def _retry_or_fail(self, route: Route, server: Server, error: str,
+                       tried: list[Server]) -> tuple[Server, ServersTransport] | None:
+        """`server` could not be reached: the server to dial next, or None once the
+        connection is closed for it (either engine's dialler)."""
+        retry = self._next_server(route, server, error, tried)
+        if retry is None:
+            self._dial_task = None  # (a task closing its own connection must not cancel itself)
+            self.close(CloseReason.DIAL_FAILED, f"dial {server.address}: {error}",
+                       Side.SWITCHYARD)
+            return None
+        assert self._relay is not None
+        self._relay.forbid_splice_unless(plain=not retry[0].tls)
+        return retry
 
     # -- stage 4: relay --------------------------------------------------------------
 

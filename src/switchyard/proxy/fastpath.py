@@ -34,7 +34,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from switchyard.observability.record import CloseReason, Side
 from switchyard.proxy.connection import ClientConnection
 from switchyard.proxy.decision import Decision
 from switchyard.proxy.dial import proxy_header
@@ -582,16 +581,10 @@ class FastConnection(ClientConnection):
 
     def _dial_failed(self, decision: Decision, server: Server, transport: ServersTransport,
                      tried: list[Server], error: str) -> None:
-        route, relay = decision.route, self._relay
-        assert route is not None and relay is not None
-        retry = self._next_server(route, server, error, tried)
-        if retry is None:
-            self.close(CloseReason.DIAL_FAILED, f"dial {server.address}: {error}",
-                       Side.SWITCHYARD)
-            return
-        server, transport = retry
-        relay.forbid_splice_unless(plain=not server.tls)
-        self._start_dial(decision, server, transport, tried)
+        assert decision.route is not None
+        retry = self._retry_or_fail(decision.route, server, error, tried)
+        if retry is not None:
+            self._start_dial(decision, retry[0], retry[1], tried)
 
     def _release(self) -> None:
         if self._dial_timer is not None:
