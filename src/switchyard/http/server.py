@@ -343,14 +343,11 @@ class HTTPServerConnection(asyncio.Protocol):
 
     def switch_protocols(self, exchange: Exchange, backend: Endpoint,
                          backend_bytes: bytes) -> None:
-        transport = self._transport
+        transport, gate = self._transport, self._gate
         pending = bytes(self._upgrade_bytes or b"")
         self._active = None
-        self._parser = _SPENT_PARSER  # the tunnel has the bytes from here on
-        self._deadline.close()
-        if self._write_deadline is not None:
-            self._write_deadline.close()
         self._upgraded = True
+        self._let_go()  # the tunnel has the connection from here on
         if transport is None or self._lost:
             backend.close()
             self._record(exchange)
@@ -358,8 +355,8 @@ class HTTPServerConnection(asyncio.Protocol):
         out, self._out = self._out, []
         for data in out:  # the 101 head goes before any relayed byte
             transport.write(data)  # type: ignore[attr-defined]
-        if self._gate is not None:
-            self._gate.resume(PIPELINE)
+        if gate is not None:
+            gate.resume(PIPELINE)
         # Traefik logs an upgraded request when its tunnel closes, with the whole session's time.
         on_close = (lambda: self._record(exchange)) if self._observer else None
         Tunnel(transport, backend, on_close).start(  # type: ignore[arg-type]
