@@ -20,6 +20,7 @@ from switchyard.tls.clienthello import (
     NEED_MORE,
     NOT_TLS,
     ClientHello,
+    ClientHelloReader,
     HelloResult,
     read_client_hello,
 )
@@ -626,3 +627,42 @@ def test_crafted_extensions_with_wrong_lengths_never_raise(
     block = b"".join(extension(kind, body) for kind, body in extensions)
     body = hello_body(with_extensions=False) + max(0, len(block) + delta).to_bytes(2, "big") + block
     assert_well_formed(read_client_hello(record(handshake(body))))
+
+
+def _verdict(result: HelloResult) -> tuple[object, ...]:
+    return result.kind, result.hello, result.reason
+
+
+def _fed_in_two(data: bytes, cut: int) -> HelloResult:
+    reader = ClientHelloReader()
+    first = reader.feed(data[:cut])
+    return first if reader.done else reader.feed(data[cut:])
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_a_hello_read_at_once_gets_the_verdict_it_gets_in_pieces(data: st.DataObject) -> None:
+    # A first read holding the whole first record takes a shortcut past the record-by-record
+    # reader; whatever the bytes, its verdict (reason included) must be the reader's.
+    hello = bytearray(
+        reframe(handshake_of(python_hello()), [data.draw(st.sampled_from([60, 600, 20000]))])
+    )
+    for _ in range(data.draw(st.integers(0, 4))):
+        position = data.draw(st.integers(0, len(hello) - 1))
+        hello[position] = data.draw(st.integers(0, 255))
+    hello += data.draw(st.binary(max_size=20))  # what the client sent after its hello
+    whole = bytes(hello)
+    cut = data.draw(st.integers(1, len(whole) - 1))
+    assert _verdict(ClientHelloReader().feed(whole)) == _verdict(_fed_in_two(whole, cut))
+    assert _verdict(ClientHelloReader().feed(memoryview(whole))) == _verdict(
+        ClientHelloReader().feed(whole))
+
+
+@pytest.mark.parametrize("spill", [1, 2, 3, 4, 5])
+def test_a_hello_whose_last_bytes_are_in_a_second_record_is_reassembled(spill: int) -> None:
+    message = handshake_of(python_hello())
+    data = reframe(message, [len(message) - spill, spill])
+    result = ClientHelloReader().feed(data)
+    assert result.kind is HELLO, result.reason
+    assert result.hello is not None and result.hello.sni == "example.com"
+    assert result.hello.record_bytes == len(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 from typing import Final
 
@@ -58,6 +59,9 @@ _EXTENSION_SERVER_NAME: Final = 0
 _EXTENSION_ALPN: Final = 16
 _EXTENSION_SUPPORTED_VERSIONS: Final = 43
 _SERVER_NAME_TYPE_HOST_NAME: Final = 0
+_READ_EXTENSIONS: Final = frozenset(
+    (_EXTENSION_SERVER_NAME, _EXTENSION_ALPN, _EXTENSION_SUPPORTED_VERSIONS))
+_EXTENSION_HEADER: Final = struct.Struct(">HH")  # type, length
 
 # Go's unicode.IsSpace set, which strings.TrimSpace uses on the SNI; Python's str.strip() would
 # also remove U+001C..U+001F.
@@ -150,6 +154,11 @@ class ClientHelloReader:
                 self._result = _NOT_TLS_RESULT
                 return _NOT_TLS_RESULT
         try:
+            if self._consumed == 0:
+                whole = _whole_hello(data)
+                if whole is not None:
+                    self._result = whole
+                    return whole
             result = self._take(memoryview(data))
         except _Malformed as exc:
             result = HelloResult(MALFORMED, reason=str(exc))
@@ -218,6 +227,28 @@ class ClientHelloReader:
         return HelloResult(HELLO, hello)
 
 
+def _whole_hello(data: bytes | bytearray | memoryview) -> HelloResult | None:
+    """The verdict when the first read holds a valid first record that carries the whole
+    ClientHello, as nearly every client sends it; None for anything else, which the record
+    by record reader then judges (with the same verdict for these bytes, only slower)."""
+    size = len(data)
+    if size < _RECORD_HEADER_LENGTH + _HANDSHAKE_HEADER_LENGTH or data[1] != 3:
+        return None
+    length = data[3] << 8 | data[4]
+    record_bytes = _RECORD_HEADER_LENGTH + length
+    if not 0 < length <= MAX_RECORD_LENGTH or size < record_bytes:
+        return None
+    if data[5] != _HANDSHAKE_TYPE_CLIENT_HELLO:
+        return None
+    end = _RECORD_HEADER_LENGTH + _HANDSHAKE_HEADER_LENGTH + (
+        data[6] << 16 | data[7] << 8 | data[8])
+    if end > record_bytes:
+        return None  # the hello goes on in further records
+    buf = data if isinstance(data, bytes) else bytes(data)
+    return HelloResult(HELLO, _parse_client_hello_body(
+        buf, _RECORD_HEADER_LENGTH + _HANDSHAKE_HEADER_LENGTH, end, record_bytes))
+
+
 def read_client_hello(data: bytes | bytearray | memoryview) -> HelloResult:
     """Classify the first bytes of a connection and, once complete, read its ClientHello.
 
@@ -228,145 +259,122 @@ def read_client_hello(data: bytes | bytearray | memoryview) -> HelloResult:
     return ClientHelloReader().feed(data)
 
 
-class _Cursor:
-    """Bounds-checked reader over ``buf[pos:end]``; running past ``end`` is MALFORMED."""
-
-    __slots__ = ("buf", "end", "pos")
-
-    def __init__(self, buf: bytes, pos: int, end: int) -> None:
-        self.buf = buf
-        self.pos = pos
-        self.end = end
-
-    def at_end(self) -> bool:
-        return self.pos >= self.end
-
-    def u8(self, what: str) -> int:
-        if self.pos + 1 > self.end:
-            raise _Malformed(f"ClientHello truncated in {what}")
-        value = self.buf[self.pos]
-        self.pos += 1
-        return value
-
-    def u16(self, what: str) -> int:
-        pos = self.pos
-        if pos + 2 > self.end:
-            raise _Malformed(f"ClientHello truncated in {what}")
-        self.pos = pos + 2
-        return self.buf[pos] << 8 | self.buf[pos + 1]
-
-    def skip(self, count: int, what: str) -> None:
-        if self.pos + count > self.end:
-            raise _Malformed(f"ClientHello truncated in {what}")
-        self.pos += count
-
-    def vector(self, length_bytes: int, what: str) -> _Cursor:
-        """Consume a length-prefixed block and return a cursor confined to it."""
-        length = self.u8(what) if length_bytes == 1 else self.u16(what)
-        start = self.pos
-        if start + length > self.end:
-            raise _Malformed(f"{what} length {length} overruns its enclosing block")
-        self.pos = start + length
-        return _Cursor(self.buf, start, start + length)
-
-    def remaining(self) -> bytes:
-        return self.buf[self.pos : self.end]
+def _truncated(what: str) -> _Malformed:
+    return _Malformed(f"ClientHello truncated in {what}")
 
 
+def _vector(buf: bytes, pos: int, end: int, length_bytes: int, what: str) -> tuple[int, int]:
+    """The bounds (start, end) of the length-prefixed block at ``pos``, inside ``end``."""
+    start = pos + length_bytes
+    if start > end:
+        raise _truncated(what)
+    length = buf[pos] if length_bytes == 1 else buf[pos] << 8 | buf[pos + 1]
+    if start + length > end:
+        raise _Malformed(f"{what} length {length} overruns its enclosing block")
+    return start, start + length
+
+
+# The parser works on offsets into one bytes object, with the bounds checks inline: it runs on
+# every TLS connection, and a cursor object per block cost more than the parsing itself.
 def _parse_client_hello_body(buf: bytes, start: int, end: int, record_bytes: int) -> ClientHello:
-    body = _Cursor(buf, start, end)
-    legacy_version = body.u16("legacy version")
-    body.skip(32, "random")
-    session_id = body.vector(1, "session id")
-    if session_id.end - session_id.pos > _MAX_SESSION_ID_LENGTH:
+    if start + 2 > end:
+        raise _truncated("legacy version")
+    legacy_version = buf[start] << 8 | buf[start + 1]
+    pos = start + 34
+    if pos > end:
+        raise _truncated("random")
+    session_start, pos = _vector(buf, pos, end, 1, "session id")
+    if pos - session_start > _MAX_SESSION_ID_LENGTH:
         raise _Malformed(f"session id longer than {_MAX_SESSION_ID_LENGTH} bytes")
-    cipher_suites = body.vector(2, "cipher suites")
-    suites_length = cipher_suites.end - cipher_suites.pos
+    suites_start, pos = _vector(buf, pos, end, 2, "cipher suites")
+    suites_length = pos - suites_start
     if suites_length == 0 or suites_length % 2:
         raise _Malformed(f"cipher suites length {suites_length} is not a positive even number")
-    if body.vector(1, "compression methods").at_end():
+    methods_start, pos = _vector(buf, pos, end, 1, "compression methods")
+    if methods_start == pos:
         raise _Malformed("no compression methods")
 
     sni: str | None = None
     alpn: tuple[str, ...] = ()
     versions: tuple[int, ...] = (legacy_version,)
-    if body.at_end():  # extensions are optional in a ClientHello
-        return ClientHello(sni, alpn, versions, sslv2=False, record_bytes=record_bytes)
-    extensions = body.vector(2, "extensions")
-    if not body.at_end():
+    if pos >= end:  # extensions are optional in a ClientHello
+        return ClientHello(sni, alpn, versions, False, record_bytes)
+    pos, extensions_end = _vector(buf, pos, end, 2, "extensions")
+    if extensions_end < end:
         raise _Malformed("bytes after the extensions block")
-    # Extension headers are walked inline: most extensions are skipped, and this loop runs on
-    # every TLS connection.
     seen: set[int] = set()
-    pos, extensions_end = extensions.pos, extensions.end
+    header = _EXTENSION_HEADER.unpack_from
     while pos < extensions_end:
         if pos + 4 > extensions_end:
             raise _Malformed("ClientHello truncated in an extension header")
-        extension_type = buf[pos] << 8 | buf[pos + 1]
+        extension_type, size = header(buf, pos)
         data_start = pos + 4
-        pos = data_start + (buf[pos + 2] << 8 | buf[pos + 3])
+        pos = data_start + size
         if pos > extensions_end:
             raise _Malformed(f"extension {extension_type} overruns the extensions block")
         if extension_type in seen:
             raise _Malformed(f"extension {extension_type} appears twice")
         seen.add(extension_type)
+        if extension_type not in _READ_EXTENSIONS:
+            continue  # most of them
         if extension_type == _EXTENSION_SERVER_NAME:
-            sni = _read_server_name(_Cursor(buf, data_start, pos))
+            sni = _read_server_name(buf, data_start, pos)
         elif extension_type == _EXTENSION_ALPN:
-            alpn = _read_alpn(_Cursor(buf, data_start, pos))
-        elif extension_type == _EXTENSION_SUPPORTED_VERSIONS:
-            versions = _read_supported_versions(_Cursor(buf, data_start, pos))
-    return ClientHello(sni, alpn, versions, sslv2=False, record_bytes=record_bytes)
+            alpn = _read_alpn(buf, data_start, pos)
+        else:
+            versions = _read_supported_versions(buf, data_start, pos)
+    return ClientHello(sni, alpn, versions, False, record_bytes)
 
 
-def _read_server_name(extension: _Cursor) -> str | None:
+def _read_server_name(buf: bytes, start: int, end: int) -> str | None:
     # RFC 6066 section 3, with Go's strictness: a non-empty list, non-empty names, one host_name.
-    names = extension.vector(2, "server name list")
-    _expect_end(extension, "server_name")
-    if names.at_end():
+    pos, names_end = _vector(buf, start, end, 2, "server name list")
+    _expect_end(names_end, end, "server_name")
+    if pos >= names_end:
         raise _Malformed("empty server name list")
     host: bytes | None = None
-    while not names.at_end():
-        name_type = names.u8("server name type")
-        name = names.vector(2, "server name")
-        if name.at_end():
+    while pos < names_end:
+        if pos + 1 > names_end:
+            raise _truncated("server name type")
+        name_type = buf[pos]
+        name_start, pos = _vector(buf, pos + 1, names_end, 2, "server name")
+        if name_start >= pos:
             raise _Malformed("empty server name")
         if name_type != _SERVER_NAME_TYPE_HOST_NAME:
             continue
         if host is not None:
             raise _Malformed("more than one host_name in server_name")
-        host = name.remaining()
+        host = buf[name_start:pos]
     if host is None:
         return None
     return host.decode("utf-8", "surrogateescape").strip(_GO_WHITESPACE).lower() or None
 
 
-def _read_alpn(extension: _Cursor) -> tuple[str, ...]:
+def _read_alpn(buf: bytes, start: int, end: int) -> tuple[str, ...]:
     # RFC 7301 section 3.1: a non-empty list of non-empty protocol names.
-    protocols = extension.vector(2, "ALPN protocol list")
-    _expect_end(extension, "ALPN")
-    if protocols.at_end():
+    pos, protocols_end = _vector(buf, start, end, 2, "ALPN protocol list")
+    _expect_end(protocols_end, end, "ALPN")
+    if pos >= protocols_end:
         raise _Malformed("empty ALPN protocol list")
     offered: list[str] = []
-    while not protocols.at_end():
-        name = protocols.vector(1, "ALPN protocol")
-        if name.at_end():
+    while pos < protocols_end:
+        name_start, pos = _vector(buf, pos, protocols_end, 1, "ALPN protocol")
+        if name_start >= pos:
             raise _Malformed("empty ALPN protocol name")
-        offered.append(name.remaining().decode("utf-8", "surrogateescape"))
+        offered.append(buf[name_start:pos].decode("utf-8", "surrogateescape"))
     return tuple(offered)
 
 
-def _read_supported_versions(extension: _Cursor) -> tuple[int, ...]:
+def _read_supported_versions(buf: bytes, start: int, end: int) -> tuple[int, ...]:
     # RFC 8446 section 4.2.1: a non-empty list of two-byte versions.
-    listed = extension.vector(1, "supported versions")
-    _expect_end(extension, "supported_versions")
-    length = listed.end - listed.pos
+    pos, listed_end = _vector(buf, start, end, 1, "supported versions")
+    _expect_end(listed_end, end, "supported_versions")
+    length = listed_end - pos
     if length == 0 or length % 2:
         raise _Malformed(f"supported versions length {length} is not a positive even number")
-    raw = listed.remaining()
-    return tuple(raw[i] << 8 | raw[i + 1] for i in range(0, length, 2))
+    return tuple(buf[i] << 8 | buf[i + 1] for i in range(pos, listed_end, 2))
 
 
-def _expect_end(extension: _Cursor, name: str) -> None:
-    if not extension.at_end():
+def _expect_end(block_end: int, end: int, name: str) -> None:
+    if block_end < end:
         raise _Malformed(f"trailing bytes in the {name} extension")
