@@ -64,6 +64,7 @@ class Host:
     def __init__(self, table: RoutingTable) -> None:
         self.name = "ep"
         self.table = table
+        self.loop = asyncio.get_running_loop()
         self.access_log = None
         self.acme_resolvers: Sequence[ChallengeResponder] = ()
 

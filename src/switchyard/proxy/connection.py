@@ -157,7 +157,7 @@ class ClientConnection(Lifecycle, asyncio.Protocol):
         assert decision.acme_context is not None and self.transport is not None
         self.record.phase = Phase.ACME_CHALLENGE
         tls = self._tls = TLSLayer(
-            self.transport, decision.acme_context, on_plaintext=_ignore,
+            self.transport, decision.acme_context, loop=self._host.loop, on_plaintext=_ignore,
             on_ready=lambda: self.close(CloseReason.NORMAL,
                                         "answered an ACME TLS-ALPN-01 challenge", Side.SWITCHYARD),
             on_peer_closed=_nothing,
@@ -180,7 +180,8 @@ class ClientConnection(Lifecycle, asyncio.Protocol):
             return
         assert https.tls_context is not None
         tls = self._tls = TLSLayer(
-            self.transport, https.tls_context, on_plaintext=self._plaintext_to_delegate,
+            self.transport, https.tls_context, loop=self._host.loop,
+            on_plaintext=self._plaintext_to_delegate,
             on_ready=self._https_ready, on_peer_closed=self._close_notify_to_delegate,
             on_error=lambda detail: self.close(CloseReason.TLS_ERROR, detail, Side.SWITCHYARD))
         self._on_data = tls.receive
@@ -246,13 +247,13 @@ class ClientConnection(Lifecycle, asyncio.Protocol):
         client: ClientSide = self.transport
         if route.tls_context is not None:
             client = self._tls = TLSLayer(
-                self.transport, route.tls_context, on_plaintext=self._from_client,
-                on_ready=self._handshake_done, on_peer_closed=self._client_sent_close_notify,
+                self.transport, route.tls_context, loop=self._host.loop,
+                on_plaintext=self._from_client, on_ready=self._handshake_done, on_peer_closed=self._client_sent_close_notify,
                 on_error=lambda detail: self.close(CloseReason.TLS_ERROR, detail,
                                                    Side.SWITCHYARD))
         plaintext = (route.tls_context is None and not self.record.postgres
                      and not self.record.smtp and not server.tls)
-        self._relay = Relay(self.record, client, self.close,
+        self._relay = Relay(self.record, client, self.close, loop=self._host.loop,
                             termination_delay=transport.termination_delay, plaintext=plaintext)
         self._start_dial(decision, server, transport, [])
 

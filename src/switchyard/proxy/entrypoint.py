@@ -88,6 +88,8 @@ class IncomingProxyProtocol:
 class EntryPoint:
     """Accepts connections and hands each one the routing table current at accept time."""
 
+    loop: asyncio.AbstractEventLoop  # set by start, before the first connection
+
     def __init__(self, name: str, host: str, port: int, *, reuse_port: bool = False,
                  proxy_protocol: IncomingProxyProtocol | None = None) -> None:
         self.name = name
@@ -125,7 +127,7 @@ class EntryPoint:
     async def start(self) -> None:
         sock = open_listener(self.host, self.port, reuse_port=self.reuse_port)
         self.port = sock.getsockname()[1]
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         # partial, not a lambda: one Python call less per accepted connection.
         if fastpath.available():
             self._server = fastpath.serve(sock, functools.partial(fastpath.FastConnection, self))

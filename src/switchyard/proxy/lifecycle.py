@@ -58,6 +58,10 @@ class ConnectionHost(Protocol):
     @property
     def name(self) -> str: ...
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop it accepts on: asked once per timer, where asyncio.get_running_loop()
+        would cost a getpid system call on Python 3.11."""
+    @property
     def table(self) -> RoutingTable: ...
     @property
     def access_log(self) -> AccessLog | None: ...
@@ -153,7 +157,7 @@ class Lifecycle:
     def _arm_deadline(self) -> None:
         timeout = self._table.read_timeout
         if timeout > 0:
-            self._deadline = asyncio.get_running_loop().call_later(timeout, self._expired)
+            self._deadline = self._host.loop.call_later(timeout, self._expired)
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:
@@ -166,7 +170,7 @@ class Lifecycle:
     def _arm_peek_timeout(self) -> None:
         timeout = self._table.peek_timeout
         if timeout > 0 and self._table.plain:
-            self._peek_timer = asyncio.get_running_loop().call_later(timeout, self._peek_expired)
+            self._peek_timer = self._host.loop.call_later(timeout, self._peek_expired)
 
     def _peek_expired(self) -> None:
         """Silent so far: a server-first protocol (MySQL, SMTP) waits for the backend to speak."""
@@ -265,7 +269,7 @@ class Lifecycle:
         route, record = decision.route, self.record
         assert route is not None and decision.server is not None
         if route.max_duration > 0:
-            self._life = asyncio.get_running_loop().call_later(
+            self._life = self._host.loop.call_later(
                 route.max_duration, self.close, CloseReason.MAX_DURATION,
                 f'open longer than router "{route.name}" allows ({route.max_duration:g}s)',
                 Side.SWITCHYARD)
@@ -317,7 +321,7 @@ class Lifecycle:
             self.close(CloseReason.IDLE_TIMEOUT, f"no traffic either way for {timeout:g}s",
                        Side.SWITCHYARD)
             return
-        self._idle = asyncio.get_running_loop().call_later(max(wait, 0.001), self._watch_idle,
+        self._idle = self._host.loop.call_later(max(wait, 0.001), self._watch_idle,
                                                            timeout)
 
     def drain(self, timeout: float, detail: str) -> None:
@@ -325,7 +329,7 @@ class Lifecycle:
         if timeout <= 0:
             self.close(CloseReason.CONFIG_CHANGED, detail, Side.SWITCHYARD)
         elif self._drain is None and self.record.reason is None:
-            self._drain = asyncio.get_running_loop().call_later(
+            self._drain = self._host.loop.call_later(
                 timeout, self.close, CloseReason.CONFIG_CHANGED,
                 f"{detail}; not finished within drainTimeout {timeout:g}s", Side.SWITCHYARD)
 

@@ -55,12 +55,14 @@ class Relay:
     """Relays one connection; `close` ends it (the connection owns the client socket)."""
 
     __slots__ = ("_backend", "_backend_eof", "_backend_lost", "_backend_paused", "_client",
-                 "_client_eof", "_close", "_delay", "_delay_timer", "_held", "_ready", "_record",
-                 "_splice", "_splice_at", "_started", "spliced")
+                 "_client_eof", "_close", "_delay", "_delay_timer", "_held", "_loop", "_ready",
+                 "_record", "_splice", "_splice_at", "_started", "spliced")
 
     def __init__(self, record: ConnectionRecord, client: ClientSide, close: Closer, *,
-                 termination_delay: float, plaintext: bool) -> None:
+                 loop: asyncio.AbstractEventLoop, termination_delay: float,
+                 plaintext: bool) -> None:
         self._record = record
+        self._loop = loop
         self._client = client
         self._close = close
         self._delay = termination_delay  # negative: never force-close after a half-close
@@ -201,7 +203,7 @@ class Relay:
             self._close(CloseReason.NORMAL, "", side)
             return
         if self._delay >= 0 and self._delay_timer is None:
-            self._delay_timer = asyncio.get_running_loop().call_later(
+            self._delay_timer = self._loop.call_later(
                 self._delay, self._close, CloseReason.TERMINATION_DELAY,
                 f"the other side did not finish within {self._delay:g}s of a half-close",
                 Side.SWITCHYARD)
@@ -273,7 +275,7 @@ class Relay:
         if client.get_write_buffer_size() or backend.get_write_buffer_size():
             # Bytes still queued in user space must reach the kernel first, or
             # splice would overtake them.
-            asyncio.get_running_loop().call_later(_DRAIN_POLL, self._finish_splice_upgrade)
+            self._loop.call_later(_DRAIN_POLL, self._finish_splice_upgrade)
             return
         client_transport = cast(asyncio.Transport, client)
         client_sock, backend_sock = detach_socket(client_transport), detach_socket(backend)

@@ -18,13 +18,15 @@ from switchyard.tls.terminator import TLSTerminator
 class TLSLayer:
     """One client's TLS session over its transport, with its own handshake deadline."""
 
-    __slots__ = ("_on_error", "_on_peer_closed", "_on_plaintext", "_on_ready", "_peer_closed",
-                 "_timer", "_tls", "_transport", "closing")
+    __slots__ = ("_loop", "_on_error", "_on_peer_closed", "_on_plaintext", "_on_ready",
+                 "_peer_closed", "_timer", "_tls", "_transport", "closing")
 
     def __init__(self, transport: asyncio.Transport, context: ssl.SSLContext, *,
-                 on_plaintext: Callable[[bytes], None], on_ready: Callable[[], None],
-                 on_peer_closed: Callable[[], None], on_error: Callable[[str], None]) -> None:
+                 loop: asyncio.AbstractEventLoop, on_plaintext: Callable[[bytes], None],
+                 on_ready: Callable[[], None], on_peer_closed: Callable[[], None],
+                 on_error: Callable[[str], None]) -> None:
         self._transport = transport
+        self._loop = loop
         self._tls = TLSTerminator(context)
         self._on_plaintext = on_plaintext
         self._on_ready = on_ready
@@ -57,7 +59,7 @@ class TLSLayer:
     def start(self, first: bytes, timeout: float, timeout_detail: str) -> None:
         """Begin with the bytes already read; fail with `timeout_detail` if not done in time."""
         if timeout > 0:
-            self._timer = asyncio.get_running_loop().call_later(
+            self._timer = self._loop.call_later(
                 timeout, self._on_error, timeout_detail)
         self.receive(first)
 
