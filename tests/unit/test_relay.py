@@ -196,7 +196,8 @@ def test_tls_layer_terminates_and_carries_plaintext_both_ways(
         wire = FakeTransport()
         seen: list[bytes] = []
         events: list[str] = []
-        layer = TLSLayer(wire, server_context, loop=asyncio.get_running_loop(), on_plaintext=seen.append,  # type: ignore[arg-type]
+        layer = TLSLayer(wire, server_context,  # type: ignore[arg-type]
+                         loop=asyncio.get_running_loop(), on_plaintext=seen.append,
                          on_ready=lambda: events.append("ready"),
                          on_peer_closed=lambda: events.append("peer closed"),
                          on_error=lambda detail: events.append(detail))
@@ -238,7 +239,8 @@ def test_tls_layer_reports_a_failed_handshake(
         server_context, _ = contexts
         wire = FakeTransport()
         errors: list[str] = []
-        layer = TLSLayer(wire, server_context, loop=asyncio.get_running_loop(), on_plaintext=lambda d: None,  # type: ignore[arg-type]
+        layer = TLSLayer(wire, server_context,  # type: ignore[arg-type]
+                         loop=asyncio.get_running_loop(), on_plaintext=lambda d: None,
                          on_ready=lambda: None, on_peer_closed=lambda: None,
                          on_error=errors.append)
         layer.start(b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00", 5.0, "too slow")
@@ -250,7 +252,8 @@ def test_tls_layer_handshake_deadline(contexts: tuple[ssl.SSLContext, ssl.SSLCon
     async def scenario() -> None:
         wire = FakeTransport()
         errors: list[str] = []
-        layer = TLSLayer(wire, contexts[0], loop=asyncio.get_running_loop(), on_plaintext=lambda d: None,  # type: ignore[arg-type]
+        layer = TLSLayer(wire, contexts[0],  # type: ignore[arg-type]
+                         loop=asyncio.get_running_loop(), on_plaintext=lambda d: None,
                          on_ready=lambda: None, on_peer_closed=lambda: None,
                          on_error=errors.append)
         layer.start(b"", 0.02, "timed out waiting for the client's TLS handshake")

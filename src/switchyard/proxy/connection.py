@@ -248,7 +248,8 @@ class ClientConnection(Lifecycle, asyncio.Protocol):
         if route.tls_context is not None:
             client = self._tls = TLSLayer(
                 self.transport, route.tls_context, loop=self._host.loop,
-                on_plaintext=self._from_client, on_ready=self._handshake_done, on_peer_closed=self._client_sent_close_notify,
+                on_plaintext=self._from_client, on_ready=self._handshake_done,
+                on_peer_closed=self._client_sent_close_notify,
                 on_error=lambda detail: self.close(CloseReason.TLS_ERROR, detail,
                                                    Side.SWITCHYARD))
         plaintext = (route.tls_context is None and not self.record.postgres
