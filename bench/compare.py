@@ -7,11 +7,13 @@ proxies within each repetition, and reports medians: throughput, latency, and
 the proxy's own CPU time and peak RSS, with ratios paired per repetition. TCP
 rows go through HAProxy `mode tcp`, nginx `stream` and TCP routers; HTTP rows
 through HAProxy `mode http`, nginx `proxy_pass` and HTTP routers; the
-middleware chain row through Traefik's and Switchyard's HTTP routers only. The
-tables go to stdout and into docs/performance.md between marker comments.
-Configs: bench/configs/.
+middleware chain row through Traefik's and Switchyard's HTTP routers only. After
+the workloads, each proxy holds 1,000 idle keep-alive connections on its plain TCP
+route for a moment, for its resident memory per idle connection. The tables go to
+stdout and into docs/performance.md between marker comments. Configs: bench/configs/.
 
     python bench/compare.py [--quick] [--reps N] [--seconds S] [--only WORKLOAD] [--no-doc]
+                            [--idle-connections N]
 
 Installs haproxy, nginx, its stream module, iperf3, wrk, curl and (for the HTTP/2
 row) h2load with apt-get when missing (as root), and Traefik with
@@ -24,13 +26,16 @@ import argparse
 import atexit
 import ctypes
 import datetime
+import errno
 import functools
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import re
 import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -66,6 +71,11 @@ H2_STREAMS = 10
 # The header the chain's `headers` middleware adds; the backend echoes it as X-Bench-Seen,
 # so the smoke test sees that the middleware ran.
 CHAIN_HEADER = "chain"
+# Resident memory per idle connection: this many client connections held open at once on
+# the route of this workload (a plain TCP relay to the backend), each after one request.
+IDLE_CONNECTIONS = 1000  # --idle-connections
+IDLE_WORKLOAD = "http-keepalive"
+FD_MARGIN = 64  # descriptors a process needs besides the idle connections' sockets
 
 PROXIES: tuple[str, ...] = ("haproxy", "nginx", "traefik", "switchyard")
 ROUTERS: tuple[str, ...] = ("traefik", "switchyard")  # the two that read Traefik's configuration
@@ -429,6 +439,9 @@ class Bench:
     targets: dict[str, Target] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # workload key -> why n/a
     rest_rss_mb: dict[str, float] = field(default_factory=dict)  # before any load
+    idle_connections: int = 0  # how many idle connections each proxy held (0: not measured)
+    idle_rss_kib: dict[str, float] = field(default_factory=dict)  # RSS per idle connection
+    idle_failed: dict[str, str] = field(default_factory=dict)  # proxy -> why it has no figure
 
     def workdir(self, name: str) -> Path:
         directory = self.root / name
@@ -581,6 +594,61 @@ class Bench:
             if target.proc is not None and target.proc.poll() is None:
                 self.rest_rss_mb[target.name] = ProcessMeter(target.proc.pid).memory_mb("VmRSS")
 
+    def measure_idle(self, requested: int, settle: float) -> None:
+        """Each running proxy's resident memory per idle connection, one proxy at a time.
+
+        The connections go through the route of the HTTP keep-alive row, which every proxy
+        relays as plain TCP, so each one also holds a connection to the backend nginx.
+        """
+        workload = BY_KEY[IDLE_WORKLOAD]
+        names = [name for name in PROXIES if (target := self.targets.get(name)) is not None
+                 and target.proc is not None and target.proc.poll() is None
+                 and serves(target, workload)]
+        if not names:
+            return
+        count, note = fit_idle_count(requested, self.idle_caps(names))
+        if note:
+            print(note, file=sys.stderr)
+        if count < 1:
+            return
+        self.idle_connections = count
+        for name in names:
+            target = self.targets[name]
+            assert target.proc is not None
+            try:
+                kib = idle_cost_kib(target.proc.pid, target.ports[workload.route], count)
+            except (OSError, RuntimeError) as exc:
+                self.idle_failed[name] = str(exc)
+                print(f"  idle connections via {name}: failed: {exc}", file=sys.stderr)
+            else:
+                self.idle_rss_kib[name] = kib
+                print(f"  idle connections       {name:<10} {kib:6.1f} KiB each "
+                      f"({count:,} held open)", file=sys.stderr)
+            time.sleep(settle)  # the closed connections' teardown, before the next proxy
+
+    def idle_caps(self, names: Sequence[str]) -> dict[str, int]:
+        """How many idle connections each party in the measurement can hold at once."""
+        caps = {"this script's open-file limit": open_files_limit() - FD_MARGIN}
+        backend = self.fleet.processes.get("backend-nginx")
+        if backend is not None:
+            caps["the backend nginx's open-file limit"] = (open_files_limit(backend[0].pid)
+                                                           - FD_MARGIN)
+        if (connections := config_number("nginx-backend.conf", "worker_connections")) is not None:
+            caps["the backend nginx's worker_connections"] = connections - FD_MARGIN
+        for name in names:
+            proc = self.targets[name].proc
+            assert proc is not None
+            # A proxy holds two sockets per connection: the client's and the backend's.
+            caps[f"{LABELS[name]}'s open-file limit"] = (open_files_limit(proc.pid)
+                                                         - FD_MARGIN) // 2
+        if "haproxy" in names and (maxconn := config_number("haproxy.cfg", "maxconn")):
+            caps["HAProxy's maxconn"] = maxconn - FD_MARGIN
+        if "nginx" in names and (connections := config_number("nginx-proxy.conf",
+                                                              "worker_connections")):
+            # nginx counts the connections to the backend among its worker_connections.
+            caps["nginx's worker_connections"] = (connections - FD_MARGIN) // 2
+        return caps
+
 
 def serves(target: Target, workload: Workload) -> bool:
     return (workload.route in target.ports and target.offers(workload.route)
@@ -719,6 +787,191 @@ def measure(workload: Workload, target: Target, seconds: int) -> Run:
     if meter:
         run.cpu_seconds, run.peak_rss_mb = meter.stop()
     return run
+
+
+# --- idle connections --------------------------------------------------------------------
+
+
+def open_files_limit(pid: int | None = None) -> int:
+    """The soft RLIMIT_NOFILE of a process (this one when no pid is given).
+
+    No limit for a process that is gone: its measurement fails on its own, and must not
+    cost the run the figures of the others.
+    """
+    if pid is None:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return sys.maxsize if soft == resource.RLIM_INFINITY else soft
+    try:
+        limits = Path(f"/proc/{pid}/limits").read_text()
+    except OSError:
+        return sys.maxsize
+    found = re.search(r"^Max open files\s+(\S+)", limits, re.MULTILINE)
+    return int(found.group(1)) if found and found.group(1).isdigit() else sys.maxsize
+
+
+def config_number(template: str, directive: str) -> int | None:
+    """The smallest value a config template gives a numeric directive, if it sets it."""
+    values = re.findall(rf"^\s*{directive}\s+(\d+)", (CONFIGS / template).read_text(),
+                        re.MULTILINE)
+    return min(map(int, values)) if values else None
+
+
+def fit_idle_count(requested: int, caps: dict[str, int]) -> tuple[int, str]:
+    """The number of idle connections to hold: the one asked for, unless a limit is lower.
+
+    The same number for every proxy, so their figures stay comparable; the note says
+    which limit lowered it.
+    """
+    if not caps:
+        return requested, ""
+    limiting = min(caps, key=caps.__getitem__)
+    allowed = max(0, caps[limiting])
+    if requested <= allowed:
+        return requested, ""
+    return allowed, (f"--idle-connections {requested}: {limiting} leaves room for {allowed}; "
+                     + (f"holding {allowed}" if allowed else "skipping the measurement"))
+
+
+def keepalive_response_done(data: bytes) -> bool:
+    """Whether `data` is one whole keep-alive response carrying the backend's body.
+
+    False while more is to come; raises when it is some other response, or one that
+    ends the connection.
+    """
+    head, blank, body = data.partition(b"\r\n\r\n")
+    if not blank:
+        if len(data) > 16384:
+            raise RuntimeError(f"no end of the response head in {len(data)} bytes")
+        return False
+    status, *lines = head.decode("latin-1").split("\r\n")
+    if not status.startswith("HTTP/1.1 200"):
+        raise RuntimeError(f"unexpected response {data[:60]!r}")
+    fields: dict[str, str] = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip().lower()
+    if "close" in fields.get("connection", ""):
+        raise RuntimeError("the response says Connection: close")
+    length = fields.get("content-length", "")
+    if not length.isdigit():
+        raise RuntimeError(f"a response without Content-Length: {head[:120]!r}")
+    if len(body) < int(length):
+        return False
+    if body != BODY.encode():
+        raise RuntimeError(f"unexpected body {body[:60]!r}")
+    return True
+
+
+@dataclass
+class _Exchange:
+    """One idle connection being set up: what is left to send, what has come back."""
+
+    unsent: bytes
+    received: bytes = b""
+
+
+def hold_idle(port: int, count: int, timeout: float = 20.0,
+              in_flight: int = 100) -> list[socket.socket]:
+    """`count` connections to 127.0.0.1:port, each after one keep-alive request and its
+    whole response, returned open and idle (the caller closes them).
+
+    Non-blocking, with at most `in_flight` being set up at a time, fewer than any of the
+    proxies' listen backlogs, so none of them drops a SYN and makes us wait a second for
+    the retry. Any failure closes every socket and raises.
+    """
+    request = f"GET / HTTP/1.1\r\nHost: {SNI_HOST}\r\n\r\n".encode()
+    selector = selectors.DefaultSelector()
+    held: list[socket.socket] = []
+    started = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while len(held) < count:
+            while started < count and len(selector.get_map()) < in_flight:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                status = sock.connect_ex(("127.0.0.1", port))
+                if status not in (0, errno.EINPROGRESS):
+                    sock.close()
+                    raise OSError(status, f"connect: {os.strerror(status)}")
+                selector.register(sock, selectors.EVENT_WRITE, _Exchange(request))
+                started += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"only {len(held)} of {count} connections answered "
+                                   f"within {timeout:.0f} s")
+            for key, events in selector.select(min(left, 1.0)):
+                sock, exchange = key.fileobj, key.data
+                assert isinstance(sock, socket.socket)
+                if events & selectors.EVENT_WRITE:
+                    if status := sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                        raise OSError(status, f"connect: {os.strerror(status)}")
+                    exchange.unsent = exchange.unsent[sock.send(exchange.unsent):]
+                    if not exchange.unsent:
+                        selector.modify(sock, selectors.EVENT_READ, exchange)
+                    continue
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError("a connection closed before its response was complete")
+                exchange.received += chunk
+                if keepalive_response_done(exchange.received):
+                    selector.unregister(sock)
+                    held.append(sock)
+    except BaseException:
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        for sock in held:
+            sock.close()
+        raise
+    finally:
+        selector.close()
+    return held
+
+
+def count_idle(socks: Iterable[socket.socket]) -> int:
+    """How many of the connections are still open with nothing to read."""
+    idle = 0
+    for sock in socks:
+        try:
+            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # b"": closed; bytes: not idle
+        except BlockingIOError:
+            idle += 1
+        except OSError:
+            pass  # reset by the peer
+    return idle
+
+
+def idle_cost_kib(pid: int, port: int, count: int, pause: float = 0.3) -> float:
+    """The growth of a process tree's VmRSS per connection while `count` idle connections
+    through `port` are held open, in KiB; the connections are closed before it returns."""
+    meter = ProcessMeter(pid)
+    before = meter.memory_mb("VmRSS")
+    held = hold_idle(port, count)
+    try:
+        time.sleep(pause)  # the proxy's last writes and bookkeeping for the newest ones
+        during = meter.memory_mb("VmRSS")
+        idle = count_idle(held)
+    finally:
+        for sock in held:
+            sock.close()
+    if idle < count:
+        raise RuntimeError(f"{count - idle} of {count} connections did not stay open and idle")
+    cost = (during - before) * 1024 / count
+    if not math.isfinite(cost):
+        raise RuntimeError(f"no VmRSS for pid {pid} or one of its children")
+    return cost
+
+
+def idle_sentence(kib: dict[str, float], failed: dict[str, str], count: int) -> str:
+    """The report's figure per idle connection, one per proxy measured (or why not)."""
+    cells = [f"{LABELS[name]} {kib[name]:.1f} KiB" if name in kib
+             else f"{LABELS[name]} n/a ({failed[name]})"
+             for name in PROXIES if name in kib or name in failed]
+    if not cells:
+        return ""
+    return (f"Per idle connection ({count:,} held open at once through the plain TCP route, "
+            "each idle after one HTTP/1.1 keep-alive request and relayed to a backend "
+            "connection of its own; VmRSS with them open minus VmRSS just before): "
+            + ", ".join(cells) + ".")
 
 
 # --- report ------------------------------------------------------------------------------
@@ -922,10 +1175,16 @@ class Report:
         lines += [("Proxy CPU per unit of work (user + system time of the proxy process, per "
                    "GB moved on bulk rows, per request otherwise) and peak RSS; HAProxy and "
                    "nginx in their TCP or HTTP role as the row says:"), "", *self.cpu_table()]
+        memory = []
         if rest := self.bench.rest_rss_mb:
-            lines += ["", "Resident memory at rest (started, one request per route): " + ", ".join(
+            memory.append("Resident memory at rest (started, one request per route): " + ", ".join(
                 f"{ANY_LABELS[name]} {rest[name]:.0f} MB" for name in PROXIES if name in rest)
-                + "."]
+                + ".")
+        if idle := idle_sentence(self.bench.idle_rss_kib, self.bench.idle_failed,
+                                 self.bench.idle_connections):
+            memory.append(idle)
+        if memory:
+            lines += ["", " ".join(memory)]
         if latency := self.latency_table():
             lines += ["", (f"Latency, p50 / p99 in ms (wrk --latency, {CONNECTIONS} connections; "
                            "h2load reports no percentiles):"), "", *latency]
@@ -987,6 +1246,8 @@ def save_raw(results: Results, args: argparse.Namespace, bench: Bench) -> Path:
         "runs": [{"workload": w, "path": p, **asdict(run)}
                  for (w, p), runs in results.items() for run in runs],
         "unavailable": bench.unavailable, "rest_rss_mb": bench.rest_rss_mb,
+        "idle_connections": bench.idle_connections, "idle_rss_kib": bench.idle_rss_kib,
+        "idle_failed": bench.idle_failed,
         "paths": {name: {"broken": t.broken, "missing": t.missing}
                   for name, t in bench.targets.items()},
     }, indent=1))
@@ -1066,6 +1327,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="one more column: the Switchyard of another source tree (its src/, "
                         "e.g. a `git worktree` of the commit before a change), in the same run")
+    parser.add_argument("--idle-connections", type=int, default=IDLE_CONNECTIONS, metavar="N",
+                        help="after the workloads, hold N idle keep-alive connections open "
+                        "through each proxy's plain TCP route and report its resident memory "
+                        f"per connection (default {IDLE_CONNECTIONS}; 0: skip)")
     args = parser.parse_args(argv)
     global SWITCHYARD_WORKERS, BASELINE_SRC, PROXIES, ROUTERS, TARGETS
     SWITCHYARD_WORKERS = max(1, args.switchyard_workers)
@@ -1080,6 +1345,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.seconds = args.seconds or (1 if args.quick else 8)
     if args.reps < 1 or args.seconds < 1:
         parser.error("--reps and --seconds must be at least 1")
+    if args.idle_connections < 0:
+        parser.error("--idle-connections must be 0 (skip) or more")
     return args
 
 
@@ -1110,6 +1377,10 @@ def main() -> None:
         print(f"{count} runs per repetition x {args.reps} of {args.seconds} s: "
               f"about {minutes:.1f} minutes", file=sys.stderr)
         results = benchmark(bench, workloads, args.reps, args.seconds, settle)
+        # After the workloads, not before: the memory the proxies take for 1,000 connections
+        # (and may keep once they are gone) stays out of the runs' peak RSS.
+        if args.idle_connections:
+            bench.measure_idle(args.idle_connections, max(settle, 0.5))
     finally:
         fleet.stop_all()
         shutil.rmtree(root, ignore_errors=True)
