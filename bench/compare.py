@@ -7,7 +7,7 @@ proxies within each repetition, and reports medians: throughput, latency, and
 the proxy's own CPU time and peak RSS, with ratios paired per repetition. TCP
 rows go through HAProxy `mode tcp`, nginx `stream` and TCP routers; HTTP rows
 through HAProxy `mode http`, nginx `proxy_pass` and HTTP routers; the
-middleware chain row through Traefik's and Switchyard's HTTP routers only. After
+middleware chain row through Traefik's and Switchyard's HTTP routers only. Before
 the workloads, each proxy holds 1,000 idle keep-alive connections on its plain TCP
 route for a moment, for its resident memory per idle connection. The tables go to
 stdout and into docs/performance.md between marker comments. Configs: bench/configs/.
@@ -1328,7 +1328,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="one more column: the Switchyard of another source tree (its src/, "
                         "e.g. a `git worktree` of the commit before a change), in the same run")
     parser.add_argument("--idle-connections", type=int, default=IDLE_CONNECTIONS, metavar="N",
-                        help="after the workloads, hold N idle keep-alive connections open "
+                        help="before the workloads, hold N idle keep-alive connections open "
                         "through each proxy's plain TCP route and report its resident memory "
                         f"per connection (default {IDLE_CONNECTIONS}; 0: skip)")
     args = parser.parse_args(argv)
@@ -1376,11 +1376,13 @@ def main() -> None:
         minutes = args.reps * count * (args.seconds + settle + 0.3) / 60
         print(f"{count} runs per repetition x {args.reps} of {args.seconds} s: "
               f"about {minutes:.1f} minutes", file=sys.stderr)
-        results = benchmark(bench, workloads, args.reps, args.seconds, settle)
-        # After the workloads, not before: the memory the proxies take for 1,000 connections
-        # (and may keep once they are gone) stays out of the runs' peak RSS.
+        # Before the workloads, from rest: after them every allocator holds memory the
+        # 50-connection runs freed, and 1,000 idle connections fit in it (the run of
+        # 2026-12-03 18:36 read 0.1 KiB per connection for Switchyard, 0.2 for HAProxy). The
+        # price: a run's peak RSS may include what the allocators kept from these.
         if args.idle_connections:
             bench.measure_idle(args.idle_connections, max(settle, 0.5))
+        results = benchmark(bench, workloads, args.reps, args.seconds, settle)
     finally:
         fleet.stop_all()
         shutil.rmtree(root, ignore_errors=True)
