@@ -1258,13 +1258,19 @@ def save_raw(results: Results, args: argparse.Namespace, bench: Bench) -> Path:
 
 
 def order_of(paths: Sequence[str], rep: int) -> list[str]:
-    """Direct first, then the proxies, a different one first each repetition.
+    """Direct first, then the proxies, a different one first each repetition, and every
+    other repetition in the opposite direction.
 
-    So none always gets a cold start, or always follows the same neighbour.
+    So none always gets a cold start, and no two run in the same order every time: on a
+    machine whose speed drifts during a run, the one that always ran second (the baseline
+    after Switchyard, before this) would be favoured in every pairing.
     """
     proxies = [p for p in paths if p != "direct"]
     shift = rep % len(proxies)
-    return ["direct"] * ("direct" in paths) + proxies[shift:] + proxies[:shift]
+    rotated = proxies[shift:] + proxies[:shift]
+    if rep % 2:
+        rotated = rotated[:1] + rotated[:0:-1]
+    return ["direct"] * ("direct" in paths) + rotated
 
 
 def benchmark(bench: Bench, workloads: Sequence[Workload], reps: int, seconds: int,

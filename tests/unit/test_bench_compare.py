@@ -112,6 +112,21 @@ def test_each_repetition_starts_with_another_proxy_and_direct_stays_first() -> N
     assert compare.order_of(compare.ROUTERS, 1) == ["switchyard", "traefik"]
 
 
+def test_any_two_proxies_run_in_both_orders_over_the_default_repetitions() -> None:
+    # A pure rotation kept every neighbour in the same order: with the speed of the
+    # machine drifting up during a run, the baseline (always right after Switchyard) won.
+    paths = (*compare.TARGETS, "baseline")
+    proxies = [p for p in paths if p != "direct"]
+
+    def first_in(a: str, b: str, reps: int) -> int:
+        return sum(order.index(a) < order.index(b)
+                   for order in (compare.order_of(paths, rep) for rep in range(reps)))
+
+    pairs = [(a, b) for a in proxies for b in proxies if a < b]
+    assert all(0 < first_in(a, b, 3) < 3 for a, b in pairs)
+    assert all(first_in(a, b, 2 * len(proxies)) == len(proxies) for a, b in pairs)
+
+
 def test_every_row_runs_on_its_own_and_the_chain_brings_its_baseline() -> None:
     assert [w.key for w in compare.selected(["http-keepalive"])] == ["http-keepalive"]
     assert [w.key for w in compare.selected(["chain-keepalive"])] == [
