@@ -36,7 +36,8 @@ class DialError(Exception):
 
 
 class BackendRefused(Exception):
-    """The server answered, but not as the connection needs (a Postgres `N` to STARTTLS)."""
+    """The server answered, but not as the connection needs (a Postgres `N` to STARTTLS), or
+    reset the connection as soon as it had accepted it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,10 @@ async def dial(server: Server, transport: ServersTransport,
         if exc.args != (_DIAL_TIMEOUT,) or task.uncancel():
             raise  # cancelled from outside (too)
         raise DialError(f"timed out after {transport.dial_timeout:g}s") from None
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        # Connected, then reset by the server before the loop read the connect's result: a
+        # connection the backend ended, as the fast engine counts it, not a dial to retry.
+        raise BackendRefused(f"backend connection lost: {exc}") from None
     except (OSError, ValueError) as exc:
         raise DialError(str(exc) or type(exc).__name__) from None
     finally:
