@@ -18,9 +18,12 @@ Cases (``--cases``, comma-separated; all by default):
   ``rateLimit`` (bench/configs/dynamic-chain.yml; issue #12: at most 15% over ``keepalive``)
 * ``tcp-newconn``    a TCP router (``HostSNI(`*`)`` behind an ``ipAllowList``, as the bench's
   plain route), a new connection per request (``ab``)
+* ``tcp-keepalive``  the same router, keep-alive (``h2load --h1``): the relay's cost per
+  request and response, with no accept or dial in it
 * ``tcp-keepalive-term`` a TCP router that terminates TLS, keep-alive (``h2load --h1``)
 * ``tcp-newconn-pass`` a TCP router passing TLS through to nginx's HTTPS port, a new connection
   (and a full handshake) per request (``ab``)
+* ``tcp-keepalive-pass`` the same router, keep-alive: TLS records relayed as they come
 
 ``--baseline DIR`` runs a second Switchyard from another source tree (its ``src/``), e.g. a
 ``git worktree add /tmp/base HEAD~1``, behind the same backend, and measures both in turn each
@@ -58,7 +61,8 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "bench" / "configs"
 BODY = "x" * 100
 CASES = ("keepalive", "keepalive-tls", "newconn", "newconn-tls", "keepalive-chain",
-         "tcp-newconn", "tcp-keepalive-term", "tcp-newconn-pass")
+         "tcp-newconn", "tcp-keepalive", "tcp-keepalive-term", "tcp-newconn-pass",
+         "tcp-keepalive-pass")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -285,11 +289,11 @@ log:
             return f"https://localhost:{self.tls_port}/"
         if case.endswith("-chain"):
             return f"http://127.0.0.1:{self.chain_port}/"
-        if case == "tcp-newconn":
+        if case in ("tcp-newconn", "tcp-keepalive"):
             return f"http://127.0.0.1:{self.tcp_port}/"
         if case == "tcp-keepalive-term":
             return f"https://localhost:{self.term_port}/"
-        if case == "tcp-newconn-pass":
+        if case in ("tcp-newconn-pass", "tcp-keepalive-pass"):
             return f"https://localhost:{self.pass_port}/"
         return f"http://127.0.0.1:{self.plain_port}/"
 

@@ -34,11 +34,12 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from switchyard.observability.record import CloseReason, Side
 from switchyard.proxy.connection import ClientConnection
 from switchyard.proxy.decision import Decision
 from switchyard.proxy.dial import proxy_header
 from switchyard.proxy.lifecycle import ConnectionHost
-from switchyard.proxy.relay import BackendProtocol
+from switchyard.proxy.relay import BackendProtocol, Relay
 from switchyard.services import Server, ServersTransport
 
 log = logging.getLogger("switchyard.proxy")
@@ -62,6 +63,11 @@ _AFTER_CONNECT = (errno.ECONNRESET, errno.EPIPE)  # connect errors only a connec
 _ACCEPT_BACKOFF = 0.1  # out of descriptors: try again after this long, not in a busy loop
 
 ENGINE = os.environ.get("SWITCHYARD_ENGINE", "fast")
+# A plain relay moves from this engine to uvloop's transports once its client has sent this
+# many times (0: never). Each read and write here is a few Python calls where uvloop's are C:
+# a connection that carries many requests is cheaper there, once the move (two transports
+# made, about what a new connection costs the portable engine) has paid for itself.
+MOVE_AFTER = int(os.environ.get("SWITCHYARD_MOVE_AFTER", "32"))
 
 
 def available() -> bool:
@@ -73,10 +79,12 @@ class Engine:
     """One epoll for a loop's fast sockets, read as one of the loop's readers."""
 
     __slots__ = ("__weakref__", "_after", "_batch", "_closing", "_epoll", "_registered",
-                 "loop")
+                 "loop", "move_after")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        # Only uvloop's transports are C: the standard loop's would cost more per read.
+        self.move_after = MOVE_AFTER if type(loop).__module__.startswith("uvloop") else 0
         self._epoll = select.epoll()
         self._registered: dict[int, FastTransport | Listener] = {}
         self._batch = False  # handling a poll's events: closes and callbacks wait
@@ -114,6 +122,14 @@ class Engine:
             self._closing.append(sock)
         else:
             self.loop.call_soon(_end, sock, lost, exc)
+
+    def release(self, fd: int) -> None:
+        """Stop delivering `fd`'s events and let go of it, open: its socket moves elsewhere."""
+        self._registered.pop(fd, None)
+        try:
+            self._epoll.unregister(fd)
+        except OSError:
+            pass
 
     def soon(self, callback: Callable[[Any], None], argument: Any) -> None:
         """`callback(argument)` after the current call: at the end of the batch, or on the
@@ -369,6 +385,20 @@ class FastTransport:
         self._out.clear()
         self._finalize(exc)
 
+    def movable(self) -> bool:
+        """Connected, reading, nothing queued, no FIN asked for: `hand_over` loses nothing."""
+        return (self._reading and not self._out and not self._closing and not self._lost
+                and not self._want_eof and self._connecting is None and not self._missed)
+
+    def hand_over(self) -> socket.socket:
+        """Let go of the socket, open, for another transport; this one ends silently (no
+        connection_lost). Only when `movable`."""
+        self._closing = self._lost = True
+        self._reading = False
+        self.protocol = None
+        self.engine.release(self._fd)
+        return self._sock
+
     def discard(self) -> None:
         """Close a socket whose connect never completed: no protocol to tell."""
         self._connecting = None
@@ -502,15 +532,23 @@ def _family(host: str) -> int | None:
 
 
 class FastConnection(ClientConnection):
-    """A client connection whose plain backends are dialled on the engine."""
+    """A client connection whose plain backends are dialled on the engine.
 
-    __slots__ = ("_attempt", "_dial_timer", "_dialling")
+    A plain relay that stays busy moves to the loop's transports (`MOVE_AFTER`): both
+    sockets leave the engine open, the backend's transport is made first, and backend
+    bytes that come before the client's is made are held by the relay.
+    """
+
+    __slots__ = ("_attempt", "_dial_timer", "_dialling", "_moving_backend", "_moving_client")
 
     def __init__(self, host: ConnectionHost) -> None:
         ClientConnection.__init__(self, host)
         self._dialling: FastTransport | None = None
         self._dial_timer: asyncio.TimerHandle | None = None
         self._attempt: tuple[Decision, Server, ServersTransport, list[Server], bytes] | None = None
+        # Sockets between the engine and the loop's transports, until one of those owns them.
+        self._moving_client: socket.socket | None = None
+        self._moving_backend: socket.socket | None = None
 
     def _start_dial(self, decision: Decision, server: Server, transport: ServersTransport,
                     tried: list[Server]) -> None:
@@ -567,6 +605,66 @@ class FastConnection(ClientConnection):
         self._relayed_on(server)
         self._dialled_transport = transport
         self._relaying(decision)
+        if backend.engine.move_after > 0 and self._tls is None and self.record.reason is None:
+            relay.when_busy(backend.engine.move_after, self._busy)
+
+    # -- moving a busy relay to the loop's transports ---------------------------------------
+
+    def _busy(self) -> None:
+        # Told from inside a read: the move waits until the engine's batch is handled.
+        assert isinstance(self.transport, FastTransport)
+        self.transport.engine.soon(FastConnection._move, self)
+
+    def _move(self) -> None:
+        relay, client = self._relay, self.transport
+        if relay is None or self.record.reason is not None or not isinstance(
+                client, FastTransport):
+            return
+        backend = relay.backend
+        if not (relay.settled and isinstance(backend, FastTransport) and client.movable()
+                and backend.movable()):
+            relay.when_busy(client.engine.move_after, self._busy)  # flow control: later
+            return
+        relay.moving()
+        self._moving_client, self._moving_backend = client.hand_over(), backend.hand_over()
+        self._host.loop.create_task(self._adopt(relay))
+
+    async def _adopt(self, relay: Relay) -> None:
+        """Give the backend's socket a transport, then the client's; stop if closed meanwhile.
+
+        A socket is the transport's from the call that makes it, even if that call fails:
+        `_release` closes only what no transport owns yet."""
+        loop = self._host.loop
+        backend_sock, client_sock = self._moving_backend, self._moving_client
+        if backend_sock is None or client_sock is None:
+            return  # closed before this task began: `_release` closed both
+        self._moving_backend = None
+        try:
+            backend, _ = await loop.connect_accepted_socket(
+                lambda: BackendProtocol(relay), backend_sock)
+        except OSError as exc:
+            self.close(CloseReason.BACKEND_CLOSED, f"backend connection lost: {exc}",
+                       Side.BACKEND)
+            return
+        if self.record.reason is not None:  # closed meanwhile: `_release` closed the client's
+            backend.close()
+            return
+        self._moving_client = None
+        try:
+            client, _ = await loop.connect_accepted_socket(
+                lambda: _MovedClient(self, relay), client_sock)
+        except OSError as exc:
+            self.close(CloseReason.CLIENT_CLOSED, f"client connection lost: {exc}", Side.CLIENT)
+            self._finish()  # no transport of its own will say connection_lost
+            return
+        if self.record.reason is not None:
+            client.close()  # closed meanwhile: its connection_lost finishes the connection
+
+    def client_moved(self, client: asyncio.Transport) -> None:
+        """The client's new transport is made: it is the connection's, and the relay's."""
+        self.transport = client
+        if self._relay is not None and self.record.reason is None:
+            self._relay.moved(client)
 
     def _dial_expired(self) -> None:
         self._dial_timer = None
@@ -594,3 +692,37 @@ class FastConnection(ClientConnection):
             self._dialling.discard()
             self._dialling = self._attempt = None
         ClientConnection._release(self)
+        for sock in (self._moving_backend, self._moving_client):
+            if sock is not None:
+                sock.close()
+        self._moving_backend = None
+        if self._moving_client is not None:
+            # No transport owns the client's socket: none will say connection_lost.
+            self._moving_client = None
+            self._finish()
+
+
+class _MovedClient(asyncio.Protocol):
+    """The client side of a relay moved to the loop's transports.
+
+    Its events go straight to the connection and the relay (bound per connection, as
+    `BackendProtocol` does): no hop per read."""
+
+    __slots__ = ("_connection", "connection_lost", "data_received", "eof_received",
+                 "pause_writing", "resume_writing")
+    data_received: Callable[[bytes], None]  # type: ignore[assignment]
+    eof_received: Callable[[], bool | None]
+    connection_lost: Callable[[Exception | None], None]  # type: ignore[assignment]
+    pause_writing: Callable[[], None]
+    resume_writing: Callable[[], None]
+
+    def __init__(self, connection: FastConnection, relay: Relay) -> None:
+        self._connection = connection
+        self.data_received = relay.from_client
+        self.eof_received = connection.eof_received
+        self.connection_lost = connection.connection_lost
+        self.pause_writing = connection.pause_writing
+        self.resume_writing = connection.resume_writing
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._connection.client_moved(transport)  # type: ignore[arg-type]

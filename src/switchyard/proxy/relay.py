@@ -54,9 +54,10 @@ class ClientSide(Protocol):
 class Relay:
     """Relays one connection; `close` ends it (the connection owns the client socket)."""
 
-    __slots__ = ("_backend", "_backend_eof", "_backend_lost", "_backend_paused", "_client",
-                 "_client_eof", "_close", "_delay", "_delay_timer", "_held", "_loop", "_ready",
-                 "_record", "_splice", "_splice_at", "_started", "spliced")
+    __slots__ = ("_backend", "_backend_eof", "_backend_lost", "_backend_paused", "_busy",
+                 "_busy_in", "_client", "_client_eof", "_close", "_delay", "_delay_timer",
+                 "_held", "_loop", "_ready", "_record", "_splice", "_splice_at", "_started",
+                 "spliced")
 
     def __init__(self, record: ConnectionRecord, client: ClientSide, close: Closer, *,
                  loop: asyncio.AbstractEventLoop, termination_delay: float,
@@ -83,6 +84,8 @@ class Relay:
         self._splice_at = SPLICE_AFTER if plaintext and not SPLICE_ALWAYS else 0
         if plaintext and SPLICE_ALWAYS:
             self._splice_at = -1  # splice as soon as the relay starts
+        self._busy_in = 0  # reads from the client still to go before `_busy` is told (0: never)
+        self._busy: Callable[[], None] | None = None
 
     @property
     def client_socket(self) -> socket.socket | None:
@@ -93,6 +96,33 @@ class Relay:
         client's TLS handshake); not counted as the client's."""
         if self._backend is not None and not self._backend.is_closing():
             self._backend.write(data)
+
+    @property
+    def backend(self) -> asyncio.Transport | None:
+        return self._backend
+
+    @property
+    def settled(self) -> bool:
+        """Relaying both ways with nothing pending: no FIN yet, no splice, no held bytes."""
+        return (self._started and self._ready and not self._client_eof
+                and not self._backend_eof and not self._held and self._splice is None
+                and self._record.phase is Phase.RELAYING and self._record.reason is None)
+
+    def when_busy(self, reads: int, told: Callable[[], None]) -> None:
+        """Call `told` once the client has sent `reads` more times (the fast engine moves a
+        long-lived relay to the loop's own transports then)."""
+        self._busy_in, self._busy = reads, told
+
+    def moving(self) -> None:
+        """The client's transport is being replaced: hold backend bytes until `moved`."""
+        self._ready = False
+        self._record.phase = Phase.UPGRADING
+
+    def moved(self, client: ClientSide) -> None:
+        """The client side is `client` now: bytes held meanwhile go out, then the rest."""
+        self._client = client
+        self._record.phase = Phase.RELAYING
+        self.client_ready()
 
     def forbid_splice_unless(self, *, plain: bool) -> None:
         """A retry dials another server: splice only if that one is plaintext too."""
@@ -148,6 +178,10 @@ class Relay:
         self._backend.write(data)
         if self._splice_at > 0 and len(data) >= _BULK_READ:
             self._count_bulk(len(data))
+        if self._busy_in:
+            self._busy_in -= 1
+            if not self._busy_in and self._busy is not None:
+                self._busy()
 
     def from_backend(self, data: bytes) -> None:
         if not self._ready:
