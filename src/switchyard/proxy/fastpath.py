@@ -539,7 +539,8 @@ class FastConnection(ClientConnection):
     bytes that come before the client's is made are held by the relay.
     """
 
-    __slots__ = ("_attempt", "_dial_timer", "_dialling", "_moving_backend", "_moving_client")
+    __slots__ = ("_attempt", "_dial_timer", "_dialling", "_move_task", "_moving_backend",
+                 "_moving_client")
 
     def __init__(self, host: ConnectionHost) -> None:
         ClientConnection.__init__(self, host)
@@ -549,6 +550,7 @@ class FastConnection(ClientConnection):
         # Sockets between the engine and the loop's transports, until one of those owns them.
         self._moving_client: socket.socket | None = None
         self._moving_backend: socket.socket | None = None
+        self._move_task: asyncio.Task[None] | None = None  # held: the loop keeps weak ones
 
     def _start_dial(self, decision: Decision, server: Server, transport: ServersTransport,
                     tried: list[Server]) -> None:
@@ -627,13 +629,23 @@ class FastConnection(ClientConnection):
             return
         relay.moving()
         self._moving_client, self._moving_backend = client.hand_over(), backend.hand_over()
-        self._host.loop.create_task(self._adopt(relay))
+        self._move_task = self._host.loop.create_task(self._adopt(relay))
 
     async def _adopt(self, relay: Relay) -> None:
         """Give the backend's socket a transport, then the client's; stop if closed meanwhile.
 
         A socket is the transport's from the call that makes it, even if that call fails:
         `_release` closes only what no transport owns yet."""
+        try:
+            await self._adopt_both(relay)
+        except asyncio.CancelledError:  # the loop is shutting down: the transport half-made
+            self.close(CloseReason.SHUTDOWN, "", Side.SWITCHYARD)  # by uvloop is closed by it
+            self._finish()
+            raise
+        finally:
+            self._move_task = None
+
+    async def _adopt_both(self, relay: Relay) -> None:
         loop = self._host.loop
         backend_sock, client_sock = self._moving_backend, self._moving_client
         if backend_sock is None or client_sock is None:
