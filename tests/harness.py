@@ -177,6 +177,19 @@ def ensure_command(command: str, package: str) -> str:
     return found
 
 
+_DEAD: list[socket.socket] = []
+
+
+def dead_port(host: str = "127.0.0.1") -> int:
+    """A port that refuses connections for the rest of the run: bound and never listening,
+    so that no listener started later (an entry point on port 0, another process) can be
+    given it, as one could a `free_port`, and answer in its place."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.bind((host, 0))
+    _DEAD.append(sock)
+    return int(sock.getsockname()[1])
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on right now (for processes that cannot report theirs)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:

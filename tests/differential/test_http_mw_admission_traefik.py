@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import LoopThread, free_port, http_server
+from tests.harness import LoopThread, dead_port, http_server
 from tests.integration.test_http_mw_admission import Gate
 from tests.traefikkit import TRAEFIK, side_by_side
 
@@ -29,7 +29,7 @@ pytestmark = [
 
 # Refusal fields worth comparing; Date differs by nature.
 COMPARED = ("content-type", "content-length", "x-content-type-options", "retry-after")
-DOWN = free_port()  # a Redis address nothing listens on
+DOWN = dead_port()  # a Redis address nothing listens on
 
 MIDDLEWARES: dict[str, dict[str, Any]] = {
     "loopback": {"ipAllowList": {"sourceRange": ["127.0.0.1/32"]}},

@@ -16,7 +16,7 @@ import bcrypt
 import pytest
 
 from switchyard.http.middlewares.htpasswd import apr1, sha1_secret
-from tests.harness import LoopThread, free_port
+from tests.harness import LoopThread, dead_port
 from tests.integration.test_http_mw_auth import auth_server
 from tests.mwkit import echo_backend, echoed, raw_request
 from tests.traefikkit import TRAEFIK, side_by_side
@@ -98,7 +98,7 @@ def proxies(tmp_path_factory: pytest.TempPathFactory
                 apr1_user="bob:" + apr1(b"builder", b"saltsalt"),
                 sha_user="carol:" + sha1_secret(b"sha-pass"),
                 digest_user="dave:traefik:" + hashlib.md5(b"dave:traefik:pw").hexdigest(),
-                auth=auth, dead=free_port(), echo=echo)
+                auth=auth, dead=dead_port(), echo=echo)
             with side_by_side(loop, tmp_path, dynamic) as (theirs, ours):
                 yield theirs, ours, seen
     finally:

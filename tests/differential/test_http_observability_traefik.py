@@ -38,7 +38,7 @@ from switchyard.http.responder import NOT_FOUND
 from switchyard.http.server import ServerSettings
 from switchyard.observability.http_accesslog import HTTPAccessLog
 from switchyard.observability.logfile import LogFile
-from tests.harness import LoopThread, ensure_command, free_port
+from tests.harness import LoopThread, dead_port, ensure_command, free_port
 from tests.httpkit import Engine, H11Backend
 from tests.mwkit import serve
 from tests.resiliencekit import scripted_backend
@@ -274,7 +274,7 @@ def test_middlewares_add_no_families_and_retried_attempts_count_at_the_service(
 
 
 def _compare_middleware_metrics(tmp_path: Path, loop_thread: LoopThread, live: str) -> None:
-    dynamic = MIDDLEWARE_DYNAMIC.format(dead=f"http://127.0.0.1:{free_port()}", live=live)
+    dynamic = MIDDLEWARE_DYNAMIC.format(dead=f"http://127.0.0.1:{dead_port()}", live=live)
     static = {"metrics": {"prometheus": {"addRoutersLabels": True}}}
 
     def play(port: int) -> None:
@@ -564,7 +564,7 @@ def run_table(tmp_path: Path, loop_thread: LoopThread, ca: trustme.CA, static: d
     results = []
     with fixed_backend() as fixed:
         dynamic = TABLE_DYNAMIC.format(basic=APR1_TEST, digest=DIGEST_TEST, fixed=fixed,
-                                       dead=f"http://127.0.0.1:{free_port()}",
+                                       dead=f"http://127.0.0.1:{dead_port()}",
                                        client_ca=files["client_ca"])
         for name in ("traefik", "switchyard"):
             directory = tmp_path / name

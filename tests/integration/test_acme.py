@@ -39,6 +39,7 @@ from switchyard.tls.acme_http import ACMEChallengeHandler, challenge_token
 from switchyard.tls.certificates import load_certificate
 from tests.harness import (
     LoopThread,
+    dead_port,
     ensure_command,
     free_port,
     new_loop,
@@ -70,7 +71,7 @@ class Pebble:
         self.management_port = free_port()
         self.dns_port = free_port()
         self.tls_port = tls_port
-        self.http_port = http_port or free_port()  # a port nobody answers on, by default
+        self.http_port = http_port or dead_port()  # a port nobody answers on, by default
         self.ca_file = workdir / "pebble-api-ca.pem"
         ca.cert_pem.write_to_path(str(self.ca_file))
         served = ca.issue_cert("127.0.0.1", "localhost")

@@ -18,7 +18,7 @@ import bcrypt
 import pytest
 
 from switchyard.http.middlewares.htpasswd import apr1, sha1_secret
-from tests.harness import LoopThread, ensure_command, free_port
+from tests.harness import LoopThread, dead_port, ensure_command
 from tests.mwkit import echo_backend, echoed, raw_request, serve
 
 
@@ -414,7 +414,7 @@ def forward(loop_thread: LoopThread, tmp_path: Path, ca: Any
     ca.cert_pem.write_to_path(str(ca_file))
     with (auth_server() as (auth, seen), auth_server(server_context) as (tls_auth, tls_seen),
           echo_backend() as echo):
-        dynamic = FORWARD.format(auth=auth, tls_auth=tls_auth, dead=free_port(), echo=echo,
+        dynamic = FORWARD.format(auth=auth, tls_auth=tls_auth, dead=dead_port(), echo=echo,
                                  ca_file=ca_file)
         with serve(loop_thread, tmp_path, dynamic, api={"insecure": True}) as ports:
             yield ports, seen, tls_seen

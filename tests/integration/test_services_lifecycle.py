@@ -18,6 +18,7 @@ from tests.harness import (
     Backends,
     LoopThread,
     connect,
+    dead_port,
     ensure_command,
     free_port,
     greeting_name,
@@ -90,7 +91,7 @@ def test_backend_that_accepts_but_never_answers_expect_is_marked_down(
 
 def test_no_healthy_server_closes_the_connection_at_once(
         loop_thread: LoopThread, tmp_path: Path) -> None:
-    dead_a, dead_b = free_port(), free_port()
+    dead_a, dead_b = dead_port(), dead_port()
     app = start_router(loop_thread, tmp_path, HEALTH_CONFIG.format(a=dead_a, b=dead_b, extra=""))
     wait_until(lambda: not server_up(app, f"127.0.0.1:{dead_a}")
                and not server_up(app, f"127.0.0.1:{dead_b}"), what="both DOWN")

@@ -18,7 +18,7 @@ from tests.harness import (
     Backends,
     LoopThread,
     connect,
-    free_port,
+    dead_port,
     greeting_name,
     start_router,
     stop_router,
@@ -137,7 +137,7 @@ def test_hrw_keeps_each_client_across_a_reload_and_moves_only_a_removed_servers_
 def test_a_refused_dial_is_retried_on_the_next_server(loop_thread: LoopThread,
                                                       backends: Backends, tmp_path: Path) -> None:
     live = f"127.0.0.1:{backends.whoami('live')}"
-    dead = f"127.0.0.1:{free_port()}"
+    dead = f"127.0.0.1:{dead_port()}"
     app = start_router(loop_thread, tmp_path, config({
         "s": service([dead, live], retry={"attempts": 2}),
         "plain": service([dead, live])}))
@@ -168,7 +168,7 @@ def api(port: int, path: str) -> Any:
 def test_passive_health_takes_a_failing_server_out_and_shows_it(
         loop_thread: LoopThread, backends: Backends, tmp_path: Path) -> None:
     live = f"127.0.0.1:{backends.whoami('live')}"
-    dead = f"127.0.0.1:{free_port()}"
+    dead = f"127.0.0.1:{dead_port()}"
     app = start_router(
         loop_thread, tmp_path, config({"s": service(
             [dead, live], retry={"attempts": 2},
@@ -235,7 +235,7 @@ def test_backend_resets_count_as_passive_failures(loop_thread: LoopThread, backe
 
 def test_a_retry_in_a_weighted_service_moves_on_to_the_next_child(
         loop_thread: LoopThread, backends: Backends, tmp_path: Path) -> None:
-    live, dead = f"127.0.0.1:{backends.whoami('live')}", f"127.0.0.1:{free_port()}"
+    live, dead = f"127.0.0.1:{backends.whoami('live')}", f"127.0.0.1:{dead_port()}"
     app = start_router(loop_thread, tmp_path, config({
         "split": {"weighted": {"services": [{"name": "first"}, {"name": "second"}]}},
         "first": service([dead], retry={"attempts": 2}),
