@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -206,3 +207,63 @@ def test_a_connection_closed_while_moving_is_finished_once_with_nothing_left_ope
             sorted((Counter(fds_before) - Counter(now)).elements()))
         time.sleep(0.01)
     assert setup.transports() == set()
+
+
+TERMINATING = """
+tcp:
+  routers:
+    secure: {{rule: "HostSNI(`*`)", service: app, tls: {{}}}}
+  services:
+    app:
+      loadBalancer:
+        servers: [{{address: "127.0.0.1:{port}"}}]
+tls:
+  certificates:
+    - {{certFile: "{cert}", keyFile: "{key}"}}
+"""
+
+
+def test_a_terminated_relay_moves_under_its_tls_layer(
+        loop_thread: LoopThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca: Any
+        ) -> None:
+    monkeypatch.setattr(fastpath, "MOVE_AFTER", 3)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(5)
+    issued = ca.issue_cert("move.test")
+    cert, key = tmp_path / "move.crt", tmp_path / "move.key"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    log = tmp_path / "access.log"
+    app = start_router(loop_thread, tmp_path, TERMINATING.format(
+        port=listener.getsockname()[1], cert=cert, key=key),
+        accessLog={"filePath": str(log), "format": "json"})
+    setup = Setup.__new__(Setup)
+    setup.loop, setup.app, setup.log, setup.backend = loop_thread, app, log, listener
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    sent_in = sent_out = 0
+    with listener, context.wrap_socket(connect(app.entrypoints["ep"].port),
+                                       server_hostname="move.test") as client:
+        backend, _ = listener.accept()
+        backend.settimeout(5)
+        with backend:
+            for turn in range(20):
+                request = os.urandom(1 + turn * 41)
+                client.sendall(request)
+                assert _exactly(backend, len(request)) == request
+                answer = os.urandom(1 + turn * 59)
+                backend.sendall(answer[:3])
+                backend.sendall(answer[3:])
+                assert _exactly(client, len(answer)) == answer
+                sent_in, sent_out = sent_in + len(request), sent_out + len(answer)
+            assert "FastTransport" not in setup.transports()
+            assert client.version() is not None  # the same TLS session all along
+            backend.sendall(b"bye")
+            assert _exactly(client, 3) == b"bye"
+            backend.close()  # the backend's FIN: Switchyard's close_notify, then the close
+            assert _exactly(client, 1) == b""
+    line = setup.lines(1)[0]
+    assert (line["reason"], line["closed_by"]) == ("normal", "backend")
+    assert (line["bytes_in"], line["bytes_out"]) == (sent_in, sent_out + 3)

@@ -607,10 +607,15 @@ class FastConnection(ClientConnection):
         self._relayed_on(server)
         self._dialled_transport = transport
         self._relaying(decision)
-        if backend.engine.move_after > 0 and self._tls is None and self.record.reason is None:
-            relay.when_busy(backend.engine.move_after, self._busy)
 
     # -- moving a busy relay to the loop's transports ---------------------------------------
+
+    def _relaying(self, decision: Decision) -> None:
+        ClientConnection._relaying(self, decision)
+        client, relay = self.transport, self._relay
+        if (isinstance(client, FastTransport) and client.engine.move_after > 0
+                and relay is not None and self.record.reason is None):
+            relay.when_busy(client.engine.move_after, self._busy)
 
     def _busy(self) -> None:
         # Told from inside a read: the move waits until the engine's batch is handled.
@@ -622,22 +627,26 @@ class FastConnection(ClientConnection):
         if relay is None or self.record.reason is not None or not isinstance(
                 client, FastTransport):
             return
-        backend = relay.backend
-        if not (relay.settled and isinstance(backend, FastTransport) and client.movable()
-                and backend.movable()):
+        # A backend dialled by the portable dialler (TLS termination) has its transport.
+        backend, tls = relay.backend, self._tls
+        fast_backend = backend if isinstance(backend, FastTransport) else None
+        if not (relay.settled and client.movable() and (tls is None or tls.settled)
+                and (fast_backend is None or fast_backend.movable())):
             relay.when_busy(client.engine.move_after, self._busy)  # flow control: later
             return
         relay.moving()
-        self._moving_client, self._moving_backend = client.hand_over(), backend.hand_over()
-        self._move_task = self._host.loop.create_task(self._adopt(relay))
+        self._moving_client = client.hand_over()
+        self._moving_backend = fast_backend.hand_over() if fast_backend is not None else None
+        # What the client's reads go to: the relay, or the TLS layer that decrypts for it.
+        self._move_task = self._host.loop.create_task(self._adopt(relay, self._on_data))
 
-    async def _adopt(self, relay: Relay) -> None:
+    async def _adopt(self, relay: Relay, on_data: Callable[[bytes], None]) -> None:
         """Give the backend's socket a transport, then the client's; stop if closed meanwhile.
 
         A socket is the transport's from the call that makes it, even if that call fails:
         `_release` closes only what no transport owns yet."""
         try:
-            await self._adopt_both(relay)
+            await self._adopt_both(relay, on_data)
         except asyncio.CancelledError:  # the loop is shutting down: the transport half-made
             self.close(CloseReason.SHUTDOWN, "", Side.SWITCHYARD)  # by uvloop is closed by it
             self._finish()
@@ -645,26 +654,27 @@ class FastConnection(ClientConnection):
         finally:
             self._move_task = None
 
-    async def _adopt_both(self, relay: Relay) -> None:
+    async def _adopt_both(self, relay: Relay, on_data: Callable[[bytes], None]) -> None:
         loop = self._host.loop
         backend_sock, client_sock = self._moving_backend, self._moving_client
-        if backend_sock is None or client_sock is None:
-            return  # closed before this task began: `_release` closed both
-        self._moving_backend = None
-        try:
-            backend, _ = await loop.connect_accepted_socket(
-                lambda: BackendProtocol(relay), backend_sock)
-        except OSError as exc:
-            self.close(CloseReason.BACKEND_CLOSED, f"backend connection lost: {exc}",
-                       Side.BACKEND)
-            return
-        if self.record.reason is not None:  # closed meanwhile: `_release` closed the client's
-            backend.close()
-            return
+        if client_sock is None:
+            return  # closed before this task began: `_release` closed the sockets
+        if backend_sock is not None:
+            self._moving_backend = None
+            try:
+                backend, _ = await loop.connect_accepted_socket(
+                    lambda: BackendProtocol(relay), backend_sock)
+            except OSError as exc:
+                self.close(CloseReason.BACKEND_CLOSED, f"backend connection lost: {exc}",
+                           Side.BACKEND)
+                return
+            if self.record.reason is not None:  # closed meanwhile: `_release` closed the
+                backend.close()  # client's socket
+                return
         self._moving_client = None
         try:
             client, _ = await loop.connect_accepted_socket(
-                lambda: _MovedClient(self, relay), client_sock)
+                lambda: _MovedClient(self, on_data), client_sock)
         except OSError as exc:
             self.close(CloseReason.CLIENT_CLOSED, f"client connection lost: {exc}", Side.CLIENT)
             self._finish()  # no transport of its own will say connection_lost
@@ -676,7 +686,11 @@ class FastConnection(ClientConnection):
         """The client's new transport is made: it is the connection's, and the relay's."""
         self.transport = client
         if self._relay is not None and self.record.reason is None:
-            self._relay.moved(client)
+            if self._tls is not None:
+                self._tls.moved(client)
+                self._relay.moved(self._tls)
+            else:
+                self._relay.moved(client)
 
     def _dial_expired(self) -> None:
         self._dial_timer = None
@@ -728,9 +742,9 @@ class _MovedClient(asyncio.Protocol):
     pause_writing: Callable[[], None]
     resume_writing: Callable[[], None]
 
-    def __init__(self, connection: FastConnection, relay: Relay) -> None:
+    def __init__(self, connection: FastConnection, on_data: Callable[[bytes], None]) -> None:
         self._connection = connection
-        self.data_received = relay.from_client
+        self.data_received = on_data
         self.eof_received = connection.eof_received
         self.connection_lost = connection.connection_lost
         self.pause_writing = connection.pause_writing

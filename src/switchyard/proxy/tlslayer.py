@@ -56,6 +56,15 @@ class TLSLayer:
     def peer_certificates(self) -> tuple[bytes, ...]:
         return self._tls.peer_certificates
 
+    @property
+    def settled(self) -> bool:
+        """Handshake done, no close_notify either way: the transport under it may change."""
+        return self._tls.handshake_done and not self.closing and not self._peer_closed
+
+    def moved(self, transport: asyncio.Transport) -> None:
+        """The client's bytes come and go through `transport` from now on."""
+        self._transport = transport
+
     def start(self, first: bytes, timeout: float, timeout_detail: str) -> None:
         """Begin with the bytes already read; fail with `timeout_detail` if not done in time."""
         if timeout > 0:
