@@ -93,6 +93,11 @@ class _Direction:
                 self.relay.failed(self, exc)
                 return
             if moved == 0:
+                # splice says 0 for a reset as for a FIN; the reset's error is still there.
+                code = self.src.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    self.relay.failed(self, OSError(code, os.strerror(code)))
+                    return
                 self.eof = True
                 self._watch_read(False)
                 break
@@ -136,6 +141,9 @@ class _Direction:
     def stop(self) -> None:
         self._watch_read(False)
         self._watch_write(False)
+        # Nothing calls back any more: let go of the owner's callbacks, so that reference
+        # counting frees the relay and its owner without the cyclic collector.
+        self.count, self.on_eof = _ignore_count, _nothing
 
     def close_pipe(self) -> None:
         # An empty pipe is as good as new: keep a few to save two syscalls per
@@ -145,6 +153,18 @@ class _Direction:
         else:
             os.close(self.read_fd)
             os.close(self.write_fd)
+
+
+def _ignore_count(count: int) -> None:
+    pass
+
+
+def _nothing() -> None:
+    pass
+
+
+def _ignore_error(side: str, exc: OSError) -> None:
+    pass
 
 
 class SpliceRelay:
@@ -173,6 +193,8 @@ class SpliceRelay:
         self.downstream.start()
 
     def failed(self, direction: _Direction, exc: OSError) -> None:
+        if self.closed:
+            return
         side = "client" if direction.src is self.client else "backend"
         if direction is self.upstream and exc.errno == errno.EPIPE:
             side = "backend"  # writing to the backend failed
@@ -189,6 +211,9 @@ class SpliceRelay:
             direction.close_pipe()
         for sock in (self.client, self.backend):
             sock.close()
+        self._on_error = _ignore_error
+        # The directions point back here; without them nothing here points back at them.
+        del self.upstream, self.downstream
 
 
 def detach_socket(transport: asyncio.BaseTransport) -> socket.socket | None:
